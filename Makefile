@@ -1,0 +1,35 @@
+# Quickstart on a fresh machine (Python 3.11 with venv):
+#   make demo   # install into .venv, run the demo sweep, print its summary table
+#   make test   # install into .venv (with test tools), run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-all lint list clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/nlt-run -m +sweep=demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: install
+	$(BIN)/ruff check .
+
+list: install
+	$(BIN)/nlt-list
+
+clean:
+	rm -rf results outputs multirun reports/latest .pytest_cache

@@ -1,0 +1,101 @@
+"""What every algorithm plugin provides, and the registry that finds it by name.
+
+An algorithm is one class in one file (benchopt's solver, torch.optim's optimizer):
+
+* ``name``: the registry key, also ``conf/algorithm/<name>.yaml``;
+* ``Params``: a dataclass of hyperparameters with defaults, also the Hydra schema;
+* ``references``: the papers the update rule comes from;
+* ``memory_bytes(params, shape)``: the planned peak memory, which the runner compares with the
+  budget (``skip`` may refuse for other reasons, returning a sentence instead of crashing);
+* ``step(phase)``: one outer iteration, updating ``problem.W`` in place and returning a
+  ``StepInfo``; the runner owns the clock, stopping and recording, and the algorithm marks its
+  phases with ``with phase("solve"): ...``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import torch
+
+from harness.device import format_bytes
+from harness.problem import TwoLayerReLU
+from harness.registry import Registry
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The sizes a feasibility check sees before anything is allocated."""
+
+    n: int
+    m: int
+    d: int
+    itemsize: int = 4  # bytes per element of the working dtype
+
+    def bytes(self, elements: float) -> int:
+        return int(elements * self.itemsize)
+
+
+@dataclass
+class StepInfo:
+    """What a step reports beyond its time: inner iterations (CG, …) and free-form extras."""
+
+    inner_iters: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def base_memory(shape: Shape) -> int:
+    """X, y, W, W0, a, plus one linearisation (the n×m pattern D) and an m×d gradient."""
+    n, m, d = shape.n, shape.m, shape.d
+    return shape.bytes(n * d + n + 3 * m * d + m + n * m + 2 * n)
+
+
+class Algorithm:
+    name: ClassVar[str]
+    Params: ClassVar[type]
+    references: ClassVar[tuple[str, ...]] = ()
+    #: ``first_order`` or ``gauss_newton``: reports group methods by family.
+    family: ClassVar[str] = "first_order"
+
+    def __init__(self, problem: TwoLayerReLU, params: Any, generator: torch.Generator):
+        self.problem = problem
+        self.params = params
+        self.generator = generator  # the algorithm's own random stream (batches, sketches)
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def memory_bytes(cls, params: Any, shape: Shape) -> int:
+        """Planned peak memory of a run; override where the method needs more than a step."""
+        return base_memory(shape)
+
+    @classmethod
+    def skip(cls, params: Any, shape: Shape, budget_bytes: int) -> str | None:
+        """A reason not to run (None: run). Default: the memory estimate exceeds the budget."""
+        need = cls.memory_bytes(params, shape)
+        if need > budget_bytes:
+            return (f"{cls.name} needs about {format_bytes(need)} ({need} bytes) at n={shape.n}, "
+                    f"m={shape.m}, d={shape.d}, above the memory budget of "
+                    f"{format_bytes(budget_bytes)}")
+        return None
+
+    def setup(self, phase) -> None:
+        """Work done once before the first step (timed apart from the steps)."""
+
+    def step(self, phase) -> StepInfo:
+        raise NotImplementedError
+
+
+ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm", "algorithms", "nlt.algorithms")
+
+
+def register(cls: type[Algorithm]) -> type[Algorithm]:
+    """Class decorator: add an algorithm to the registry under ``cls.name``."""
+    return ALGORITHMS.register(cls.name)(cls)
+
+
+def param_defaults(params_cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in fields(params_cls)}

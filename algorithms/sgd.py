@@ -1,0 +1,72 @@
+r"""Mini-batch stochastic gradient descent, optional heavy-ball momentum.
+
+On a batch B of size b drawn without replacement (a fresh permutation every epoch, from the
+algorithm's own random stream), the unbiased gradient estimate is
+
+    ĝ = (n / b) J_Bᵀ r_B,    W ← W − η ĝ   (momentum: torch.optim.SGD's buffer).
+
+``lr: auto`` takes η = (b / n) / λ_max(G_0): the full-batch safe step for the batch *sum*.
+One outer iteration is one mini-batch step, costing O(b·m·d).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from algorithms.base import Algorithm, StepInfo, register
+from algorithms.gd import resolve_lr
+from harness.errors import ConfigError
+
+
+@dataclass
+class SGDParams:
+    lr: Any = "auto"  # step size η, or "auto" = (b/n)/λ_max(G_0)
+    batch_size: int = 32  # b; capped at n
+    momentum: float = 0.0  # heavy-ball momentum in [0, 1)
+    power_iters: int = 100
+
+
+@register
+class SGD(Algorithm):
+    """Mini-batch SGD with optional momentum (torch.optim.SGD on a closed-form gradient)."""
+
+    name = "sgd"
+    Params = SGDParams
+    references = ("Robbins, Monro. A stochastic approximation method. 1951",)
+
+    def setup(self, phase) -> None:
+        p, n = self.params, self.problem.n
+        if p.batch_size < 1:
+            raise ConfigError(f"algorithm.batch_size must be >= 1, got {p.batch_size}")
+        if not 0 <= p.momentum < 1:
+            raise ConfigError(f"algorithm.momentum must be in [0, 1), got {p.momentum}")
+        self.b = min(p.batch_size, n)
+        with phase("step_size"):
+            lr = resolve_lr(p.lr, self.problem, self.generator, p.power_iters)
+        self.lr = lr * self.b / n if p.lr == "auto" else lr
+        self.W = self.problem.W
+        self.optimizer = torch.optim.SGD([self.W], lr=self.lr, momentum=p.momentum)
+        self._order = torch.empty(0, dtype=torch.long)
+        self._cursor = 0
+
+    def _next_batch(self) -> torch.Tensor:
+        if self._cursor + self.b > self._order.numel():
+            gen = self.generator
+            self._order = torch.randperm(self.problem.n, generator=gen, device=gen.device)
+            self._cursor = 0
+        rows = self._order[self._cursor:self._cursor + self.b]
+        self._cursor += self.b
+        return rows.to(self.problem.device)
+
+    @torch.no_grad()
+    def step(self, phase) -> StepInfo:
+        with phase("forward"):
+            lin = self.problem.linearize(rows=self._next_batch())
+        with phase("gradient"):
+            self.W.grad = lin.jacobian.rmatvec(lin.residual).mul_(self.problem.n / self.b)
+        with phase("update"):
+            self.optimizer.step()
+        return StepInfo(extras={"lr": self.lr})

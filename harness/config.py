@@ -1,0 +1,170 @@
+"""Configuration: the run schema, per-plugin Hydra schemas, and validation into plain objects.
+
+``conf/config.yaml`` composes a run from the groups ``algorithm`` and ``data``; this module
+registers their schemas with Hydra's ConfigStore (each algorithm's ``Params`` dataclass with a
+``name`` field added), and turns a composed config into validated objects the runner uses.
+Every error it raises is a ``ConfigError`` naming the bad value and the allowed ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from algorithms.base import ALGORITHMS
+from harness.data import DATASETS
+from harness.device import resolve_device, resolve_dtype
+from harness.errors import ConfigError
+from harness.problem import STREAMS, stream_seed
+from harness.results import NON_IDENTITY_KEYS
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@dataclass
+class ModelConfig:
+    m: int = 1024  # width
+
+
+@dataclass
+class SeedsConfig:
+    """Per-stream seeds; null derives the stream from the master ``seed``."""
+
+    data: Optional[int] = None
+    init: Optional[int] = None
+    algorithm: Optional[int] = None  # mini-batch order, sketches, power-iteration start
+
+
+@dataclass
+class TestingConfig:
+    """Fault injection for the harness's own tests (not part of a cell's identity)."""
+
+    fail_at_iter: Optional[int] = None
+    fail_mode: str = "raise"  # raise | kill
+
+
+@dataclass
+class RunConfig:
+    algorithm: Any = None
+    data: Any = None
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seed: int = 0
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "float32"  # float32 | float64
+    threads: Optional[int] = None  # torch CPU threads; null keeps torch's default
+    tf32: bool = False  # allow TF32 matmuls on CUDA (off: fp32 means fp32)
+    max_iters: int = 100
+    target_rel_loss: float = 1e-6
+    time_budget_s: Optional[float] = None  # cumulative step time after which a run stops
+    memory_budget_gb: Optional[float] = None  # null: a safe fraction of free memory
+    store: str = "results"
+    force: bool = False  # rerun cells that already have results
+    progress_interval_s: float = 1.0
+    testing: TestingConfig = field(default_factory=TestingConfig)
+
+
+def _schema(name: str, params_cls: type) -> type:
+    """The params dataclass with a leading-default ``name`` field: the Hydra schema."""
+    return dataclasses.make_dataclass(f"{params_cls.__name__}Schema",
+                                      [("name", str, dataclasses.field(default=name))],
+                                      bases=(params_cls,))
+
+
+def register_configs() -> None:
+    """Store the run schema and every algorithm/dataset schema in Hydra's ConfigStore.
+
+    Built-ins have ``conf/<group>/<name>.yaml`` extending ``_schema_<name>``; a third-party
+    plugin without a YAML is stored as ``<group>/<name>`` directly, so ``algorithm=<name>``
+    works for it too.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="_run_schema", node=RunConfig)
+    for group, registry, params_of in (("algorithm", ALGORITHMS, lambda o: o.Params),
+                                       ("data", DATASETS, lambda o: o.params)):
+        for name in registry.names():
+            schema = _schema(name, params_of(registry.get(name)))
+            cs.store(group=group, name=f"_schema_{name}", node=schema)
+            if not (CONF_DIR / group / f"{name}.yaml").exists():
+                cs.store(group=group, name=name, node=schema)
+
+
+def build_params(kind: str, params_cls: type, values: dict[str, Any]):
+    """Instantiate a params dataclass, naming unknown keys and the allowed ones."""
+    allowed = [f.name for f in dataclasses.fields(params_cls)]
+    bad = sorted(set(values) - set(allowed))
+    if bad:
+        raise ConfigError(f"Unknown {kind} parameter {bad[0]!r}. Available: {allowed}")
+    return params_cls(**values)
+
+
+@dataclass
+class ResolvedRun:
+    """A validated run: plain objects plus the identity dict that names its cell."""
+
+    algorithm: Any  # the Algorithm class
+    params: Any
+    dataset: str
+    data_params: dict[str, Any]
+    n: int
+    d: int
+    m: int
+    seed: int
+    seeds: dict[str, int]
+    device: torch.device
+    dtype: torch.dtype
+    cfg: DictConfig
+    identity: dict[str, Any]
+
+
+def _positive_int(key: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def resolve(cfg: DictConfig) -> ResolvedRun:
+    """Validate a composed config; nothing is allocated."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    alg_cfg = dict(container.get("algorithm") or {})
+    data_cfg = dict(container.get("data") or {})
+    algorithm = ALGORITHMS.get(alg_cfg.pop("name", None))
+    params = build_params(f"{algorithm.name}", algorithm.Params, alg_cfg)
+    spec = DATASETS.get(data_cfg.get("name"))
+    data_params = {k: v for k, v in data_cfg.items() if k not in ("name", "n", "d")}
+    build_params(f"{spec.name}", spec.params, {**data_params, "n": 1, "d": 1})
+    n = _positive_int("data.n", data_cfg.get("n"))
+    d = _positive_int("data.d", data_cfg.get("d"))
+    m = _positive_int("model.m", container["model"]["m"])
+    device = resolve_device(container["device"])
+    dtype = resolve_dtype(container["dtype"])
+    _positive_int("max_iters", container["max_iters"])
+    if container["target_rel_loss"] < 0:
+        raise ConfigError(f"target_rel_loss must be >= 0, got {container['target_rel_loss']}")
+    if container["threads"] is not None:
+        _positive_int("threads", container["threads"])
+    if container["testing"]["fail_mode"] not in ("raise", "kill"):
+        raise ConfigError(f"Unknown testing.fail_mode {container['testing']['fail_mode']!r}. "
+                          "Available: ['kill', 'raise']")
+    seed = container["seed"]
+    seeds = {s: (container["seeds"][s] if container["seeds"][s] is not None
+                 else stream_seed(seed, s)) for s in STREAMS}
+    identity = {k: v for k, v in container.items() if k not in NON_IDENTITY_KEYS}
+    identity["algorithm"] = {"name": algorithm.name, **dataclasses.asdict(params)}
+    identity["device"] = device.type
+    identity["seeds"] = seeds
+    return ResolvedRun(algorithm, params, spec.name, data_params, n, d, m, seed, seeds, device,
+                       dtype, cfg, identity)
+
+
+def store_path(cfg: DictConfig) -> Path:
+    return Path(os.path.expanduser(str(cfg.store)))

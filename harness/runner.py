@@ -1,0 +1,210 @@
+"""The runner owns the clock, stopping and recording; algorithms only step.
+
+One call of ``run_cell`` is one cell of a sweep: validate, reuse finished results, check
+feasibility, build the problem, then loop ``step`` under a synchronised clock. Evaluation of
+the loss, progress lines and recording happen outside the timed region. Whatever happens, the
+cell ends with a ``run.json`` whose status is one of ``harness.results.STATUSES``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from algorithms.base import Shape
+from harness.config import ResolvedRun, resolve, store_path
+from harness.device import device_name, memory_budget_bytes
+from harness.errors import ConfigError
+from harness.problem import make_generator, make_problem
+from harness.results import (cell_is_complete, cell_name, config_hash, provenance, read_run,
+                             write_cell)
+from harness.timing import PhaseClock, Stopwatch
+
+log = logging.getLogger("harness")
+
+#: A run diverges when its loss is not finite or exceeds this multiple of the initial loss.
+DIVERGENCE_FACTOR = 1e4
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str
+    cell: Path
+    reused: bool = False
+
+
+class InjectedFault(RuntimeError):
+    """Raised by ``testing.fail_at_iter`` so the tests can exercise failure handling."""
+
+
+def _apply_runtime_options(cfg: DictConfig, device: torch.device) -> None:
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = bool(cfg.tf32)
+        torch.backends.cudnn.allow_tf32 = bool(cfg.tf32)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        return {"peak_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
+                "peak_memory_kind": "torch.cuda.max_memory_allocated"}
+    import resource
+
+    return {"peak_memory_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024,
+            "peak_memory_kind": "process max RSS (includes earlier runs in this process)"}
+
+
+def _inject_fault(cfg: DictConfig, it: int) -> None:
+    if cfg.testing.fail_at_iter is not None and it == cfg.testing.fail_at_iter:
+        if cfg.testing.fail_mode == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise InjectedFault(f"injected fault at iteration {it} (testing.fail_at_iter)")
+
+
+def run_cell(cfg: DictConfig) -> Outcome:
+    """Run one configuration to completion and record it. Raises only ``ConfigError``."""
+    run = resolve(cfg)
+    cell = store_path(cfg) / cell_name(run.identity)
+    if not cfg.force and cell_is_complete(cell):
+        prior = read_run(cell) or {}
+        log.info("[%s] already done (%s); force=true reruns it", cell, prior.get("status"))
+        return Outcome(prior.get("status", "?"), prior.get("reason", ""), cell, reused=True)
+    _apply_runtime_options(cfg, run.device)
+    return _Run(run, cell).execute()
+
+
+class _Run:
+    def __init__(self, run: ResolvedRun, cell: Path):
+        self.run, self.cell, self.cfg = run, cell, run.cfg
+        self.rows: list[dict[str, Any]] = []
+        self.info: dict[str, Any] = {}
+        self.label = f"{run.algorithm.name} {run.dataset} n={run.n} m={run.m} d={run.d} " \
+                     f"seed={run.seed}"
+        self.threads = torch.get_num_threads()
+        self.prov = provenance(device_name(run.device), self.threads)
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def _row(self, it: int, loss: float, loss0: float, step: float, total: float,
+             inner, phases: dict[str, float], extras: dict[str, Any]) -> dict[str, Any]:
+        r = self.run
+        row = {"algorithm": r.algorithm.name, "dataset": r.dataset, "n": r.n, "m": r.m,
+               "d": r.d, "seed": r.seed, "device": r.device.type, "dtype": str(r.cfg.dtype),
+               "threads": self.threads, "git_commit": self.prov["git_commit"], "iter": it,
+               "loss": loss, "rel_loss": loss / loss0 if loss0 > 0 else 0.0,
+               "step_time_s": step, "time_s": total, "inner_iters": inner}
+        row.update({f"t_{k}": v for k, v in phases.items()})
+        for key, value in extras.items():
+            if key in row:
+                raise ValueError(f"StepInfo extra {key!r} collides with a result column")
+            row[key] = value
+        return row
+
+    def _finish(self, status: str, reason: str = "") -> Outcome:
+        losses = [row["loss"] for row in self.rows]
+        run = {
+            "status": status,
+            "reason": reason,
+            "label": self.label,
+            "cell": str(self.cell),
+            "config_hash": config_hash(self.run.identity),
+            "algorithm": self.run.algorithm.name,
+            "dataset": self.run.dataset,
+            "n": self.run.n, "m": self.run.m, "d": self.run.d, "seed": self.run.seed,
+            "device": self.run.device.type, "dtype": str(self.cfg.dtype),
+            "initial_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None,
+            "final_rel_loss": self.rows[-1]["rel_loss"] if self.rows else None,
+            "iterations": len(self.rows) - 1 if self.rows else 0,
+            "rows": len(self.rows),
+            "total_time_s": self.rows[-1]["time_s"] if self.rows else 0.0,
+            **self.info,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "identity": self.run.identity,
+            "provenance": self.prov,
+        }
+        run.update(_peak_memory(self.run.device))
+        if hasattr(self, "_wall_start"):
+            run["wall_time_s"] = time.perf_counter() - self._wall_start
+        write_cell(self.cell, self.rows, run)
+        log.info("[%s] %s%s -> %s", self.label, status, f" ({reason})" if reason else "",
+                 self.cell)
+        return Outcome(status, reason, self.cell)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def execute(self) -> Outcome:
+        r, cfg = self.run, self.cfg
+        shape = Shape(r.n, r.m, r.d, torch.empty((), dtype=r.dtype).element_size())
+        budget = memory_budget_bytes(r.device, cfg.memory_budget_gb)
+        self.info["estimated_memory_bytes"] = r.algorithm.memory_bytes(r.params, shape)
+        self.info["memory_budget_bytes"] = budget
+        reason = r.algorithm.skip(r.params, shape, budget)
+        if reason:
+            return self._finish("skipped", reason)
+        self._wall_start = time.perf_counter()
+        try:
+            return self._loop()
+        except ConfigError:
+            raise
+        except torch.OutOfMemoryError:
+            return self._finish("failed", "oom")
+        except Exception as exc:  # recorded, never lost: the sweep goes on
+            log.exception("[%s] failed", self.label)
+            return self._finish("failed", f"{type(exc).__name__}: {exc}")
+
+    def _loop(self) -> Outcome:
+        r, cfg = self.run, self.cfg
+        problem = make_problem(r.dataset, r.n, r.d, r.m, r.seed, data_seed=r.seeds["data"],
+                               init_seed=r.seeds["init"], device=r.device, dtype=r.dtype,
+                               **r.data_params)
+        algorithm = r.algorithm(problem, r.params,
+                                make_generator(r.seeds["algorithm"], r.device))
+        clock = PhaseClock(r.device)
+        with Stopwatch(r.device) as sw:
+            algorithm.setup(clock)
+        self.info["setup_time_s"] = sw.seconds
+        self.info["setup_phases_s"] = clock.pop()
+
+        loss0 = problem.loss()
+        self.info["initial_loss"] = loss0
+        self.rows.append(self._row(0, loss0, loss0, 0.0, 0.0, None, {}, {}))
+        if not math.isfinite(loss0):
+            return self._finish("diverged", f"initial loss is {loss0}")
+        total, last_print = 0.0, time.perf_counter()
+        for it in range(1, cfg.max_iters + 1):
+            _inject_fault(cfg, it)
+            with Stopwatch(r.device) as sw:
+                info = algorithm.step(clock)
+            total += sw.seconds
+            loss = problem.loss()  # evaluation: outside the clock
+            self.rows.append(self._row(it, loss, loss0, sw.seconds, total, info.inner_iters,
+                                       clock.pop(), info.extras))
+            rel = loss / loss0 if loss0 > 0 else 0.0
+            now = time.perf_counter()
+            if now - last_print >= cfg.progress_interval_s:
+                last_print = now
+                log.info("[%s] iter %d  loss %.3e  rel %.3e  step time %.2fs", self.label, it,
+                         loss, rel, total)
+            if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * loss0:
+                return self._finish("diverged", f"loss {loss:.3e} at iteration {it} "
+                                                f"(initial {loss0:.3e})")
+            if rel <= cfg.target_rel_loss:
+                return self._finish("converged", f"rel_loss {rel:.3e} <= "
+                                                 f"{cfg.target_rel_loss:g} at iteration {it}")
+            if cfg.time_budget_s is not None and total >= cfg.time_budget_s:
+                return self._finish("time_budget", f"{total:.1f}s of steps >= "
+                                                   f"{cfg.time_budget_s:g}s")
+        return self._finish("max_iters", f"rel_loss {rel:.3e} after {cfg.max_iters} iterations")
