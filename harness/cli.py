@@ -4,7 +4,8 @@ pre-flight check that validates every value of a sweep before any job starts."""
 from __future__ import annotations
 
 import sys
-from typing import Callable, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 from harness.errors import ConfigError
 

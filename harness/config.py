@@ -12,7 +12,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -36,16 +36,16 @@ class ModelConfig:
 class SeedsConfig:
     """Per-stream seeds; null derives the stream from the master ``seed``."""
 
-    data: Optional[int] = None
-    init: Optional[int] = None
-    algorithm: Optional[int] = None  # mini-batch order, sketches, power-iteration start
+    data: int | None = None
+    init: int | None = None
+    algorithm: int | None = None  # mini-batch order, sketches, power-iteration start
 
 
 @dataclass
 class TestingConfig:
     """Fault injection for the harness's own tests (not part of a cell's identity)."""
 
-    fail_at_iter: Optional[int] = None
+    fail_at_iter: int | None = None
     fail_mode: str = "raise"  # raise | kill
 
 
@@ -58,12 +58,12 @@ class RunConfig:
     seeds: SeedsConfig = field(default_factory=SeedsConfig)
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "float32"  # float32 | float64
-    threads: Optional[int] = None  # torch CPU threads; null keeps torch's default
+    threads: int | None = None  # torch CPU threads; null keeps torch's default
     tf32: bool = False  # allow TF32 matmuls on CUDA (off: fp32 means fp32)
     max_iters: int = 100
     target_rel_loss: float = 1e-6
-    time_budget_s: Optional[float] = None  # cumulative step time after which a run stops
-    memory_budget_gb: Optional[float] = None  # null: a safe fraction of free memory
+    time_budget_s: float | None = None  # cumulative step time after which a run stops
+    memory_budget_gb: float | None = None  # null: a safe fraction of free memory
     store: str = "results"
     force: bool = False  # rerun cells that already have results
     progress_interval_s: float = 1.0

@@ -7,8 +7,8 @@ to a hyperparameter dataclass (also the Hydra schema of ``conf/data/<name>.yaml`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

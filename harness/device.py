@@ -27,7 +27,8 @@ def resolve_device(name: str) -> torch.device:
     if base == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if base == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available. Available: ['cpu']")
+        raise ConfigError(f"device {name!r} requested but CUDA is not available. "
+                          "Available: ['auto', 'cpu']")
     return torch.device(name)
 
 

@@ -6,8 +6,9 @@ Shared by every method that solves with G matrix-free; each returns what the run
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 

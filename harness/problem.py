@@ -82,7 +82,7 @@ class JacobianOperator:
         return self.matvec(V)
 
     @property
-    def T(self) -> "_Adjoint":
+    def T(self) -> _Adjoint:
         return _Adjoint(self)
 
     def gram(self, damping: float = 0.0) -> torch.Tensor:

@@ -154,5 +154,5 @@ def provenance(device_name: str, threads: int) -> dict[str, Any]:
         "device_name": device_name,
         "hostname": platform.node(),
         "platform": platform.platform(),
-        "utc_time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "utc_time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

@@ -25,8 +25,14 @@ from harness.config import ResolvedRun, resolve, store_path
 from harness.device import device_name, memory_budget_bytes
 from harness.errors import ConfigError
 from harness.problem import make_generator, make_problem
-from harness.results import (cell_is_complete, cell_name, config_hash, provenance, read_run,
-                             write_cell)
+from harness.results import (
+    cell_is_complete,
+    cell_name,
+    config_hash,
+    provenance,
+    read_run,
+    write_cell,
+)
 from harness.timing import PhaseClock, Stopwatch
 
 log = logging.getLogger("harness")
