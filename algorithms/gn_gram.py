@@ -25,13 +25,28 @@ class GNGramParams:
 
 
 def cholesky_solve(G: torch.Tensor, r: torch.Tensor, damping: float) -> torch.Tensor:
-    """(G + μI)⁻¹ r by Cholesky; a clear error, not a traceback, if G + μI is not PD."""
+    """(G + μI)⁻¹ r by Cholesky (r of shape (n,) or (n, k)); a clear error if not PD."""
     L, info = torch.linalg.cholesky_ex(G)
     if int(info) != 0:
         raise FloatingPointError(
             f"G + μI is not numerically positive definite (μ={damping}, pivot {int(info)}); "
             f"raise algorithm.damping or use dtype=float64")
+    if r.ndim == 2:
+        return torch.cholesky_solve(r, L)
     return torch.cholesky_solve(r[:, None], L)[:, 0]
+
+
+def damped_gram_step(W: torch.Tensor, lin, step_size: float, damping: float, phase) -> None:
+    """W ← W − η Jᵀ (G + μI)⁻¹ r for one linearisation (all rows, or a mini-batch's).
+
+    G by the Hadamard identity, Cholesky solve; shared by gn_gram, ngd and ggn.
+    """
+    with phase("gram"):
+        G = lin.jacobian.gram(damping)
+    with phase("solve"):
+        g = cholesky_solve(G, lin.residual, damping)
+    with phase("update"):
+        W.sub_(lin.jacobian.rmatvec(g), alpha=step_size)
 
 
 def check_step(step_size: float, damping: float) -> None:
@@ -63,10 +78,5 @@ class GNGram(Algorithm):
         p = self.params
         with phase("forward"):
             lin = self.problem.linearize()
-        with phase("gram"):
-            G = lin.jacobian.gram(p.damping)
-        with phase("solve"):
-            g = cholesky_solve(G, lin.residual, p.damping)
-        with phase("update"):
-            self.problem.W.sub_(lin.jacobian.rmatvec(g), alpha=p.step_size)
+        damped_gram_step(self.problem.W, lin, p.step_size, p.damping, phase)
         return StepInfo()

@@ -50,6 +50,14 @@ class TestingConfig:
 
 
 @dataclass
+class RecordConfig:
+    """Opt-in diagnostics, computed after each step outside the clock (they cost O(n²(m+d) + n³))."""
+
+    # C5 of the spec: once ‖G_0 − H∞‖₂ and λ = λ_min(H∞); per step λ_min(G_t)/λ, ‖W_t − W_0‖_F
+    ntk: bool = False
+
+
+@dataclass
 class RunConfig:
     algorithm: Any = None
     data: Any = None
@@ -68,13 +76,40 @@ class RunConfig:
     force: bool = False  # rerun cells that already have results
     progress_interval_s: float = 1.0
     testing: TestingConfig = field(default_factory=TestingConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    # run each cell in a child process, so that a crash or SIGKILL (OOM killer) of the cell is
+    # recorded as a failed cell by its job instead of ending the job (harness/run.py)
+    isolate: bool = True
 
 
-def _schema(name: str, params_cls: type) -> type:
-    """The params dataclass with a leading-default ``name`` field: the Hydra schema."""
-    return dataclasses.make_dataclass(f"{params_cls.__name__}Schema",
-                                      [("name", str, dataclasses.field(default=name))],
-                                      bases=(params_cls,))
+_GROUPS = {"algorithm": (ALGORITHMS, lambda obj: obj.Params),
+           "data": (DATASETS, lambda obj: obj.params)}
+
+
+def _schema(group: str, name: str) -> type:
+    """The params dataclass with a leading-default ``name`` field: the Hydra schema.
+
+    A global of this module under a unique name (created on first use, also through the module
+    ``__getattr__`` below), so that configs holding it pickle into child processes, joblib and
+    submitit jobs.
+    """
+    qualname = f"_Schema_{group}_{name}"
+    if qualname not in globals():
+        registry, params_of = _GROUPS[group]
+        schema = dataclasses.make_dataclass(
+            qualname, [("name", str, dataclasses.field(default=name))],
+            bases=(params_of(registry.get(name)),))
+        schema.__module__ = __name__
+        globals()[qualname] = schema
+    return globals()[qualname]
+
+
+def __getattr__(attr: str) -> type:
+    for group in _GROUPS:
+        prefix = f"_Schema_{group}_"
+        if attr.startswith(prefix):
+            return _schema(group, attr[len(prefix):])
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def register_configs() -> None:
@@ -88,10 +123,9 @@ def register_configs() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="_run_schema", node=RunConfig)
-    for group, registry, params_of in (("algorithm", ALGORITHMS, lambda o: o.Params),
-                                       ("data", DATASETS, lambda o: o.params)):
+    for group, (registry, _) in _GROUPS.items():
         for name in registry.names():
-            schema = _schema(name, params_of(registry.get(name)))
+            schema = _schema(group, name)
             cs.store(group=group, name=f"_schema_{name}", node=schema)
             if not (CONF_DIR / group / f"{name}.yaml").exists():
                 cs.store(group=group, name=name, node=schema)
@@ -123,6 +157,10 @@ class ResolvedRun:
     dtype: torch.dtype
     cfg: DictConfig
     identity: dict[str, Any]
+
+
+#: How a cell is run, not what it computes: outside the cell hash.
+_RUNTIME_KEYS = ("isolate",)
 
 
 def _positive_int(key: str, value) -> int:
@@ -158,7 +196,10 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
     seed = container["seed"]
     seeds = {s: (container["seeds"][s] if container["seeds"][s] is not None
                  else stream_seed(seed, s)) for s in STREAMS}
-    identity = {k: v for k, v in container.items() if k not in NON_IDENTITY_KEYS}
+    identity = {k: v for k, v in container.items()
+                if k not in NON_IDENTITY_KEYS and k not in _RUNTIME_KEYS}
+    if not any(container["record"].values()):
+        identity.pop("record")  # no diagnostics: the same cell (and hash) as before they existed
     identity["algorithm"] = {"name": algorithm.name, **dataclasses.asdict(params)}
     identity["device"] = device.type
     identity["seeds"] = seeds

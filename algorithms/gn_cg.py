@@ -1,0 +1,73 @@
+r"""Gauss–Newton with an unpreconditioned, matrix-free conjugate-gradient solve (ablation).
+
+    solve (G + μI) g = r by CG to ‖r − (G + μI) g‖ ≤ tol·‖r‖,    W ← W − η Jᵀ g,
+
+with every product G p = J (Jᵀ p) = rowsum(X ⊙ D (Dᵀ (p ⊙ X))) / m applied matrix-free (two
+products with the n×m pattern D, about two forward passes). Nothing n×n is formed. CG needs
+about √κ(G + μI) iterations per decade of residual, and κ(G) grows like n/λ (spec §2): this
+is the ablation that shows why BPSW21 precondition, and the baseline for ``gn_sketch``, whose
+``tol`` default it shares (0.1: a Gauss–Newton step needs only constant relative accuracy).
+The inner iteration count is reported per outer iteration.
+
+Cost per step: one forward pass plus k Gram products, k·4nmd flops; memory O(nm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
+from algorithms.gn_gram import check_step
+from harness.errors import ConfigError
+from harness.linalg import conjugate_gradient
+
+
+@dataclass
+class GNCGParams:
+    tol: float = 0.1  # relative residual at which CG stops (as gn_sketch's default)
+    max_inner: int = 1000  # CG iteration cap per outer iteration
+    damping: float = 0.0  # μ in (G + μI) g = r
+    step_size: float = 1.0  # η
+
+
+@register
+class GNCG(Algorithm):
+    """Gauss–Newton, (G + μI) g = r by matrix-free CG without a preconditioner (ablation)."""
+
+    name = "gn_cg"
+    Params = GNCGParams
+    family = "gauss_newton"
+    references = ("Hestenes, Stiefel. Methods of conjugate gradients for solving linear "
+                  "systems. J. Res. NBS 49, 1952",
+                  "van den Brand, Peng, Song, Weinstein. Training (overparametrized) neural "
+                  "networks in near-linear time. ITCS 2021, arXiv 2006.11648 (the "
+                  "unpreconditioned solve their sketch improves on)")
+
+    @classmethod
+    def memory_bytes(cls, params, shape: Shape) -> int:
+        # CG's vectors (x, r, p, Ap) are n-sized; a Gram product holds an m×d and an n×d
+        return base_memory(shape) + shape.bytes(shape.m * shape.d + 2 * shape.n * shape.d
+                                                + 4 * shape.n)
+
+    def setup(self, phase) -> None:
+        p = self.params
+        check_step(p.step_size, p.damping)
+        if not 0 < p.tol < 1:
+            raise ConfigError(f"algorithm.tol must be in (0, 1), got {p.tol}")
+        if isinstance(p.max_inner, bool) or not isinstance(p.max_inner, int) \
+                or p.max_inner < 1:
+            raise ConfigError(f"algorithm.max_inner must be a positive integer, "
+                              f"got {p.max_inner!r}")
+
+    def step(self, phase) -> StepInfo:
+        p = self.params
+        with phase("forward"):
+            lin = self.problem.linearize()
+        with phase("solve"):
+            cg = conjugate_gradient(lin.gram_operator(p.damping), lin.residual, tol=p.tol,
+                                    max_iter=p.max_inner)
+        with phase("update"):
+            self.problem.W.sub_(lin.jacobian.rmatvec(cg.x), alpha=p.step_size)
+        return StepInfo(inner_iters=cg.iterations,
+                        extras={"inner_rel_residual": cg.relative_residual,
+                                "inner_converged": cg.converged})
