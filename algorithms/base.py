@@ -46,9 +46,10 @@ class StepInfo:
 
 
 def base_memory(shape: Shape) -> int:
-    """X, y, W, W0, a, plus one linearisation (the n×m pattern D) and an m×d gradient."""
+    """X, y, W, W0, a, plus one linearisation (the n×m pattern D, and its one-byte int8 copy
+    for the integer products of ``harness.problem``) and an m×d gradient."""
     n, m, d = shape.n, shape.m, shape.d
-    return shape.bytes(n * d + n + 3 * m * d + m + n * m + 2 * n)
+    return shape.bytes(n * d + n + 3 * m * d + m + n * m + 2 * n) + n * m
 
 
 class Algorithm:

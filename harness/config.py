@@ -51,7 +51,7 @@ class TestingConfig:
 
 @dataclass
 class RecordConfig:
-    """Opt-in diagnostics, computed after each step outside the clock (they cost O(n²(m+d) + n³))."""
+    """Opt-in diagnostics, computed after each step outside the clock (O(n²(m+d) + n³) each)."""
 
     # C5 of the spec: once ‖G_0 − H∞‖₂ and λ = λ_min(H∞); per step λ_min(G_t)/λ, ‖W_t − W_0‖_F
     ntk: bool = False

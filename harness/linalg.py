@@ -67,7 +67,10 @@ def conjugate_gradient(A: LinearOperator, b: torch.Tensor, *, tol: float = 1e-6,
     it = 0
     while res > tol and it < max_iter:
         Ap = A @ p
-        alpha = rz / float(p @ Ap)
+        curvature = float(p @ Ap)
+        if not curvature > 0.0:  # breakdown: A is singular or indefinite along p (rounding)
+            break
+        alpha = rz / curvature
         x.add_(p, alpha=alpha)
         r.sub_(Ap, alpha=alpha)
         it += 1

@@ -2,17 +2,33 @@
 
     nlt-run algorithm=gn_gram data.n=256 model.m=4096
     nlt-run -m algorithm=gd,gn_gram data.n=64,128,256
-    nlt-run -m +sweep=demo
+    nlt-run -m +sweep=demo                                   # a preset, conf/sweep/demo.yaml
+    nlt-run -m +sweep=demo hydra/launcher=joblib hydra.launcher.n_jobs=2
 
 Every command line is validated before any job starts (one line and exit code 2 on bad
-input); a sweep ends with a table of its cells and exits 1 if any cell failed.
+input); a sweep ends with a table of its cells and exits 1 if any cell failed, was killed or
+never ran (docs/sweeps.md).
+
+Fault isolation: each job (one cell) runs its cell in a child process (``isolate=true``, the
+default), so a cell that crashes the interpreter or is SIGKILLed (the kernel's OOM killer) is
+recorded by its job as ``failed`` with the signal in its reason, and the sweep goes on, with
+every launcher. Only a kill of the job process itself is left to the launcher: with the basic
+launcher it ends the sweep, with joblib it ends the batch, with submitit only that job; the
+summary then shows the job as ``killed``. Rerunning the command resumes.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import logging
+import multiprocessing
+import os
+import signal
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -22,58 +38,351 @@ from omegaconf import DictConfig
 from harness.cli import fail, guarded, split_argv
 from harness.config import CONF_DIR, register_configs
 from harness.errors import ConfigError
-from harness.summary import format_table, summary_table, sweep_cells, write_outcome
+from harness.summary import (
+    FAILED_STATUSES,
+    OUTCOME_FILE,
+    STARTED_FILE,
+    SWEEP_FILE,
+    format_table,
+    job_rows,
+    summary_table,
+    write_json,
+    write_outcome,
+)
 
 PROG = "nlt-run"
 log = logging.getLogger("harness")
-_FAILED_STATUSES = ("failed",)
+
+
+# --- the sweep: size, progress, summary ----------------------------------------------------------
+
+
+def count_jobs(config: DictConfig) -> int:
+    """Number of jobs the basic sweeper will launch: preset params, then command-line overrides
+    (later ones win), crossed; the same computation as Hydra's BasicSweeper."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(lines)
+    return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
 
 
 class SweepSummary(Callback):
-    """Prints the one-screen table of a sweep's cells and remembers whether any failed."""
+    """Writes ``sweep.json`` (cell count) before the first job; at the end prints the
+    one-screen table of the sweep's cells and remembers whether any failed."""
 
+    sweep_dir: Path | None = None
+    store: str = "results"
+    reported = False
     any_failed = False
 
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        cells = sweep_cells(sweep_dir)
-        if not cells:
+        SweepSummary.sweep_dir, SweepSummary.store = sweep_dir, str(config.store)
+        try:
+            total = count_jobs(config)
+        except Exception:  # a sweeper other than the basic one: no count, no harm
+            total = None
+        launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
+        write_json(sweep_dir / SWEEP_FILE, {
+            "total_cells": total, "launcher": launcher,
+            "overrides": list(config.hydra.overrides.task),
+            "utc_start": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+        print(f"[sweep] {total if total is not None else '?'} cells, launcher {launcher}, "
+              f"store {config.store}/, jobs in {sweep_dir}", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        SweepSummary.report()
+
+    @staticmethod
+    def report() -> None:
+        sweep_dir = SweepSummary.sweep_dir
+        if sweep_dir is None or SweepSummary.reported:
             return
-        table = summary_table(cells)
+        SweepSummary.reported = True
+        rows = job_rows(sweep_dir)
+        if not rows:
+            return
+        table = summary_table(rows)
         table.to_csv(sweep_dir / "summary.csv", index=False)
         print("\n" + format_table(table), flush=True)
-        print(f"summary: {sweep_dir / 'summary.csv'}; results in {config.store}/", flush=True)
-        SweepSummary.any_failed = bool(table["status"].isin(_FAILED_STATUSES).any())
+        print(f"summary: {sweep_dir / 'summary.csv'}; results in {SweepSummary.store}/",
+              flush=True)
+        SweepSummary.any_failed = bool(table["status"].isin(FAILED_STATUSES).any())
+
+
+def launch_info(hc: Any) -> dict[str, Any]:
+    """How this job runs: launcher, parallel jobs, and the torch thread count that
+    ``threads=null`` gets so that parallel jobs do not oversubscribe the cores.
+
+    - basic: one job at a time, torch's default thread count;
+    - joblib: ``n_jobs`` jobs at once (-1: one per core), each ``cores // n_jobs`` threads;
+    - submitit: ``cpus_per_task`` threads (SLURM_CPUS_PER_TASK on a cluster), else 1, since
+      submitit_local starts every job of the sweep at once.
+    """
+    launcher = hc.runtime.choices.get("hydra/launcher") or "basic"
+    target = str(hc.launcher.get("_target_", ""))  # conf/hydra/launcher/slurm.yaml: submitit
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info: dict[str, Any] = {"launcher": launcher, "mode": hc.mode.name, "cores": cores,
+                            "parallel_jobs": 1, "threads": None}
+    info["launcher_target"] = target
+    if "joblib" in target:
+        n_jobs = int(hc.launcher.get("n_jobs", -1))
+        jobs = cores if n_jobs == -1 else n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+        info.update(parallel_jobs=jobs, threads=max(1, cores // jobs))
+    elif "submitit" in target:
+        cpus = hc.launcher.get("cpus_per_task") or os.environ.get("SLURM_CPUS_PER_TASK")
+        info.update(parallel_jobs=None, threads=int(cpus) if cpus else 1)
+    if hc.mode.name == "MULTIRUN":
+        info.update(sweep_dir=str(hc.sweep.dir), job_num=int(hc.job.num))
+    return info
+
+
+# --- one cell in a child process -----------------------------------------------------------------
+
+_CONTEXT = None
+
+
+def _context():
+    """forkserver: children fork from a clean server that has imported torch and the harness
+    once (cheap per cell), and never inherit a parent's thread pools or CUDA state."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn",
+                                                                     "forkserver"):
+            # a joblib (loky) worker: its default method 'loky' travels to the child, which
+            # only knows the standard ones
+            multiprocessing.set_start_method("forkserver", force=True)
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        # not harness.run itself: under `python -m harness.run` each child re-runs the main
+        # module by name, and runpy warns when that module was imported before
+        _CONTEXT.set_forkserver_preload(["harness.runner", "hydra", "pandas"])
+    return _CONTEXT
+
+
+def _child(container: dict, launch: dict, log_files: list[str], conn) -> None:
+    """Entry point of the cell process: Hydra's logging is not inherited, so log like it.
+
+    The config travels as a resolved plain dict: Hydra's structured schemas are classes made
+    at run time, which do not pickle."""
+    from omegaconf import OmegaConf
+
+    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers += [logging.FileHandler(f) for f in log_files]
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    from harness.runner import run_cell
+
+    try:
+        out = run_cell(OmegaConf.create(container), launch)
+        conn.send(("ok", out.status, out.reason, str(out.cell), out.reused))
+    except ConfigError as exc:
+        conn.send(("config_error", str(exc)))
+    finally:
+        conn.close()
+
+
+def _death_reason(exitcode: int | None, seconds: float) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (OOM killer or kill -9)" if -exitcode == signal.SIGKILL else ""
+        return f"killed by {name} after {seconds:.1f}s{hint}"
+    return f"cell process exited with code {exitcode} after {seconds:.1f}s (see the job log)"
+
+
+def record_failure(cfg: DictConfig, launch: dict, cell: Path, reason: str):
+    """The cell could not record itself (its process died, or the job around it raised):
+    write a ``failed`` run.json for it, so the summary and a resume see it."""
+    from omegaconf import OmegaConf
+
+    from harness.config import resolve
+    from harness.results import config_hash, provenance, write_cell
+    from harness.runner import Outcome
+
+    run = resolve(cfg)
+    prov = provenance("unknown (cell process died)", int(launch.get("threads") or 0))
+    prov["launch"] = launch
+    record = {
+        "status": "failed", "reason": reason, "cell": str(cell),
+        "label": f"{run.algorithm.name} {run.dataset} n={run.n} m={run.m} d={run.d} "
+                 f"seed={run.seed}",
+        "config_hash": config_hash(run.identity), "algorithm": run.algorithm.name,
+        "dataset": run.dataset, "n": run.n, "m": run.m, "d": run.d, "seed": run.seed,
+        "device": run.device.type, "dtype": str(cfg.dtype), "iterations": 0, "rows": 0,
+        "total_time_s": None, "config": OmegaConf.to_container(cfg, resolve=True),
+        "identity": run.identity, "provenance": prov,
+    }
+    write_cell(cell, [], record)
+    log.error("[%s] failed (%s) -> %s", record["label"], reason, cell)
+    return Outcome("failed", reason, cell)
+
+
+def run_isolated(cfg: DictConfig, launch: dict, cell: Path):
+    """``run_cell`` in a child process; its death becomes a ``failed`` cell, not a lost job."""
+    from omegaconf import OmegaConf
+
+    from harness.runner import Outcome
+
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    log_files = [h.baseFilename for h in logging.getLogger().handlers
+                 if isinstance(h, logging.FileHandler)]
+    container = OmegaConf.to_container(cfg, resolve=True)
+    proc = ctx.Process(target=_child, args=(container, launch, log_files, send), daemon=True)
+    start = time.perf_counter()
+    proc.start()
+    send.close()
+    try:
+        message = receive.recv()
+    except EOFError:  # the child died without a word
+        message = None
+    proc.join()
+    if message and message[0] == "config_error":
+        raise ConfigError(message[1])
+    if message:
+        _, status, reason, cell_path, reused = message
+        return Outcome(status, reason, Path(cell_path), reused)
+    return record_failure(cfg, launch, cell, _death_reason(proc.exitcode,
+                                                          time.perf_counter() - start))
+
+
+# --- the Hydra app ------------------------------------------------------------------------------
+
+
+def _progress(hc: Any, label: str, status: str) -> None:
+    """``[sweep 3/12]``: cells of this sweep with an outcome, whichever process ran them."""
+    sweep_dir = Path(hc.sweep.dir)
+    done = len(list(sweep_dir.glob(f"*/{OUTCOME_FILE}")))
+    total = None
+    try:
+        total = json.loads((sweep_dir / SWEEP_FILE).read_text()).get("total_cells")
+    except (OSError, ValueError):
+        pass
+    log.info("[sweep %d/%s cells done] %s: %s", done, total or "?", label, status)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(cfg: DictConfig) -> str:
+    from harness.config import resolve, store_path
+    from harness.results import cell_is_complete, cell_name
     from harness.runner import run_cell
 
+    hc = HydraConfig.get()
+    job_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode.name == "MULTIRUN"
+    launch = launch_info(hc)
     try:
-        outcome = run_cell(cfg)
+        run = resolve(cfg)
     except ConfigError as exc:
         fail(PROG, str(exc))
-    hc = HydraConfig.get()
-    write_outcome(Path(hc.runtime.output_dir), outcome.cell, outcome.status)
-    if hc.mode.name == "RUN":
+    cell = store_path(cfg) / cell_name(run.identity)
+    label = f"{run.algorithm.name} {run.dataset} n={run.n} m={run.m} d={run.d} seed={run.seed}"
+    try:
+        if multirun:
+            write_json(job_dir / STARTED_FILE, {
+                "cell": str(cell), "algorithm": run.algorithm.name, "dataset": run.dataset,
+                "n": run.n, "m": run.m, "d": run.d, "seed": run.seed})
+        if cfg.isolate and (cfg.force or not cell_is_complete(cell)):
+            outcome = run_isolated(cfg, launch, cell)
+        else:  # reuse (nothing to isolate), or isolate=false for a debugger
+            outcome = run_cell(cfg, launch)
+    except ConfigError as exc:
+        fail(PROG, str(exc))
+    except Exception as exc:  # a harness bug around the cell: record it, the sweep goes on
+        log.exception("[%s] job error", label)
+        outcome = record_failure(cfg, launch, cell, f"job error {type(exc).__name__}: {exc}")
+    write_outcome(job_dir, outcome.cell, outcome.status)
+    if multirun:
+        _progress(hc, label, outcome.status + (" (reused)" if outcome.reused else ""))
+    else:
         print(f"{outcome.status}: {outcome.reason or '-'}\nresults: {outcome.cell}", flush=True)
-        if outcome.status in _FAILED_STATUSES:
+        if outcome.status in FAILED_STATUSES:
             sys.exit(1)
     return outcome.status
 
 
+# --- suites: a preset that is a list of sweeps --------------------------------------------------
+
+
+def suite_parts(argv: list[str]) -> list[list[str]] | None:
+    """The sweeps of a suite preset named by ``+sweep=<name>`` in ``argv``, else None.
+
+    A suite (``conf/sweep/paper.yaml``) has a ``suite:`` list instead of sweep settings; each
+    entry is the arguments of one sweep (``+sweep=sample_scaling data.n=...``). The rest of the
+    command line is appended to every entry, so ``store=...`` or a launcher applies to all and
+    wins over the entry.
+    """
+    import shlex
+
+    from omegaconf import OmegaConf
+
+    for arg in argv:
+        key, _, name = arg.partition("=")
+        if key.lstrip("+") == "sweep" and name:
+            path = CONF_DIR / "sweep" / f"{name}.yaml"
+            if not path.is_file():
+                return None
+            parts = OmegaConf.load(path).get("suite")
+            if parts is None:
+                return None
+            rest = [a for a in argv if a != arg and a != "-m" and a != "--multirun"]
+            # Hydra refuses a key given twice: the command line replaces the entry's value
+            given = {a.split("=", 1)[0].lstrip("+~") for a in rest if "=" in a}
+            return [["-m", *[a for a in shlex.split(str(entry))
+                             if a.split("=", 1)[0].lstrip("+~") not in given], *rest]
+                    for entry in parts]
+    return None
+
+
+def run_suite(parts: list[list[str]]) -> int:
+    """Each part as its own ``nlt-run`` process, in order; exit code 1 if any part failed."""
+    import subprocess
+
+    worst = 0
+    for i, args in enumerate(parts, 1):
+        print(f"\n[suite {i}/{len(parts)}] {PROG} {' '.join(args)}", flush=True)
+        code = subprocess.run([sys.executable, "-m", "harness.run", *args]).returncode
+        if code == 2:  # bad input: the other parts would most likely fail the same way
+            return 2
+        worst = max(worst, code)
+    print(f"\n[suite] {len(parts)} sweeps done, exit code {worst}", flush=True)
+    return worst
+
+
 def main() -> None:
+    parts = suite_parts(sys.argv[1:])
+    if parts is not None:
+        sys.exit(run_suite(parts))
     split = split_argv(sys.argv[1:])
     if split is not None and not split[1]:
         from harness.preflight import preflight
 
         guarded(PROG, lambda: preflight(split[0]))
     register_configs()
-    _app()
+    try:
+        _app()
+    except SystemExit as exc:
+        # Hydra exits 1 when a launcher raises (joblib: a worker process was killed). Print
+        # what the sweep has so far; rerunning the command resumes it.
+        if SweepSummary.sweep_dir is not None and not SweepSummary.reported:
+            print(f"{PROG}: the launcher stopped the sweep early (error above); "
+                  "rerun the command to resume", file=sys.stderr, flush=True)
+            SweepSummary.report()
+            sys.exit(exc.code if exc.code not in (0, None) else 1)
+        raise
     if SweepSummary.any_failed:
         sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m harness.run`: run the importable module, not this __main__ copy; Hydra
+    # instantiates harness.run.SweepSummary and cell processes unpickle harness.run._child
+    from harness.run import main as _main
+
+    _main()

@@ -24,7 +24,7 @@ from algorithms.base import Shape
 from harness.config import ResolvedRun, resolve, store_path
 from harness.device import device_name, memory_budget_bytes
 from harness.errors import ConfigError
-from harness.problem import make_generator, make_problem
+from harness.problem import make_generator, make_problem, ntk_matrix
 from harness.results import (
     cell_is_complete,
     cell_name,
@@ -53,9 +53,12 @@ class InjectedFault(RuntimeError):
     """Raised by ``testing.fail_at_iter`` so the tests can exercise failure handling."""
 
 
-def _apply_runtime_options(cfg: DictConfig, device: torch.device) -> None:
-    if cfg.threads is not None:
-        torch.set_num_threads(int(cfg.threads))
+def _apply_runtime_options(cfg: DictConfig, device: torch.device,
+                           launch: dict[str, Any] | None = None) -> None:
+    # threads=null: a parallel launcher's share of the cores (harness/run.py), else torch's
+    threads = cfg.threads if cfg.threads is not None else (launch or {}).get("threads")
+    if threads is not None:
+        torch.set_num_threads(int(threads))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = bool(cfg.tf32)
         torch.backends.cudnn.allow_tf32 = bool(cfg.tf32)
@@ -69,7 +72,8 @@ def _peak_memory(device: torch.device) -> dict[str, Any]:
     import resource
 
     return {"peak_memory_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024,
-            "peak_memory_kind": "process max RSS (includes earlier runs in this process)"}
+            "peak_memory_kind": "process max RSS (one process per cell with isolate=true; "
+                                "includes the interpreter and torch)"}
 
 
 def _inject_fault(cfg: DictConfig, it: int) -> None:
@@ -79,20 +83,24 @@ def _inject_fault(cfg: DictConfig, it: int) -> None:
         raise InjectedFault(f"injected fault at iteration {it} (testing.fail_at_iter)")
 
 
-def run_cell(cfg: DictConfig) -> Outcome:
-    """Run one configuration to completion and record it. Raises only ``ConfigError``."""
+def run_cell(cfg: DictConfig, launch: dict[str, Any] | None = None) -> Outcome:
+    """Run one configuration to completion and record it. Raises only ``ConfigError``.
+
+    ``launch`` describes how the sweep runs the cell (launcher, parallel jobs, the thread count
+    for ``threads=null``); it goes into run.json's provenance, not into the cell's hash.
+    """
     run = resolve(cfg)
     cell = store_path(cfg) / cell_name(run.identity)
     if not cfg.force and cell_is_complete(cell):
         prior = read_run(cell) or {}
         log.info("[%s] already done (%s); force=true reruns it", cell, prior.get("status"))
         return Outcome(prior.get("status", "?"), prior.get("reason", ""), cell, reused=True)
-    _apply_runtime_options(cfg, run.device)
-    return _Run(run, cell).execute()
+    _apply_runtime_options(cfg, run.device, launch)
+    return _Run(run, cell, launch).execute()
 
 
 class _Run:
-    def __init__(self, run: ResolvedRun, cell: Path):
+    def __init__(self, run: ResolvedRun, cell: Path, launch: dict[str, Any] | None = None):
         self.run, self.cell, self.cfg = run, cell, run.cfg
         self.rows: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
@@ -100,6 +108,8 @@ class _Run:
                      f"seed={run.seed}"
         self.threads = torch.get_num_threads()
         self.prov = provenance(device_name(run.device), self.threads)
+        self.prov["launch"] = dict(launch or {"launcher": "none (called directly)"})
+        self.record_ntk = bool(OmegaConf.select(self.cfg, "record.ntk", default=False))
 
     # --- recording ---------------------------------------------------------------------------
 
@@ -149,6 +159,28 @@ class _Run:
                  self.cell)
         return Outcome(status, reason, self.cell)
 
+    # --- opt-in diagnostics (record.ntk): outside the clock -------------------------------------
+
+    def _ntk_once(self, problem) -> None:
+        """Spec C5 at initialisation, in float64: λ = λ_min(H∞) and ‖G_0 − H∞‖₂ (G_0 at W_0)."""
+        H = ntk_matrix(problem.X.double())
+        G0 = problem.linearize(problem.W0).jacobian.gram().double()
+        lam_H = torch.linalg.eigvalsh(H)
+        self._ntk_lambda = float(lam_H[0])
+        gap = float(torch.linalg.eigvalsh(G0 - H).abs().max())
+        self.info.update(ntk_lambda=self._ntk_lambda, ntk_gram_gap=gap,
+                         ntk_gram_gap_rel=gap / float(lam_H[-1]))
+
+    def _ntk_columns(self, problem) -> dict[str, float]:
+        """λ_min(G_t)/λ (the theory needs ≥ ½ along training) and ‖W_t − W_0‖_F."""
+        if not self.record_ntk:
+            return {}
+        G = problem.linearize().jacobian.gram().double()
+        lam_min = float(torch.linalg.eigvalsh(G)[0])
+        ratio = lam_min / self._ntk_lambda if self._ntk_lambda > 0 else math.nan
+        return {"ntk_lambda_min_ratio": ratio,
+                "ntk_weight_change": float(torch.linalg.norm((problem.W - problem.W0).double()))}
+
     # --- the loop ----------------------------------------------------------------------------
 
     def execute(self) -> Outcome:
@@ -186,7 +218,10 @@ class _Run:
 
         loss0 = problem.loss()
         self.info["initial_loss"] = loss0
-        self.rows.append(self._row(0, loss0, loss0, 0.0, 0.0, None, {}, {}))
+        if self.record_ntk:
+            self._ntk_once(problem)
+        self.rows.append(self._row(0, loss0, loss0, 0.0, 0.0, None, {},
+                                   self._ntk_columns(problem)))
         if not math.isfinite(loss0):
             return self._finish("diverged", f"initial loss is {loss0}")
         total, last_print = 0.0, time.perf_counter()
@@ -197,7 +232,8 @@ class _Run:
             total += sw.seconds
             loss = problem.loss()  # evaluation: outside the clock
             self.rows.append(self._row(it, loss, loss0, sw.seconds, total, info.inner_iters,
-                                       clock.pop(), info.extras))
+                                       clock.pop(), {**info.extras,
+                                                     **self._ntk_columns(problem)}))
             rel = loss / loss0 if loss0 > 0 else 0.0
             now = time.perf_counter()
             if now - last_print >= cfg.progress_interval_s:

@@ -84,7 +84,7 @@ def test_max_iters_and_time_budget(store):
     outcome, run, _ = run_in_process(store, "algorithm=gd", *SMALL, "max_iters=3")
     assert outcome.status == "max_iters" and run["iterations"] == 3
     outcome, run, _ = run_in_process(store, "algorithm=gd", *SMALL, "max_iters=100000",
-                                     "time_budget_s=0.05")
+                                     "target_rel_loss=0", "time_budget_s=0.05")
     assert outcome.status == "time_budget"
     assert 0.05 <= run["total_time_s"] < 5
 

@@ -1,0 +1,218 @@
+r"""Gauss–Newton with a sketch-preconditioned conjugate gradient solver (BPSW21).
+
+The Gauss–Newton step g = (G + μI)⁻¹ r, W ← W − η Jᵀ g is the ℓ₂ regression
+min_g ‖Jᵀ g‖² − 2 rᵀg + μ‖g‖² in the n unknowns g. BPSW21 precondition it with a sketch:
+
+    B = S Jᵀ ∈ R^{s×n},  s = ⌈sketch_ratio · n⌉,  S from ``harness.sketches``
+    R upper triangular with RᵀR = BᵀB + μI ≈ G + μI
+        factor=qr:           R from QR of [B; √μ I]                (s + n)·n² flops
+        factor=cholesky_qr:  R = chol(BᵀB + μI)ᵀ                   s·n² + n³/3 flops, κ² of B
+    CG on (G + μI) g = r with preconditioner (RᵀR)⁻¹ (two triangular solves), matrix-free
+    (G + μI)p, stopped at ‖r − (G + μI)g‖ ≤ tol·‖r‖.
+
+When S is a subspace embedding of range(Jᵀ) with distortion ε, κ(R⁻ᵀ(G + μI)R⁻¹) ≤
+((1+ε)/(1−ε))², so CG needs O(log 1/tol) iterations whatever κ(G) is. A Gauss–Newton step
+needs only constant accuracy, hence the default tol = 0.1.
+
+``refresh=always`` draws a new sketch every outer iteration (the paper). ``refresh=adaptive``
+(beyond the paper) keeps R while the inner iteration count stays within ``refresh_factor``
+× k₀, k₀ the count of the solve right after the last refresh: CG with the old R gets that
+many iterations, and if it has not reached ``tol`` by then a new sketch is drawn at once and
+CG continues from where it stopped. The activation pattern D barely moves in the
+overparametrized regime, so R usually stays a good preconditioner for many steps.
+
+Phases: forward, sketch, factor, solve, update. Extras: ``refreshed`` (0/1), ``refreshes``
+(running count), ``cg_rel_residual``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
+from harness.errors import ConfigError, unknown
+from harness.linalg import CGResult, conjugate_gradient
+from harness.sketches import SKETCHES, make_sketch
+
+FACTORS = ("qr", "cholesky_qr")
+REFRESH = ("always", "adaptive")
+
+
+def check_refresh(refresh: str, refresh_factor: float) -> None:
+    if refresh not in REFRESH:
+        raise unknown("refresh policy", refresh, REFRESH)
+    if not refresh_factor >= 1:
+        raise ConfigError(f"algorithm.refresh_factor must be >= 1, got {refresh_factor}")
+
+
+def check_solver(tol: float, max_inner: int, step_size: float, damping: float) -> None:
+    if not 0 < tol < 1:
+        raise ConfigError(f"algorithm.tol must be in (0, 1), got {tol}")
+    if isinstance(max_inner, bool) or not isinstance(max_inner, int) or max_inner < 1:
+        raise ConfigError(f"algorithm.max_inner must be a positive integer, got {max_inner!r}")
+    if not step_size > 0:
+        raise ConfigError(f"algorithm.step_size must be positive, got {step_size}")
+    if not damping >= 0:
+        raise ConfigError(f"algorithm.damping must be >= 0, got {damping}")
+
+
+@dataclass
+class GNSketchParams:
+    sketch: str = "tensor_srht"  # a name from harness.sketches.SKETCHES (nlt-list sketches)
+    sketch_ratio: float = 4.0  # s = ⌈ratio · n⌉
+    factor: str = "qr"  # qr | cholesky_qr
+    tol: float = 0.1  # relative residual of the inner CG
+    max_inner: int = 200
+    refresh: str = "always"  # always (the paper) | adaptive
+    refresh_factor: float = 2.0  # adaptive: refresh when k > factor · k₀
+    damping: float = 0.0  # μ
+    step_size: float = 1.0  # η
+
+    def __post_init__(self) -> None:
+        # validated here so that the pre-flight (harness.config.resolve) rejects bad values
+        if self.sketch not in SKETCHES:
+            raise unknown("sketch", self.sketch, SKETCHES.names())
+        if not self.sketch_ratio > 0:
+            raise ConfigError(f"algorithm.sketch_ratio must be positive, got {self.sketch_ratio}")
+        if self.factor not in FACTORS:
+            raise unknown("factor", self.factor, FACTORS)
+        check_refresh(self.refresh, self.refresh_factor)
+        check_solver(self.tol, self.max_inner, self.step_size, self.damping)
+
+
+def sketch_size(ratio: float, n: int) -> int:
+    return max(1, math.ceil(ratio * n))
+
+
+def triangular_factor(B: torch.Tensor, damping: float, method: str) -> torch.Tensor:
+    """Upper-triangular R (n×n) with RᵀR = BᵀB + μI, by QR of [B; √μI] or by Cholesky."""
+    n = B.shape[1]
+    if method == "qr":
+        if damping:
+            eye = torch.eye(n, dtype=B.dtype, device=B.device)
+            B = torch.cat([B, math.sqrt(damping) * eye])
+        return torch.linalg.qr(B, mode="r").R
+    C = B.T @ B
+    if damping:
+        C.diagonal().add_(damping)
+    L, info = torch.linalg.cholesky_ex(C)
+    if int(info) != 0:
+        raise FloatingPointError(
+            f"BᵀB + μI is not numerically positive definite (pivot {int(info)}): Cholesky-QR "
+            f"squares κ(B); use algorithm.factor=qr, a larger sketch_ratio or damping")
+    return L.T
+
+
+class TriangularPreconditioner:
+    """M⁻¹ v = R⁻¹ R⁻ᵀ v by two triangular solves (M = RᵀR)."""
+
+    def __init__(self, R: torch.Tensor):
+        self.R = R
+        self.Rt = R.T.contiguous()
+
+    def __call__(self, v: torch.Tensor) -> torch.Tensor:
+        y = torch.linalg.solve_triangular(self.Rt, v[:, None], upper=False)
+        return torch.linalg.solve_triangular(self.R, y, upper=True)[:, 0]
+
+
+class RefreshingSolver:
+    """CG on (G + μI) g = r with a preconditioner rebuilt by policy (gn_sketch, gn_nystrom).
+
+    ``always``: ``build()`` a new preconditioner every step. ``adaptive``: keep the last one;
+    a step that reuses it may take at most ⌈``factor`` · k₀⌉ CG iterations (k₀: the count of
+    the solve right after the last build). If that is not enough, the preconditioner is
+    rebuilt at once and CG continues from the partial solution, so a stale preconditioner
+    costs at most factor · k₀ wasted iterations. ``solve`` returns (CG result of the last
+    solve, total inner iterations, whether it rebuilt).
+    """
+
+    def __init__(self, policy: str, factor: float):
+        self.policy, self.factor = policy, factor
+        self.count = 0  # rebuilds so far
+        self.preconditioner: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._k0 = 1
+
+    def budget(self, max_inner: int) -> int:
+        """CG iterations a reused preconditioner may spend before it is replaced."""
+        return min(max_inner, max(1, math.ceil(self.factor * self._k0)))
+
+    def solve(self, phase, lin, params, build: Callable[[], Callable]) -> tuple[CGResult, int,
+                                                                                 bool]:
+        A = lin.gram_operator(params.damping)
+
+        def run(max_iter: int, x0: torch.Tensor | None = None) -> CGResult:
+            with phase("solve"):
+                return conjugate_gradient(A, lin.residual, tol=params.tol, max_iter=max_iter,
+                                          precondition=self.preconditioner, x0=x0)
+
+        stale = None
+        if self.policy == "adaptive" and self.preconditioner is not None:
+            stale = run(self.budget(params.max_inner))
+            if stale.converged:
+                return stale, stale.iterations, False
+        self.preconditioner = None  # free the old one before building the new
+        self.preconditioner = build()
+        self.count += 1
+        cg = run(params.max_inner, None if stale is None else stale.x)
+        self._k0 = max(1, cg.iterations)
+        return cg, cg.iterations + (0 if stale is None else stale.iterations), True
+
+
+@register
+class GNSketch(Algorithm):
+    """BPSW21: Gauss–Newton, CG preconditioned by R from a sketch of Jᵀ."""
+
+    name = "gn_sketch"
+    Params = GNSketchParams
+    family = "gauss_newton"
+    references = ("van den Brand, Peng, Song, Weinstein. Training (overparametrized) neural "
+                  "networks in near-linear time. ITCS 2021, arXiv 2006.11648",
+                  "Rokhlin, Tygert. A fast randomized algorithm for overdetermined linear "
+                  "least-squares regression. PNAS 105(36), 2008 (sketch-and-precondition)")
+
+    @classmethod
+    def memory_bytes(cls, params: GNSketchParams, shape: Shape) -> int:
+        n, m, d = shape.n, shape.m, shape.d
+        s = sketch_size(params.sketch_ratio, n)
+        rows = s + (n if params.damping and params.factor == "qr" else 0)
+        sketch = SKETCHES.get(params.sketch).work_elements(n, m, d, s)
+        factor = 2 * rows * n if params.factor == "qr" else rows * n + 2 * n * n
+        cg = 6 * n + 2 * (m + n) * d  # CG vectors and one G·p's intermediates
+        return base_memory(shape) + shape.bytes(max(sketch + rows * n, factor)
+                                                + 2 * n * n + cg)
+
+    @classmethod
+    def skip(cls, params: GNSketchParams, shape: Shape, budget_bytes: int) -> str | None:
+        reason = SKETCHES.get(params.sketch).check_size(
+            shape.m, shape.d, sketch_size(params.sketch_ratio, shape.n))
+        return reason or super().skip(params, shape, budget_bytes)
+
+    def setup(self, phase) -> None:
+        self.solver = RefreshingSolver(self.params.refresh, self.params.refresh_factor)
+
+    def build(self, phase, jac) -> TriangularPreconditioner:
+        """A new sketch S, B = S Jᵀ, and R with RᵀR = BᵀB + μI."""
+        p = self.params
+        with phase("sketch"):
+            sketch = make_sketch(p.sketch, jac.m, jac.d, sketch_size(p.sketch_ratio, jac.n),
+                                 self.generator, dtype=jac.X.dtype)
+            B = sketch.sketch_jacobian(jac)
+            del sketch
+        with phase("factor"):
+            return TriangularPreconditioner(triangular_factor(B, p.damping, p.factor))
+
+    def step(self, phase) -> StepInfo:
+        p, problem = self.params, self.problem
+        with phase("forward"):
+            lin = problem.linearize()
+        cg, inner, refreshed = self.solver.solve(phase, lin, p,
+                                                 lambda: self.build(phase, lin.jacobian))
+        with phase("update"):
+            problem.W.sub_(lin.jacobian.rmatvec(cg.x), alpha=p.step_size)
+        return StepInfo(inner_iters=inner,
+                        extras={"refreshed": int(refreshed), "refreshes": self.solver.count,
+                                "cg_rel_residual": cg.relative_residual})

@@ -1,0 +1,111 @@
+"""One outer step of each registered method (``algorithms``), its peak memory, and the
+iteration counts that decide time to target: outer iterations to relative loss 1e-6 for the
+Gauss–Newton family and the inner (CG) iterations of ``gn_sketch``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from algorithms import ALGORITHMS
+from algorithms.base import Shape
+from harness.timing import NullClock
+
+from .common import MEMORY_BUDGET, SIZES, D, check_size, generator, problem
+
+TARGET_REL_LOSS = 1e-6
+MAX_OUTER = 50  # a Gauss–Newton method needs a handful; more means it is broken
+
+
+def _build(name: str, size, **overrides):
+    """(problem, algorithm after setup), or NotImplementedError when the case is infeasible."""
+    if name not in ALGORITHMS.names():
+        raise NotImplementedError(f"method {name!r} not in this commit")
+    cls = ALGORITHMS.get(name)
+    n, m = check_size(size)
+    params = cls.Params()
+    known = {f.name for f in dataclasses.fields(params)}
+    params = dataclasses.replace(params, **{k: v for k, v in overrides.items() if k in known})
+    reason = cls.skip(params, Shape(n, m, D, 4), MEMORY_BUDGET)
+    if reason:
+        raise NotImplementedError(reason)
+    prob = problem(size)
+    alg = cls(prob, params, generator(0))
+    alg.setup(NullClock())
+    return prob, alg
+
+
+class Step:
+    """Time and peak memory of one outer iteration (after setup and one warm-up step)."""
+
+    params = [ALGORITHMS.names(), SIZES]
+    param_names = ["method", "n_m"]
+    number = 1
+    repeat = (1, 5, 30.0)
+    warmup_time = 0.0
+    timeout = 600
+
+    def setup(self, name, size):
+        self.problem, self.alg = _build(name, size)
+        self.alg.step(NullClock())
+
+    def time_step(self, name, size):
+        self.alg.step(NullClock())
+
+    def peakmem_step(self, name, size):
+        self.alg.step(NullClock())
+
+
+def _run_to_target(prob, alg) -> tuple[int, list[int]]:
+    """Outer iterations to L_t / L_0 ≤ 1e-6 (NaN-free: MAX_OUTER + 1 if not reached)."""
+    loss0 = prob.loss()
+    inner = []
+    for it in range(1, MAX_OUTER + 1):
+        info = alg.step(NullClock())
+        if info.inner_iters is not None:
+            inner.append(int(info.inner_iters))
+        if prob.loss() <= TARGET_REL_LOSS * loss0:
+            return it, inner
+    return MAX_OUTER + 1, inner
+
+
+class OuterIterations:
+    """Outer iterations to relative loss 1e-6, Gauss–Newton family (first-order methods need
+    thousands; nlt-bench reports their time to target)."""
+
+    params = [[n for n in ALGORITHMS.names() if ALGORITHMS.get(n).family == "gauss_newton"],
+              SIZES[:2]]
+    param_names = ["method", "n_m"]
+    timeout = 600
+
+    def setup(self, name, size):
+        self.problem, self.alg = _build(name, size)
+
+    def track_outer_iterations(self, name, size):
+        return _run_to_target(self.problem, self.alg)[0]
+
+    track_outer_iterations.unit = "iterations"
+
+
+def _refresh_values() -> list[str]:
+    if "gn_sketch" not in ALGORITHMS.names():
+        return ["default"]
+    fields = {f.name: f for f in dataclasses.fields(ALGORITHMS.get("gn_sketch").Params)}
+    return ["always", "adaptive"] if "refresh" in fields else ["default"]
+
+
+class SketchInnerIterations:
+    """Mean inner CG iterations per outer step of gn_sketch on the way to 1e-6."""
+
+    params = [_refresh_values(), SIZES[:2]]
+    param_names = ["refresh", "n_m"]
+    timeout = 600
+
+    def setup(self, refresh, size):
+        overrides = {} if refresh == "default" else {"refresh": refresh}
+        self.problem, self.alg = _build("gn_sketch", size, **overrides)
+
+    def track_inner_iterations(self, refresh, size):
+        _, inner = _run_to_target(self.problem, self.alg)
+        return sum(inner) / len(inner) if inner else 0.0
+
+    track_inner_iterations.unit = "iterations"

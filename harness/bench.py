@@ -1,0 +1,545 @@
+r"""``nlt-bench``: every method and kernel side by side, in one process and one run.
+
+Sections (each a table of ratios, all written to ``--json PATH``):
+
+* **roofline**: one CG product G·p = J(Jᵀp) = rowsum(X ⊙ D (Dᵀ (p ⊙ X))) / m against
+
+  - the memory floor t_floor = (bytes G·p must read) / B, with B the copy bandwidth measured
+    in the same run (STREAM convention: B = 2·bytes / t_copy, a copy reads and writes); the
+    bytes are those of D read twice as float32 (the issue's reference floor), and
+  - two plain products Aᵀ Y, A Z with a dense n×m float32 A: what a GEMM library does with
+    the same shapes;
+
+* **per-iteration**: each registered method's time per outer iteration in units of one
+  ``X @ Wᵀ`` product at the same sizes (the pre-activations Z; spec §2's cost unit, measured
+  here, so the figure is machine-independent);
+* **crossover**: ``gn_sketch`` against ``gn_gram`` per iteration over n at m = 16n, d = 16, and
+  the smallest n where the sketch is faster;
+* **practice**: ``gn_sketch`` against ``gn_exact`` per iteration at n=2048, m=8192, d=32, and
+  time to relative loss 1e-6 (setup included) of the best Gauss–Newton-family method against
+  ``gd`` (``lr=auto``) and ``adam`` (best of a small lr grid) at n=1024, m=16384, d=16.
+
+Methods and sketches not registered (yet), or refused by their feasibility check, appear in
+the table with a note instead of a number.
+
+    nlt-bench                       # the issue's sizes; tens of minutes on 2 CPU cores
+    nlt-bench --quick --json b.json # small sizes, seconds (what the tests run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from algorithms.base import ALGORITHMS, Shape
+from harness.cli import fail, guarded
+from harness.device import (
+    device_name,
+    memory_budget_bytes,
+    resolve_device,
+    resolve_dtype,
+)
+from harness.errors import ConfigError
+from harness.problem import make_generator, make_problem
+from harness.timing import NullClock, Stopwatch
+
+PROG = "nlt-bench"
+TARGET_REL_LOSS = 1e-6
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Problem sizes of every section (the issue's in full mode, tiny ones in quick mode)."""
+
+    reference: tuple[int, int, int]  # (n, m, d) of roofline and per-iteration
+    crossover_ns: tuple[int, ...]  # n at m = 16 n, d = crossover_d
+    crossover_d: int
+    exact: tuple[int, int, int]  # gn_sketch vs gn_exact
+    to_target: tuple[int, int, int]  # time to 1e-6
+    adam_lrs: tuple[float, ...]
+    run_budget_s: float  # wall-time cap of one time-to-target run
+    max_iters: int
+    step_budget_s: float  # timed steps per method stop after this many seconds (at least 1)
+    max_steps: int
+
+
+FULL = Sizes(reference=(4096, 65536, 16), crossover_ns=(256, 512, 1024, 2048, 4096),
+             crossover_d=16, exact=(2048, 8192, 32), to_target=(1024, 16384, 16),
+             adam_lrs=(1e-3, 1e-2, 1e-1), run_budget_s=120.0, max_iters=100_000,
+             step_budget_s=10.0, max_steps=5)
+QUICK = Sizes(reference=(128, 2048, 16), crossover_ns=(32, 64), crossover_d=16,
+              exact=(32, 256, 8), to_target=(32, 512, 8), adam_lrs=(1e-1,),
+              run_budget_s=0.5, max_iters=1000, step_budget_s=0.1, max_steps=2)
+
+DATASET = "synthetic"
+
+
+# --- timing primitives ---------------------------------------------------------------------
+
+
+def best_time(fn: Callable[[], object], device: torch.device, repeats: int = 5,
+              budget_s: float = 5.0) -> float:
+    """Best of ``repeats`` synchronised runs after one warm-up (stops early past ``budget_s``).
+
+    The minimum, not the mean: on a shared machine noise only ever adds time.
+    """
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        with Stopwatch(device) as sw:
+            fn()
+        times.append(sw.seconds)
+        if time.perf_counter() - start > budget_s:
+            break
+    return min(times)
+
+
+def copy_bandwidth(nbytes: int, device: torch.device, dtype=torch.float32) -> float:
+    """Copy bandwidth B = 2·bytes / t (bytes/s), on a buffer of at least 64 MiB (out of cache)."""
+    count = max(nbytes, 64 * 2**20) // torch.empty((), dtype=dtype).element_size()
+    src = torch.ones(count, dtype=dtype, device=device)
+    dst = torch.empty_like(src)
+    t = best_time(lambda: dst.copy_(src), device, repeats=7)
+    return 2 * src.numel() * src.element_size() / t
+
+
+def problem_at(n: int, m: int, d: int, device, dtype, seed: int = 0):
+    return make_problem(DATASET, n=n, d=d, m=m, seed=seed, device=device, dtype=dtype)
+
+
+def xw_unit(problem, device) -> float:
+    """Seconds of one ``X @ Wᵀ`` (the n×m pre-activations) at the problem's sizes."""
+    X, W = problem.X, problem.W
+    return best_time(lambda: X @ W.T, device)
+
+
+# --- methods -------------------------------------------------------------------------------
+
+
+def registered(name: str) -> bool:
+    return name in ALGORITHMS.names()
+
+
+def with_params(cls, **overrides):
+    """``cls.Params()`` with the overrides that the dataclass has (others are ignored)."""
+    params = cls.Params()
+    names = {f.name for f in dataclasses.fields(params)}
+    return dataclasses.replace(params, **{k: v for k, v in overrides.items() if k in names})
+
+
+def feasibility(cls, params, n: int, m: int, d: int, device, dtype) -> str | None:
+    shape = Shape(n, m, d, torch.empty((), dtype=dtype).element_size())
+    return cls.skip(params, shape, memory_budget_bytes(device, None))
+
+
+def time_per_iteration(name: str, n: int, m: int, d: int, device, dtype, sizes: Sizes,
+                       **overrides) -> dict[str, Any]:
+    """Median seconds of an outer step after ``setup`` and one warm-up step.
+
+    Returns ``{"seconds": t, "steps": k, "inner_iters": [...]}`` or ``{"note": why not}``.
+    """
+    if not registered(name):
+        return {"note": "not registered"}
+    cls = ALGORITHMS.get(name)
+    params = with_params(cls, **overrides)
+    reason = feasibility(cls, params, n, m, d, device, dtype)
+    if reason:
+        return {"note": f"skipped: {reason}"}
+    try:
+        problem = problem_at(n, m, d, device, dtype)
+        alg = cls(problem, params, make_generator(0, device))
+        alg.setup(NullClock())
+        # warm-up: first-touch allocation, caches, lazy factors; a step that is slow anyway
+        # (seconds) is its own measurement, the warm-up effects being negligible beside it
+        with Stopwatch(device) as sw:
+            info = alg.step(NullClock())
+        if sw.seconds > sizes.step_budget_s / 2:
+            return {"seconds": sw.seconds, "steps": 1, "inner_iters": [info.inner_iters]}
+        times, inner = [], []
+        start = time.perf_counter()
+        while len(times) < sizes.max_steps:
+            with Stopwatch(device) as sw:
+                info = alg.step(NullClock())
+            times.append(sw.seconds)
+            inner.append(info.inner_iters)
+            if time.perf_counter() - start > sizes.step_budget_s:
+                break
+    except torch.OutOfMemoryError:
+        return {"note": "out of memory"}
+    except Exception as exc:  # one broken method must not hide the others' numbers
+        return {"note": f"failed: {type(exc).__name__}: {exc}"}
+    return {"seconds": statistics.median(times), "steps": len(times), "inner_iters": inner}
+
+
+def time_to_target(name: str, n: int, m: int, d: int, device, dtype, sizes: Sizes,
+                   budget_s: float | None = None, **overrides) -> dict[str, Any]:
+    """Seconds (setup + steps, loss evaluation excluded) until L_t / L_0 ≤ 1e-6.
+
+    A run that stops on the wall-time budget (``budget_s``, default ``sizes.run_budget_s``)
+    or the iteration cap reports ``converged: False`` and its time is a lower bound.
+    """
+    budget_s = sizes.run_budget_s if budget_s is None else budget_s
+    if not registered(name):
+        return {"note": "not registered"}
+    cls = ALGORITHMS.get(name)
+    params = with_params(cls, **overrides)
+    reason = feasibility(cls, params, n, m, d, device, dtype)
+    if reason:
+        return {"note": f"skipped: {reason}"}
+    try:
+        problem = problem_at(n, m, d, device, dtype)
+        alg = cls(problem, params, make_generator(0, device))
+        loss0 = problem.loss()
+        with Stopwatch(device) as sw:
+            alg.setup(NullClock())
+        total, rel, it = sw.seconds, 1.0, 0
+        wall0 = time.perf_counter()
+        # the budget counts timed seconds (what the ratio compares); the wall cap covers
+        # the loss evaluations between steps
+        while (it < sizes.max_iters and total < budget_s
+               and time.perf_counter() - wall0 < 3 * budget_s):
+            with Stopwatch(device) as sw:
+                alg.step(NullClock())
+            total += sw.seconds
+            it += 1
+            rel = problem.loss() / loss0
+            if not math.isfinite(rel) or rel > 1e6:
+                return {"seconds": total, "iterations": it, "rel_loss": rel,
+                        "converged": False, "note": "diverged"}
+            if rel <= TARGET_REL_LOSS:
+                break
+    except torch.OutOfMemoryError:
+        return {"note": "out of memory"}
+    except Exception as exc:
+        return {"note": f"failed: {type(exc).__name__}: {exc}"}
+    return {"seconds": total, "iterations": it, "rel_loss": rel,
+            "converged": rel <= TARGET_REL_LOSS}
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def roofline(sizes: Sizes, device, dtype) -> dict[str, Any]:
+    n, m, d = sizes.reference
+    problem = problem_at(n, m, d, device, dtype)
+    lin = problem.linearize()
+    G = lin.gram_operator()
+    p = torch.randn(n, generator=make_generator(1), dtype=torch.float64).to(device, dtype)
+    t_gp = best_time(lambda: G @ p, device)
+    bandwidth = copy_bandwidth(n * m * 4, device)
+    floor_fp32 = 2 * n * m * 4 / bandwidth  # the issue's reference: fp32 D read twice
+    D = lin.jacobian.D
+    floor_stored = 2 * D.numel() * D.element_size() / bandwidth
+    A = torch.rand(n, m, generator=make_generator(2), dtype=torch.float64).to(device, dtype)
+    Y = torch.randn(n, d, dtype=dtype, device=device)
+    Z = torch.randn(m, d, dtype=dtype, device=device)
+    t_two = best_time(lambda: (A.T @ Y, A @ Z), device)
+    return {"n": n, "m": m, "d": d, "gp_s": t_gp, "copy_bandwidth_GBps": bandwidth / 1e9,
+            "floor_fp32_s": floor_fp32, "floor_stored_s": floor_stored,
+            "pattern_dtype": str(D.dtype).replace("torch.", ""),
+            "two_matmuls_s": t_two, "gp_over_floor": t_gp / floor_fp32,
+            "gp_over_two_matmuls": t_gp / t_two}
+
+
+def per_iteration(sizes: Sizes, device, dtype) -> dict[str, Any]:
+    n, m, d = sizes.reference
+    unit = xw_unit(problem_at(n, m, d, device, dtype), device)
+    methods = {}
+    for name in ALGORITHMS.names():
+        res = time_per_iteration(name, n, m, d, device, dtype, sizes)
+        if "seconds" in res:
+            res["units"] = res["seconds"] / unit
+        methods[name] = res
+    return {"n": n, "m": m, "d": d, "unit_s": unit, "methods": methods}
+
+
+def crossover(sizes: Sizes, device, dtype) -> dict[str, Any]:
+    d = sizes.crossover_d
+    rows, smallest = [], None
+    for n in sizes.crossover_ns:
+        m = 16 * n
+        sk = time_per_iteration("gn_sketch", n, m, d, device, dtype, sizes)
+        gr = time_per_iteration("gn_gram", n, m, d, device, dtype, sizes)
+        row: dict[str, Any] = {"n": n, "m": m, "d": d, "gn_sketch": sk, "gn_gram": gr}
+        if "seconds" in sk and "seconds" in gr:
+            row["gram_over_sketch"] = gr["seconds"] / sk["seconds"]
+            if smallest is None and row["gram_over_sketch"] > 1:
+                smallest = n
+        rows.append(row)
+    return {"m_over_n": 16, "d": d, "rows": rows, "smallest_n_sketch_wins": smallest}
+
+
+def practice(sizes: Sizes, device, dtype) -> dict[str, Any]:
+    n, m, d = sizes.exact
+    sk = time_per_iteration("gn_sketch", n, m, d, device, dtype, sizes)
+    ex = time_per_iteration("gn_exact", n, m, d, device, dtype, sizes)
+    exact = {"n": n, "m": m, "d": d, "gn_sketch": sk, "gn_exact": ex}
+    if "seconds" in sk and "seconds" in ex:
+        exact["exact_over_sketch"] = ex["seconds"] / sk["seconds"]
+
+    n, m, d = sizes.to_target
+    gn = {name: time_to_target(name, n, m, d, device, dtype, sizes)
+          for name in ALGORITHMS.names() if ALGORITHMS.get(name).family == "gauss_newton"}
+    done = {k: v for k, v in gn.items() if v.get("converged")}
+    best = min(done, key=lambda k: done[k]["seconds"]) if done else None
+    # A first-order run only has to last long enough to decide the ≥ 100× target: past
+    # 150× the best Gauss–Newton time it stops, and its ratio is reported as a lower bound.
+    budget = sizes.run_budget_s
+    if best is not None:
+        budget = min(budget, max(150 * done[best]["seconds"], 1.0))
+    gd = time_to_target("gd", n, m, d, device, dtype, sizes, budget, lr="auto")
+    adam_runs = {str(lr): time_to_target("adam", n, m, d, device, dtype, sizes, budget, lr=lr)
+                 for lr in sizes.adam_lrs} if registered("adam") else {}
+    adam_best = _best_run(adam_runs)
+    target = {"n": n, "m": m, "d": d, "gauss_newton": gn, "best_gauss_newton": best,
+              "gd": gd, "adam": adam_runs, "adam_best_lr": adam_best}
+    if best is not None:
+        t_best = done[best]["seconds"]
+        for key, run in (("gd", gd), ("adam", adam_runs.get(adam_best, {}))):
+            if "seconds" in run:
+                # a run that did not converge gives a lower bound on the ratio
+                target[f"{key}_over_best"] = run["seconds"] / t_best
+                target[f"{key}_over_best_is_lower_bound"] = not run.get("converged", False)
+    return {"vs_exact": exact, "to_target": target}
+
+
+def _best_run(runs: dict[str, dict]) -> str | None:
+    """The converged run with the least time, else the one with the lowest final loss."""
+    conv = {k: v for k, v in runs.items() if v.get("converged")}
+    if conv:
+        return min(conv, key=lambda k: conv[k]["seconds"])
+    tried = {k: v for k, v in runs.items() if math.isfinite(v.get("rel_loss", math.inf))}
+    return min(tried, key=lambda k: tried[k]["rel_loss"]) if tried else None
+
+
+def sketch_times(sizes: Sizes, device, dtype) -> dict[str, Any]:
+    """Seconds to form B = S Jᵀ (s×n) for each registered sketch at s = 2n (reference sizes).
+
+    Sketches that act on the md-long columns of Jᵀ (``explicit``) cost Ω(s·n·md) or
+    Ω(n·md log md) and are timed only where n·md·s ≤ 1e11 (they are for small problems).
+    """
+    try:
+        registry = importlib.import_module("harness.sketches").SKETCHES
+    except ModuleNotFoundError:
+        return {"note": "no sketch registry (harness.sketches) yet"}
+    n, m, d = sizes.reference
+    s = 2 * n
+    problem = problem_at(n, m, d, device, dtype)
+    jac = problem.linearize().jacobian
+    out: dict[str, Any] = {}
+    for name in registry.names():
+        cls = registry.get(name)
+        if getattr(cls, "explicit", False) and n * m * d * s > 1e11:
+            out[name] = {"note": "skipped: acts on explicit md-columns, too slow at this size"}
+            continue
+        try:
+            sketch = cls(m, d, s, make_generator(3, device), dtype=dtype)
+            out[name] = {"seconds": best_time(partial(sketch.sketch_jacobian, jac), device,
+                                              repeats=3)}
+        except (NotImplementedError, ConfigError) as exc:
+            out[name] = {"note": f"skipped: {exc}"}
+        except Exception as exc:
+            out[name] = {"note": f"failed: {type(exc).__name__}: {exc}"}
+    return {"n": n, "m": m, "d": d, "s": s, "sketches": out}
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured figure and whether it is met."""
+    rows = []
+
+    def add(label: str, value: float | None, limit: float, lower_is_better: bool, note=""):
+        met = None if value is None else (value <= limit if lower_is_better else value >= limit)
+        rows.append({"target": label, "value": value, "limit": limit, "met": met, "note": note})
+
+    add("CG product G·p / memory floor (fp32 D read twice)", report["roofline"]["gp_over_floor"],
+        1.3, True)
+    sk = report["per_iteration"]["methods"].get("gn_sketch", {})
+    add("gn_sketch X@Wᵀ-units per outer iteration", sk.get("units"), 8, True,
+        sk.get("note", ""))
+    cr = report["crossover"]
+    add("crossover: smallest n where gn_sketch beats gn_gram (m=16n)",
+        cr["smallest_n_sketch_wins"], 2048, True)
+    if cr["smallest_n_sketch_wins"] is None and any("gram_over_sketch" in r for r in cr["rows"]):
+        rows[-1].update(met=False, note=f"not reached up to n={cr['rows'][-1]['n']}")
+    vs = report["practice"]["vs_exact"]
+    add("gn_exact / gn_sketch per iteration", vs.get("exact_over_sketch"), 20, False,
+        vs["gn_exact"].get("note", "") or vs["gn_sketch"].get("note", ""))
+    tt = report["practice"]["to_target"]
+    for key in ("gd", "adam"):
+        bound = tt.get(f"{key}_over_best_is_lower_bound")
+        add(f"time to 1e-6: {key} / best GN ({tt['best_gauss_newton']})",
+            tt.get(f"{key}_over_best"), 100, False, "lower bound (did not converge)"
+            if bound else "")
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def render(report: dict[str, Any]) -> str:
+    meta = report["meta"]
+    lines = [f"nlt-bench  device={meta['device']} ({meta['device_name']})  dtype={meta['dtype']}"
+             f"  threads={meta['threads']}  commit={meta['git_commit']}"
+             f"  mode={'quick' if meta['quick'] else 'full'}", ""]
+    rf = report["roofline"]
+    lines += [f"roofline  n={rf['n']} m={rf['m']} d={rf['d']}  copy bandwidth "
+              f"{rf['copy_bandwidth_GBps']:.1f} GB/s  pattern stored as {rf['pattern_dtype']}",
+              f"  G·p {rf['gp_s'] * 1e3:.2f} ms   floor (fp32 D twice) "
+              f"{rf['floor_fp32_s'] * 1e3:.2f} ms   floor (stored D twice) "
+              f"{rf['floor_stored_s'] * 1e3:.2f} ms   two matmuls "
+              f"{rf['two_matmuls_s'] * 1e3:.2f} ms",
+              f"  G·p / floor = {rf['gp_over_floor']:.2f}   G·p / two matmuls = "
+              f"{rf['gp_over_two_matmuls']:.2f}", ""]
+    pi = report["per_iteration"]
+    lines.append(f"per outer iteration  n={pi['n']} m={pi['m']} d={pi['d']}  unit = X@Wᵀ = "
+                 f"{pi['unit_s'] * 1e3:.2f} ms")
+    for name, res in pi["methods"].items():
+        if "seconds" in res:
+            lines.append(f"  {name:<12} {res['seconds'] * 1e3:10.2f} ms  {res['units']:8.2f} "
+                         f"units  inner {res['inner_iters']}")
+        else:
+            lines.append(f"  {name:<12} {res['note']}")
+    lines.append("")
+    sk = report["sketches"]
+    if "sketches" in sk:
+        lines.append(f"sketches  S Jᵀ at s={sk['s']}")
+        for name, res in sk["sketches"].items():
+            lines.append(f"  {name:<12} " + (f"{res['seconds'] * 1e3:10.2f} ms" if "seconds"
+                                             in res else res["note"]))
+    else:
+        lines.append(f"sketches  {sk['note']}")
+    lines.append("")
+    cr = report["crossover"]
+    lines.append(f"crossover gn_sketch vs gn_gram  m=16n d={cr['d']}")
+    for row in cr["rows"]:
+        cells = []
+        for key in ("gn_sketch", "gn_gram"):
+            r = row[key]
+            cells.append(f"{key} {r['seconds'] * 1e3:.2f} ms" if "seconds" in r
+                         else f"{key} ({r['note']})")
+        ratio = row.get("gram_over_sketch")
+        lines.append(f"  n={row['n']:<6} " + "  ".join(cells) +
+                     (f"  gram/sketch {ratio:.2f}" if ratio is not None else ""))
+    lines.append(f"  smallest n where gn_sketch wins: {_fmt(cr['smallest_n_sketch_wins'])}")
+    lines.append("")
+    vs = report["practice"]["vs_exact"]
+    lines.append(f"practice  n={vs['n']} m={vs['m']} d={vs['d']}  gn_exact / gn_sketch per "
+                 f"iteration: {_fmt(vs.get('exact_over_sketch'))}" +
+                 "".join(f"  [{k}: {vs[k]['note']}]" for k in ("gn_sketch", "gn_exact")
+                         if "note" in vs[k]))
+    tt = report["practice"]["to_target"]
+    lines.append(f"time to rel. loss 1e-6  n={tt['n']} m={tt['m']} d={tt['d']}")
+    runs = [(k, v) for k, v in tt["gauss_newton"].items()] + [("gd (lr=auto)", tt["gd"])]
+    runs += [(f"adam lr={lr}", v) for lr, v in tt["adam"].items()] or [("adam", {"note":
+                                                                         "not registered"})]
+    for label, res in runs:
+        if "seconds" in res:
+            lines.append(f"  {label:<16} {res['seconds']:9.3f} s  {res['iterations']:6d} iters"
+                         f"  rel loss {res['rel_loss']:.2e}"
+                         + ("" if res.get("converged") else "  (not converged)"))
+        else:
+            lines.append(f"  {label:<16} {res['note']}")
+    lines.append("")
+    lines.append("targets")
+    for row in report["targets"]:
+        mark = {True: "met", False: "MISSED", None: "n/a"}[row["met"]]
+        lines.append(f"  {row['target']:<58} {_fmt(row['value']):>8}  (limit {row['limit']:g})"
+                     f"  {mark}" + (f"  {row['note']}" if row["note"] else ""))
+    return "\n".join(lines)
+
+
+def run(device_name_: str, dtype_name: str, quick: bool,
+        json_path: Path | None = None) -> dict[str, Any]:
+    device = resolve_device(device_name_)
+    dtype = resolve_dtype(dtype_name)
+    sizes = QUICK if quick else FULL
+    report: dict[str, Any] = {"meta": {
+        "device": str(device), "device_name": device_name(device), "dtype": dtype_name,
+        "threads": torch.get_num_threads(), "git_commit": git_commit(),
+        "torch": torch.__version__, "python": platform.python_version(), "quick": quick,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "sizes": dataclasses.asdict(sizes), "loadavg": _loadavg()}}
+    for key, section in (("roofline", roofline), ("per_iteration", per_iteration),
+                         ("sketches", sketch_times), ("crossover", crossover),
+                         ("practice", practice)):
+        with Stopwatch(device) as sw:
+            report[key] = section(sizes, device, dtype)
+        report["meta"][f"{key}_wall_s"] = sw.seconds
+        if json_path is not None:  # sections so far: a long run that is cut keeps its numbers
+            write_json(report, json_path)
+    report["targets"] = targets(report)
+    return report
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return list(os.getloadavg())
+    except OSError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    parser.add_argument("--dtype", default="float32", help="float32 or float64")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write the report as JSON to PATH")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes (seconds): checks that everything runs")
+    # argparse's own errors are multi-line; one line and exit 2 like every nlt command
+    parser.error = lambda message: fail(PROG, message)  # type: ignore[method-assign]
+    args = parser.parse_args(argv)
+    if args.json is not None and not args.json.parent.is_dir():
+        fail(PROG, f"--json: directory {str(args.json.parent)!r} does not exist")
+    report = guarded(PROG, lambda: run(args.device, args.dtype, args.quick, args.json))
+    if args.json is not None:
+        write_json(report, args.json)
+    print(render(report))
+    sys.stdout.flush()
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    """Atomic write: a reader never sees half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    main()

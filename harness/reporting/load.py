@@ -1,0 +1,225 @@
+"""Read every cell of one or more results stores into two pandas tables, never raising on bad
+data: what cannot be read goes into a list of problems that the report prints.
+
+Layout read (``harness.results``): ``<store>/<algorithm>/<cell>/result.parquet`` (one row per
+outer iteration, row 0 the initial point) and ``run.json`` (status, reason, configuration,
+provenance). Hydra's own files under ``<store>/_hydra/`` and hidden or temporary files are
+ignored.
+
+* ``runs``: one row per cell: the run.json fields the report needs, flattened (status, sizes,
+  hyperparameters, provenance, peak memory, any extra scalar field a method adds), plus
+  ``variant`` (the algorithm name with the hyperparameters that vary between its cells) and
+  ``data_ok`` (the trajectory was read back whole).
+* ``rows``: the per-iteration rows of every readable trajectory, with the cell's id.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import ConfigError
+from harness.results import RESULT_FILE, RUN_FILE
+
+#: run.json keys copied as they are; nested ones are flattened below.
+RUN_KEYS = ("status", "reason", "algorithm", "dataset", "n", "m", "d", "seed", "device", "dtype",
+            "initial_loss", "final_loss", "final_rel_loss", "iterations", "rows",
+            "total_time_s", "setup_time_s", "wall_time_s", "estimated_memory_bytes",
+            "memory_budget_bytes", "peak_memory_bytes", "peak_memory_kind", "config_hash")
+CONFIG_KEYS = ("target_rel_loss", "max_iters", "time_budget_s", "memory_budget_gb")
+PROVENANCE_KEYS = ("git_commit", "git_dirty", "threads", "device_name", "hostname", "platform",
+                   "utc_time", "launcher")
+#: run.json keys never turned into columns (nested or bulky).
+_SKIP_KEYS = {"config", "identity", "provenance", "setup_phases_s", "label", "cell"}
+
+
+@dataclass
+class Problem:
+    """One thing the loader could not use, and why."""
+
+    path: str
+    kind: str  # unreadable run.json | unreadable result | truncated | no run.json | no result
+    detail: str
+
+
+@dataclass
+class Loaded:
+    runs: pd.DataFrame
+    rows: pd.DataFrame
+    problems: list[Problem] = field(default_factory=list)
+    stores: list[Path] = field(default_factory=list)
+
+
+def find_cells(store: Path) -> list[Path]:
+    """Cell directories of a store: ``<store>/<algorithm>/<cell>`` holding either file."""
+    cells = []
+    for alg_dir in sorted(p for p in store.iterdir() if p.is_dir()):
+        if alg_dir.name.startswith(("_", ".")):
+            continue
+        for cell in sorted(p for p in alg_dir.iterdir() if p.is_dir()):
+            if cell.name.startswith((".", "_")):
+                continue
+            if (cell / RUN_FILE).exists() or (cell / RESULT_FILE).exists():
+                cells.append(cell)
+    return cells
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _run_record(run: dict[str, Any], cell_id: str, store: Path) -> dict[str, Any]:
+    rec: dict[str, Any] = {"cell": cell_id, "store": str(store)}
+    for key in RUN_KEYS:
+        rec[key] = run.get(key)
+    # Extra scalar fields a method or diagnostic adds (e.g. an NTK distance) become columns.
+    for key, value in run.items():
+        if key not in rec and key not in _SKIP_KEYS and _scalar(value):
+            rec[key] = value
+    config = run.get("config") or {}
+    for key in CONFIG_KEYS:
+        rec[key] = config.get(key)
+    prov = run.get("provenance") or {}
+    for key in PROVENANCE_KEYS:
+        rec[key] = prov.get(key, run.get(key))
+    # Newer runs describe the launch in provenance["launch"] (launcher, parallel jobs).
+    launch = prov.get("launch") if isinstance(prov.get("launch"), dict) else {}
+    rec["launcher"] = rec["launcher"] or launch.get("launcher")
+    rec["parallel_jobs"] = launch.get("parallel_jobs")
+    rec["torch_version"] = (prov.get("packages") or {}).get("torch")
+    alg = dict((run.get("identity") or {}).get("algorithm") or config.get("algorithm") or {})
+    alg.pop("name", None)
+    rec["hyperparameters"] = json.dumps(alg, sort_keys=True, default=str)
+    data = dict(config.get("data") or {})
+    for key in ("name", "n", "d"):
+        data.pop(key, None)
+    rec["data_params"] = json.dumps(data, sort_keys=True, default=str)
+    return rec
+
+
+def _read_cell(cell: Path, store: Path, problems: list[Problem]):
+    cell_id = os.path.relpath(cell, store)
+    run = None
+    if (cell / RUN_FILE).exists():
+        try:
+            with open(cell / RUN_FILE) as fh:
+                run = json.load(fh)
+            if not isinstance(run, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            problems.append(Problem(str(cell / RUN_FILE), "unreadable run.json",
+                                    f"{type(exc).__name__}: {exc}"[:200]))
+            run = None
+    else:
+        problems.append(Problem(str(cell), "no run.json",
+                                "trajectory without run.json: the run was interrupted"))
+    frame = None
+    if (cell / RESULT_FILE).exists():
+        try:
+            frame = pd.read_parquet(cell / RESULT_FILE)
+        except Exception as exc:  # pyarrow raises several types on a damaged file
+            problems.append(Problem(str(cell / RESULT_FILE), "unreadable result",
+                                    f"{type(exc).__name__}: {exc}"[:200]))
+    elif run is not None:
+        problems.append(Problem(str(cell), "no result", "run.json without result.parquet"))
+    if run is None:
+        return None, None
+    rec = _run_record(run, cell_id, store)
+    expected = run.get("rows")
+    rec["data_ok"] = frame is not None
+    if frame is not None and expected is not None and len(frame) != expected:
+        problems.append(Problem(str(cell / RESULT_FILE), "truncated",
+                                f"{len(frame)} rows, run.json promises {expected}"))
+        rec["data_ok"] = False
+        frame = None
+    if frame is not None and len(frame):
+        frame = frame.copy()
+        frame["cell"] = cell_id
+        frame["store"] = str(store)
+    else:
+        frame = None  # nothing to add to the per-iteration table
+    return rec, frame
+
+
+def label_variants(runs: pd.DataFrame) -> pd.Series:
+    """``algorithm`` alone, or ``algorithm (k=v, ...)`` naming the hyperparameters that take
+    more than one value among that algorithm's cells: one line per variant in the figures."""
+    labels = pd.Series(index=runs.index, dtype=object)
+    for alg, group in runs.groupby("algorithm", sort=True):
+        params = [json.loads(h) for h in group["hyperparameters"]]
+        keys = sorted({k for p in params for k in p})
+        varying = [k for k in keys if len({json.dumps(p.get(k), default=str)
+                                           for p in params}) > 1]
+        for idx, p in zip(group.index, params):
+            if varying:
+                inside = ", ".join(f"{k}={p.get(k)}" for k in varying)
+                labels[idx] = f"{alg} ({inside})"
+            else:
+                labels[idx] = str(alg)
+    return labels
+
+
+def load_stores(stores: list[str | Path]) -> Loaded:
+    """Every cell of every store. A store that does not exist is a ``ConfigError`` (the user
+    named it); anything wrong inside a store becomes a ``Problem``."""
+    paths = []
+    for s in stores:
+        p = Path(os.path.expanduser(str(s)))
+        if not p.is_dir():
+            raise ConfigError(f"results store {str(s)!r} is not a directory")
+        paths.append(p)
+    problems: list[Problem] = []
+    records, frames = [], []
+    for store in paths:
+        for cell in find_cells(store):
+            rec, frame = _read_cell(cell, store, problems)
+            if rec is not None:
+                records.append(rec)
+            if frame is not None:
+                frames.append(frame)
+    runs = pd.DataFrame(records)
+    if len(runs):
+        # Cell ids of several stores carry the store's name (its path where names repeat).
+        if len(paths) > 1:
+            names = [p.name for p in paths]
+            label = {str(p): (p.name if names.count(p.name) == 1 else str(p)) for p in paths}
+            runs["cell"] = [f"{label[s]}/{c}" for s, c in zip(runs["store"], runs["cell"])]
+            for f in frames:
+                f["cell"] = [f"{label[s]}/{c}" for s, c in zip(f["store"], f["cell"])]
+        runs["variant"] = label_variants(runs)
+        for col in ("n", "m", "d", "seed", "iterations", "rows"):
+            runs[col] = pd.to_numeric(runs[col], errors="coerce")
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(rows):
+        if "inner_iters" in rows:
+            rows["inner_iters"] = pd.to_numeric(rows["inner_iters"], errors="coerce")
+        rows = rows.merge(runs[["cell", "variant"]], on="cell", how="left")
+    return Loaded(runs=runs, rows=rows, problems=problems, stores=paths)
+
+
+def merged_table(loaded: Loaded) -> pd.DataFrame:
+    """Per-iteration rows joined with per-cell run fields; a cell without rows (skipped,
+    failed before its first step) keeps one row with a null ``iter``, so every cell is there."""
+    runs = loaded.runs
+    if not len(runs):
+        return pd.DataFrame()
+    rows = loaded.rows
+    run_cols = list(runs.columns)
+    if not len(rows):
+        return runs[run_cols].copy()
+    shared = [c for c in rows.columns if c in runs.columns and c != "cell"]
+    out = runs[run_cols].merge(rows.drop(columns=shared), on="cell", how="left")
+    # Object columns holding mixed Python values do not round-trip through parquet.
+    for col in out.columns:
+        if out[col].dtype == object:
+            kinds = {type(v) for v in out[col] if v is not None and v == v}
+            if len(kinds) > 1 or (kinds and not kinds <= {str, bool}):
+                out[col] = [None if v is None or (isinstance(v, float) and np.isnan(v))
+                            else str(v) for v in out[col]]
+    return out

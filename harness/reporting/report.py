@@ -1,0 +1,227 @@
+"""``nlt-report``: one command from results stores to a report a reviewer can read.
+
+    nlt-report                                  # results/ -> reports/latest/
+    nlt-report results/ gpu_results/ --out reports/all
+    nlt-report /tmp/store --target 1e-8 --min-time-s 5e-4
+
+Writes into DIR: ``results.parquet`` (every per-iteration row of every cell, joined with the
+cell's run.json fields; a cell without rows keeps one row with a null ``iter``),
+``cells.csv`` (one row per cell with the derived quantities the report uses), the figures
+(``figNN_*.png`` and ``.pdf``) and ``REPORT.md`` embedding them. Partial data never stop it:
+unreadable files and cells that were skipped, failed or diverged are listed in their own
+section, and censored points are drawn marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import math
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.cli import fail, guarded
+from harness.errors import ConfigError
+from harness.reporting import claims as C
+from harness.reporting import fits as F
+from harness.reporting import tables as T
+from harness.reporting.figures import Figure, all_figures
+from harness.reporting.load import Loaded, Problem, load_stores, merged_table
+from harness.reporting.metrics import DEFAULT_TARGET, cell_metrics
+
+PROG = "nlt-report"
+
+
+@dataclass
+class Report:
+    out: Path
+    loaded: Loaded
+    cells: pd.DataFrame
+    figures: list[Figure] = field(default_factory=list)
+    claims: list[C.Claim] = field(default_factory=list)
+    fits_n: pd.DataFrame | None = None
+    fits_m: pd.DataFrame | None = None
+
+    @property
+    def figure_files(self) -> list[Path]:
+        return [self.out / f for fig in self.figures for f in fig.files]
+
+
+def md_table(frame: pd.DataFrame) -> str:
+    """A GitHub-markdown table (no tabulate dependency); pipes in cells are escaped."""
+    if frame is None or not len(frame):
+        return "_(none)_\n"
+
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |"
+            for row in frame.itertuples(index=False)]
+    return "\n".join([head, sep, *body]) + "\n"
+
+
+def _fits_table(fits: pd.DataFrame) -> pd.DataFrame:
+    if fits is None or not len(fits):
+        return pd.DataFrame()
+    out = fits.copy()
+    out["fitted slope [95% CI]"] = [f"{r.slope:.2f} [{r.lo:.2f}, {r.hi:.2f}]"
+                                    for r in fits.itertuples()]
+    out["theory"] = [f"{t:.2f}" if t == t else "–" for t in fits["theory"]]
+    out["agrees"] = [{True: "yes", False: "**no**"}.get(a, "–") for a in fits["agrees"]]
+    return out[["variant", "device", "fixed", "range", "term", "theory",
+                "fitted slope [95% CI]", "n_points", "agrees", "note"]]
+
+
+def _theory_table(cells: pd.DataFrame) -> pd.DataFrame:
+    algs = sorted(cells["algorithm"].dropna().unique()) if len(cells) else []
+    return pd.DataFrame([{"method": a, "cost per outer iteration (spec §3)":
+                          F.THEORY_TEXT.get(a, "no model")} for a in algs])
+
+
+def build(stores: list[str], out: Path, target: float = DEFAULT_TARGET,
+          min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None) -> Report:
+    """Load, compute, draw and write; returns what was made (the tests read it)."""
+    if not (target > 0 and math.isfinite(target)):
+        raise ConfigError(f"--target must be a positive number, got {target}")
+    if not (min_time_s >= 0 and math.isfinite(min_time_s)):
+        raise ConfigError(f"--min-time-s must be >= 0, got {min_time_s}")
+    loaded = load_stores(stores)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = cell_metrics(loaded, target)
+    merged = merged_table(loaded)
+    merged.to_parquet(out / "results.parquet", index=False)
+    if len(cells):
+        cells.to_csv(out / "cells.csv", index=False)
+    report = Report(out, loaded, cells)
+    if len(cells):
+        for var in ("n", "m"):
+            try:
+                fits = F.scaling_fits(cells, var, min_time_s)
+            except Exception as exc:  # odd data: report it, draw the rest
+                loaded.problems.append(Problem("(fits)", f"fit in {var} failed",
+                                               f"{type(exc).__name__}: {exc}"[:200]))
+                fits = pd.DataFrame(columns=F.FIT_COLUMNS)
+            setattr(report, f"fits_{var}", fits)
+    report.figures = all_figures(cells, loaded.rows, report.fits_n, report.fits_m, out)
+    report.claims = C.check_claims(cells, loaded.rows, report.fits_n, report.fits_m)
+    text = render(report, stores, target, min_time_s, command)
+    (out / "REPORT.md").write_text(text)
+    return report
+
+
+def render(r: Report, stores: list[str], target: float, min_time_s: float,
+           command: str | None) -> str:
+    cells = r.cells
+    now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    cmd = command or f"nlt-report {' '.join(shlex.quote(s) for s in stores)} --out {r.out}"
+    L = ["# Benchmark report: Gauss–Newton training of two-layer ReLU networks", "",
+         f"Generated {now} by `{cmd}` from {len(cells)} cells in "
+         f"{', '.join(f'`{s}`' for s in stores)}. Target relative loss ε = {target:g}. "
+         "Every number below comes from `results.parquet` (per-iteration rows) and "
+         "`cells.csv` (per-cell quantities) next to this file; what each figure and table "
+         "shows, and the decision rules, are in `docs/reports.md`.", ""]
+    if len(cells):
+        counts = cells["status"].value_counts().sort_index()
+        L += ["Cells by status: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+              + f"; {len(r.loaded.problems)} unreadable or incomplete file(s).", ""]
+    env, warnings = T.environment(cells)
+    if warnings:
+        L += ["> **Warning:** " + w for w in warnings] + [""]
+
+    table, where = T.headline(cells) if len(cells) else (pd.DataFrame(), "no runs")
+    L += ["## Headline", "", f"Reference size: {where} (the size with the most methods). "
+          "Time per iteration is the median step time; time to ε includes setup.", "",
+          md_table(table)]
+
+    L += ["## Claims check", "", "Verdicts follow explicit rules on the measured numbers "
+          "(column *rule*); *not enough data* also covers data that the rule does not decide.",
+          ""]
+    claims = pd.DataFrame([{"claim": c.id, "statement": c.statement,
+                            "verdict": f"**{c.verdict}**", "evidence": c.evidence,
+                            "rule": c.rule} for c in r.claims])
+    L += [md_table(claims)]
+
+    L += ["## Scaling exponents", "",
+          f"Log-log slopes of the time per outer iteration, with studentised-bootstrap 95% "
+          f"intervals, fitted only on a contiguous range of sizes where one term of the "
+          f"spec's cost model carries ≥ {F.DOMINANCE:.0%} of the modelled flops (*term*, "
+          f"*range*) and the time per iteration is ≥ {min_time_s:g} s (below that, per-call "
+          f"overheads set the time). *theory* is that term's exponent; *agrees*: the interval "
+          f"meets theory ± {F.TOLERANCE} (left empty when the interval is wider than "
+          f"{F.MAX_CI_WIDTH:g}: too noisy to decide).", "", md_table(_theory_table(cells)),
+          "### In n (fixed m)", "", md_table(_fits_table(r.fits_n)),
+          "### In m (fixed n)", "", md_table(_fits_table(r.fits_m))]
+
+    L += ["## Crossover gn_sketch / gn_gram", "",
+          "Smallest n at which gn_sketch (its best variant at that n) beats gn_gram, per "
+          "iteration and to ε.", "", md_table(T.crossover(cells) if len(cells)
+                                              else pd.DataFrame())]
+
+    L += ["## Figures", ""]
+    for fig in r.figures:
+        if fig.files:
+            png = next(f for f in fig.files if f.endswith(".png"))
+            pdf = next((f for f in fig.files if f.endswith(".pdf")), None)
+            L += [f"### Figure {fig.number}: {fig.title}", "", f"![{fig.title}]({png})", "",
+                  fig.caption + (f" ([PDF]({pdf}))" if pdf else ""), ""]
+    missing = [f for f in r.figures if not f.files]
+    if missing:
+        L += ["Not drawn (no data for them in these stores):", ""]
+        L += [f"- Figure {f.number} ({f.title or f.name}): {f.missing}" for f in missing]
+        L += [""]
+
+    L += ["## Environment", "", md_table(env)]
+    if warnings:
+        L += ["Warnings:", ""] + [f"- {w}" for w in warnings] + [""]
+
+    L += ["## Problems and censored cells", "",
+          "Unreadable or truncated files (their cells are left out of every figure), and cells "
+          "that were skipped, failed or diverged, with their reasons.", "",
+          md_table(T.problem_table(r.loaded.problems, cells))]
+    L += ["## Regenerate", "", "```", cmd, "```", ""]
+    return "\n".join(L)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit code 2, like every harness command
+        fail(PROG, message)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = _Parser(prog=PROG, description="Merge results stores into figures, fits, a claims "
+                     "check and REPORT.md (docs/reports.md).")
+    parser.add_argument("stores", nargs="*", default=["results"],
+                        help="results stores to read (default: results/)")
+    parser.add_argument("--out", default="reports/latest", help="output directory")
+    parser.add_argument("--target", type=float, default=DEFAULT_TARGET,
+                        help="target relative loss ε (default 1e-6)")
+    parser.add_argument("--min-time-s", type=float, default=F.DEFAULT_MIN_TIME_S,
+                        help="fit slopes only on times per iteration above this (seconds)")
+    args = parser.parse_args(argv)
+    argv_used = sys.argv[1:] if argv is None else argv
+    command = " ".join([PROG, *(shlex.quote(a) for a in argv_used)])
+
+    def go():
+        rep = build(args.stores or ["results"], Path(args.out), args.target, args.min_time_s,
+                    command)
+        drawn = sum(1 for f in rep.figures if f.files)
+        verdicts = ", ".join(f"{c.id} {c.verdict}" for c in rep.claims)
+        print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
+              f"{drawn} figure(s) -> {Path(args.out) / 'REPORT.md'}")
+        print(f"claims: {verdicts}")
+
+    guarded(PROG, go)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""The report's tables as pandas frames: headline, crossover, environment, problems.
+(The scaling-exponent table is ``fits.scaling_fits``; the claims table is ``claims``.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from harness.reporting.load import Problem
+
+DONE = ("converged", "max_iters", "time_budget", "diverged")
+
+
+def fmt_time(t) -> str:
+    if t is None or t != t:
+        return "–"
+    if t < 1e-3:
+        return f"{t * 1e6:.3g} µs"
+    if t < 1:
+        return f"{t * 1e3:.3g} ms"
+    return f"{t:.3g} s"
+
+
+def fmt_bytes(b) -> str:
+    if b is None or b != b:
+        return "–"
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= size:
+            return f"{b / size:.3g} {unit}"
+    return f"{int(b)} B"
+
+
+def reference_size(cells: pd.DataFrame):
+    """(device, n, m) with the most methods measured; ties: fewer variants, larger n, m."""
+    done = cells[cells["status"].isin(DONE)]
+    if not len(done):
+        return None
+    score = done.groupby(["device", "n", "m"]).agg(a=("algorithm", "nunique"),
+                                                   v=("variant", "nunique")).reset_index()
+    # the most methods; then the fewest variants (a comparison, not an ablation); larger n
+    score["v"] = -score["v"]
+    score = score.sort_values(["a", "v", "n", "m"], ascending=False)
+    r = score.iloc[0]
+    return r["device"], int(r["n"]), int(r["m"])
+
+
+def headline(cells: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    ref = reference_size(cells)
+    if ref is None:
+        return pd.DataFrame(), "no finished runs"
+    device, n, m = ref
+    sub = cells[(cells["device"] == device) & (cells["n"] == n) & (cells["m"] == m)]
+    target = float(cells["target"].iloc[0])
+    out = []
+    for variant, g in sub.groupby("variant", sort=True):
+        finished = g[g["status"].isin(DONE)]
+        reached = g[g["iters_to_target"].notna()]
+        if len(reached) == len(g):
+            iters = f"{np.median(reached['iters_to_target']):g}"
+            ttt = fmt_time(np.median(reached["time_to_target_s"]))
+        elif len(reached):
+            iters = f"{np.median(reached['iters_to_target']):g} ({len(reached)}/{len(g)} seeds)"
+            ttt = fmt_time(np.median(reached["time_to_target_s"]))
+        else:
+            lb = g["iters_lower_bound"].dropna()
+            reasons = ", ".join(sorted(set(g["censor"].dropna())))
+            iters = f"> {lb.max():g} ({reasons})" if len(lb) else f"not reached ({reasons})"
+            tl = g["time_lower_bound_s"].dropna()
+            ttt = f"> {fmt_time(tl.max())}" if len(tl) else "–"
+        out.append({"method": variant, "cells": len(g),
+                    "time / iteration": fmt_time(finished["time_per_iter_s"].median()),
+                    f"iterations to {target:g}": iters, f"time to {target:g}": ttt,
+                    "peak memory": fmt_bytes(finished["peak_memory_bytes"].median()),
+                    "status": ", ".join(f"{k} {v}" for k, v in
+                                        g["status"].value_counts().sort_index().items())})
+    ctx = sub.iloc[0]
+    where = f"n={n}, m={m}, d={int(ctx['d'])}, {ctx['dataset']}, {ctx['dtype']}, {device}"
+    return pd.DataFrame(out), where
+
+
+def _best(frame: pd.DataFrame, col: str) -> pd.DataFrame:
+    """Per n, the gn_sketch variant with the smallest median ``col``."""
+    med = frame.groupby(["n", "variant"])[col].median().dropna().reset_index()
+    if not len(med):
+        return med
+    return med.loc[med.groupby("n")[col].idxmin()].set_index("n")
+
+
+def crossover(cells: pd.DataFrame) -> pd.DataFrame:
+    """For each (device, m) the smallest n where gn_sketch beats gn_gram, per iteration and to
+    target, or 'not reached in the measured range'. At each n the best gn_sketch variant is
+    compared (named in the table); a gn_gram run that stopped before the target while
+    gn_sketch reached it counts as beaten."""
+    cols = ["device", "m", "context", "n measured", "per iteration", "to target"]
+    sk = cells[(cells["algorithm"] == "gn_sketch") & cells["status"].isin(DONE)]
+    gr = cells[(cells["algorithm"] == "gn_gram") & cells["status"].isin(DONE)]
+    out = []
+    if not len(sk) or not len(gr):
+        return pd.DataFrame(columns=cols)
+    keys = ["device", "dataset", "d", "dtype", "m"]
+    for key, s in sk.groupby(keys):
+        g = gr
+        for k, v in zip(keys, key):
+            g = g[g[k] == v]
+        common = sorted(set(s["n"]) & set(g["n"]))
+        if not common:
+            continue
+        row = {"device": key[0], "m": int(key[4]), "context": f"{key[1]} d={int(key[2])} "
+               f"{key[3]}", "n measured": f"{int(common[0])}–{int(common[-1])} "
+               f"({len(common)} sizes)"}
+        for label, col in (("per iteration", "time_per_iter_s"),
+                           ("to target", "time_to_target_s")):
+            best = _best(s[s["n"].isin(common)], col)
+            gram = g[g["n"].isin(common)].groupby("n")[col].median()
+            found = None
+            for n in common:
+                t_s = best[col].get(n, np.nan) if len(best) else np.nan
+                t_g = gram.get(n, np.nan)
+                if t_s == t_s and (t_g != t_g or t_s < t_g):
+                    found = (n, t_s, t_g, best["variant"].get(n))
+                    break
+            if found is None:
+                row[label] = "not reached in the measured range"
+            else:
+                n, t_s, t_g, variant = found
+                gram_txt = fmt_time(t_g) if t_g == t_g else "not reached"
+                row[label] = (f"n = {int(n)} ({variant}: {fmt_time(t_s)} vs gn_gram "
+                              f"{gram_txt})")
+        out.append(row)
+    return pd.DataFrame(out, columns=cols)
+
+
+ENV_KEYS = ["device", "device_name", "hostname", "dtype", "threads", "launcher", "parallel_jobs",
+            "git_commit", "git_dirty", "torch_version"]
+
+
+def environment(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Distinct environments with their cell counts, and warnings where they mix."""
+    if not len(cells):
+        return pd.DataFrame(columns=ENV_KEYS + ["cells"]), []
+    env = cells.reindex(columns=ENV_KEYS).copy()
+    env["launcher"] = env["launcher"].fillna("not recorded")
+    env["parallel_jobs"] = [("–" if v is None or v != v else str(int(v)) if isinstance(
+        v, (int, float)) else str(v)) for v in env["parallel_jobs"]]
+    env["threads"] = [("–" if v is None or v != v else str(int(v)) if isinstance(
+        v, (int, float)) else str(v)) for v in env["threads"]]
+    env["git_commit"] = env["git_commit"].fillna("unknown").astype(str).str[:10]
+    env = env.astype(str)
+    table = env.groupby(ENV_KEYS, dropna=False).size().rename("cells").reset_index()
+    warnings = []
+    for device, g in env.groupby("device"):
+        for col, what in (("hostname", "machines"), ("device_name", "processors"),
+                          ("launcher", "launchers"), ("threads", "thread counts"),
+                          ("parallel_jobs", "numbers of parallel jobs")):
+            vals = sorted(g[col].unique())
+            if col in ("parallel_jobs", "threads"):
+                vals = [v for v in vals if v != "–"]  # unknown is not a second value
+            if len(vals) > 1:
+                warnings.append(f"{device} runs mix {what}: {', '.join(vals)}. Timings from "
+                                "different settings are compared in the same figures.")
+    commits = sorted(env["git_commit"].unique())
+    if len(commits) > 1:
+        warnings.append(f"runs come from {len(commits)} commits: {', '.join(commits)}")
+    if (env["git_dirty"] == "True").any():
+        warnings.append("some runs come from a checkout with uncommitted changes "
+                        "(git_dirty = True)")
+    return table, warnings
+
+
+def problem_table(problems: list[Problem], cells: pd.DataFrame) -> pd.DataFrame:
+    """Unreadable files, plus every cell that did not finish normally, with its reason."""
+    out = [{"what": p.kind, "where": p.path, "detail": p.detail} for p in problems]
+    if len(cells):
+        bad = cells[cells["status"].isin(["skipped", "failed", "diverged"])
+                    | ~cells["status"].isin(DONE + ("skipped", "failed"))]
+        for r in bad.itertuples(index=False):
+            out.append({"what": str(r.status), "where": str(r.cell),
+                        "detail": str(r.reason or "")[:160]})
+    return pd.DataFrame(out, columns=["what", "where", "detail"])

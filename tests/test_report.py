@@ -1,0 +1,269 @@
+"""nlt-report: scaling fits, the report from real and from damaged stores, the claims check."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.reporting import claims as C
+from harness.reporting import fits as F
+from harness.reporting import tables as T
+from harness.reporting.load import load_stores
+from harness.reporting.metrics import cell_metrics
+from harness.reporting.report import build, main
+from harness.results import write_cell
+from tests.helpers import run_in_process
+
+# --- fits ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exponent", [1.0, 2.0, 3.0])
+def test_fit_recovers_known_exponent_with_covering_interval(exponent):
+    rng = np.random.default_rng(7)
+    n = np.repeat(2.0 ** np.arange(6, 12), 3)  # 6 sizes, 3 seeds
+    t = 1e-9 * n**exponent * np.exp(rng.normal(0.0, 0.1, n.size))  # 10% multiplicative noise
+    fit = F.fit_loglog(n, t)
+    assert abs(fit.slope - exponent) < 0.1
+    assert fit.lo < exponent < fit.hi
+    assert fit.hi - fit.lo < 0.3
+
+
+def test_fit_intervals_have_close_to_nominal_coverage_with_few_sizes():
+    # Five sizes, one seed each (what a sweep has): a percentile bootstrap under-covers here.
+    hits = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        n = 2.0 ** np.arange(7, 12)
+        t = 3e-8 * n**2 * np.exp(rng.normal(0.0, 0.15, n.size))
+        fit = F.fit_loglog(n, t, n_boot=1000, seed=seed)
+        hits += fit.lo <= 2.0 <= fit.hi
+    assert 0.88 <= hits / 200 <= 1.0
+
+
+def test_fit_needs_three_points():
+    with pytest.raises(ValueError, match="at least 3 points"):
+        F.fit_loglog([1, 2], [1, 4])
+
+
+def _cells_frame(alg: str, ns, m: int, times, d: int = 16) -> pd.DataFrame:
+    return pd.DataFrame({"variant": alg, "algorithm": alg, "device": "cpu", "dataset": "synth",
+                         "data_params": "{}", "d": d, "dtype": "float64", "n": ns, "m": m,
+                         "status": "converged", "hyperparameters": "{}",
+                         "time_per_iter_s": times, "mean_inner_iters": np.nan})
+
+
+def test_fits_only_on_the_range_where_one_term_dominates():
+    # gn_gram at m=1024: nmd leads for n < 2d, n²m up to a few m, then n³; the timings
+    # follow the model itself, so each fitted segment must recover its own term's exponent,
+    # and the sizes in between (no term carries 2/3 of the cost) are left out.
+    ns = 2.0 ** np.arange(3, 17)
+    times = np.array([sum(t.value for t in F.COST_MODELS["gn_gram"](n, 1024, 16, {}))
+                      for n in ns]) * 1e-12
+    fits = F.scaling_fits(_cells_frame("gn_gram", ns, 1024, times), "n", min_time_s=0.0)
+    by_term = {r.term: r for r in fits.itertuples()}
+    assert set(by_term) == {"n²m", "n³"}
+    assert by_term["n²m"].theory == 2 and by_term["n³"].theory == 3
+    assert by_term["n²m"].agrees and by_term["n³"].agrees
+    lo, hi = (float(x) for x in by_term["n³"].range.split("=")[1].split("–"))
+    assert lo > 6 * 1024  # n³/3 overtakes 2n²m only past n = 6m
+    # Points below the overhead floor are left out.
+    fits = F.scaling_fits(_cells_frame("gn_gram", ns, 1024, times), "n", min_time_s=times[6])
+    assert all(float(r.range.split("=")[1].split("–")[0]) >= ns[6] for r in fits.itertuples())
+
+
+# --- stores -------------------------------------------------------------------------------------
+
+def _runs(store: Path, algorithms, ns, *overrides: str) -> None:
+    """In-process runs of a small grid (what ``nlt-run -m`` would run, without the startup)."""
+    for alg in algorithms:
+        for n in ns:
+            run_in_process(store, f"algorithm={alg}", f"data.n={n}", "model.m=256",
+                           "max_iters=20", *overrides)
+
+
+@pytest.fixture(scope="module")
+def real_store(tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("report") / "store"
+    _runs(store, ["gd", "gn_gram"], [32, 64])
+    return store
+
+
+def _figure_files_ok(rep) -> set[int]:
+    drawn = set()
+    for fig in rep.figures:
+        if fig.files:
+            drawn.add(fig.number)
+            assert {Path(f).suffix for f in fig.files} == {".png", ".pdf"}
+            for f in fig.files:
+                assert (rep.out / f).stat().st_size > 1000, f
+        else:
+            assert fig.missing, f"figure {fig.number} neither drawn nor explained"
+    return drawn
+
+
+def test_report_builds_from_a_real_store(real_store, tmp_path):
+    out = tmp_path / "report"
+    rep = build([str(real_store)], out)
+    assert len(rep.cells) == 4 and not rep.loaded.problems
+    drawn = _figure_files_ok(rep)
+    assert {1, 3, 4, 8, 9, 10} <= drawn  # the data for these exist
+    assert not {5, 6, 7} & drawn  # and for these they do not
+    text = (out / "REPORT.md").read_text()
+    for fig in rep.figures:
+        for f in fig.files:
+            if f.endswith(".png"):
+                assert f"]({f})" in text  # embedded by relative path
+    for cid in ("C1", "C2", "C3", "C4", "C5", "C6"):
+        assert f"| {cid} |" in text
+    merged = pd.read_parquet(out / "results.parquet")
+    assert len(merged) == int(rep.cells["rows"].sum())
+    assert {"status", "variant", "rel_loss", "step_time_s", "hostname"} <= set(merged.columns)
+    # gn_gram reaches 1e-6 in a few steps; the headline says so.
+    gram = rep.cells[rep.cells["algorithm"] == "gn_gram"]
+    assert (gram["iters_to_target"] <= 10).all()
+
+
+def test_report_survives_failed_skipped_and_truncated_runs(real_store, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(real_store, store)
+    _runs(store, ["gd", "gn_gram"], [48], "memory_budget_gb=0.000001")
+    _runs(store, ["gd"], [40], "testing.fail_at_iter=3")
+    cells = sorted(p for p in store.glob("*/*") if p.is_dir() and not p.name.startswith("_"))
+    n64 = [c for c in cells if "_n64_" in c.name]
+    # one trajectory shortened (rows disagree with run.json), one cut mid-file
+    rows = pd.read_parquet(n64[0] / "result.parquet")
+    rows.iloc[:2].to_parquet(n64[0] / "result.parquet")
+    data = (n64[1] / "result.parquet").read_bytes()
+    (n64[1] / "result.parquet").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "report"
+    rep = build([str(store)], out)
+    kinds = sorted(p.kind for p in rep.loaded.problems)
+    assert kinds == ["truncated", "unreadable result"]
+    status = rep.cells.set_index("n")["status"]
+    assert set(status[48]) == {"skipped"} and status[40] == "failed"
+    censor = rep.cells.groupby("n")["censor"].agg(set)
+    assert censor[48] == {"skipped"}
+    drawn = _figure_files_ok(rep)
+    assert {1, 3, 4, 9, 10} <= drawn
+    text = (out / "REPORT.md").read_text()
+    section = text.split("## Problems and censored cells")[1]
+    for word in ("truncated", "unreadable result", "skipped", "failed", "memory budget",
+                 "injected fault"):
+        assert word in section
+    merged = pd.read_parquet(out / "results.parquet")
+    assert set(merged.loc[merged["n"] == 48, "status"]) == {"skipped"}  # kept, with no rows
+    # two stores at once: cell ids stay unique, every trajectory row belongs to a known cell
+    both = load_stores([real_store, store])
+    assert both.runs["cell"].is_unique
+    assert set(both.rows["cell"]) <= set(both.runs["cell"])
+    assert len(both.runs) == len(rep.cells) + 4
+
+
+def test_environment_warns_when_launchers_or_machines_mix():
+    cells = pd.DataFrame({"device": ["cpu"] * 3, "device_name": ["EPYC", "EPYC", "Xeon"],
+                          "hostname": ["a", "a", "b"], "dtype": "float32", "threads": [2, 2, 1],
+                          "launcher": ["basic", None, "joblib"], "parallel_jobs": [1, None, 2],
+                          "git_commit": "abc", "git_dirty": False, "torch_version": "2"})
+    table, warnings = T.environment(cells)
+    assert table["cells"].sum() == 3
+    text = " ".join(warnings)
+    for word in ("machines: a, b", "processors", "launchers: basic, joblib, not recorded",
+                 "thread counts: 1, 2", "parallel jobs: 1, 2"):
+        assert word in text, text
+
+
+def test_cli_one_line_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope" in err
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path), "--target", "abc"])
+    assert exc.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path), "--target", "-1", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "--target" in capsys.readouterr().err
+
+
+# --- the claims check on crafted data ----------------------------------------------------------
+
+def _craft(store: Path, alg: str, n: int, m: int, step_time: float, rel_losses,
+           inner: float | None = None, hp: dict | None = None, seed: int = 0) -> None:
+    """A cell written through the store's own writer, with timings we choose."""
+    d, rows, total = 16, [], 0.0
+    for it, rel in enumerate([1.0, *rel_losses]):
+        total += step_time if it else 0.0
+        rows.append({"algorithm": alg, "dataset": "synthetic", "n": n, "m": m, "d": d,
+                     "seed": seed, "device": "cpu", "dtype": "float64", "threads": 2,
+                     "git_commit": "abc", "iter": it, "loss": 10.0 * rel, "rel_loss": rel,
+                     "step_time_s": step_time if it else 0.0, "time_s": total,
+                     "inner_iters": inner if it else None})
+    hp = hp or {}
+    reached = rows[-1]["rel_loss"] <= 1e-6
+    run = {"status": "converged" if reached else "max_iters", "reason": "crafted",
+           "algorithm": alg, "dataset": "synthetic", "n": n, "m": m, "d": d, "seed": seed,
+           "device": "cpu", "dtype": "float64", "iterations": len(rows) - 1, "rows": len(rows),
+           "total_time_s": total, "setup_time_s": 0.0, "peak_memory_bytes": 1 << 20,
+           "config": {"target_rel_loss": 1e-6, "max_iters": 50,
+                      "data": {"name": "synthetic", "n": n, "d": d}},
+           "identity": {"algorithm": {"name": alg, **hp}},
+           "provenance": {"git_commit": "abc", "hostname": "h", "threads": 2}}
+    tag = "_".join(f"{k}{v}" for k, v in hp.items())
+    write_cell(store / alg / f"n{n}_m{m}_s{seed}_{tag}", rows, run)
+
+
+def _claims(store: Path) -> dict[str, C.Claim]:
+    loaded = load_stores([store])
+    cells = cell_metrics(loaded)
+    fits_n, fits_m = F.scaling_fits(cells, "n"), F.scaling_fits(cells, "m")
+    return {c.id: c for c in C.check_claims(cells, loaded.rows, fits_n, fits_m)}
+
+
+GN_LOSSES = [1e-2, 1e-4, 1e-8]
+
+
+def _crafted_store(tmp_path: Path, gd_exponent: float) -> Path:
+    store = tmp_path / f"crafted_{gd_exponent}"
+    for n in (256, 512, 1024, 2048, 4096):
+        m = 1024
+        _craft(store, "gn_gram", n, m, 2e-10 * n * n * m * (1 + 0.03 * np.sin(n)), GN_LOSSES)
+        # GD: the wrong exponent when asked, and iterations that grow with n
+        k = n // 64
+        losses = list(np.geomspace(0.5, 1e-7, k))
+        _craft(store, "gd", n, m, 2e-3 * (n / 256) ** gd_exponent * (1 + 0.03 * np.cos(n)),
+               losses)
+    return store
+
+
+def test_claims_check_supports_right_slopes(tmp_path):
+    claims = _claims(_crafted_store(tmp_path, gd_exponent=1.0))
+    assert claims["C2"].verdict == C.SUPPORTED, claims["C2"].evidence
+    assert claims["C1"].verdict == C.SUPPORTED, claims["C1"].evidence
+    assert claims["C6"].verdict == C.UNDECIDED  # no gn_sketch runs
+
+
+def test_claims_check_flags_a_wrong_slope(tmp_path):
+    claims = _claims(_crafted_store(tmp_path, gd_exponent=2.0))
+    c2 = claims["C2"]
+    assert c2.verdict == C.CONTRADICTED
+    assert "disagree: gd in n" in c2.evidence and "gn_gram" not in c2.evidence.split(";")[0]
+
+
+def test_claims_check_flags_growing_inner_iterations_and_trajectory_gap(tmp_path):
+    store = tmp_path / "sketch"
+    for n in (128, 256, 512, 1024):
+        _craft(store, "gn_gram", n, 2048, 1e-3, GN_LOSSES)
+        # inner iterations growing like √n: not the flat count BPSW21 promise
+        _craft(store, "gn_sketch", n, 2048, 2e-3, [3e-2, 3e-4, 3e-7, 1e-9],
+               inner=2.0 * np.sqrt(n), hp={"sketch_ratio": 2})
+    claims = _claims(store)
+    assert claims["C3"].verdict == C.CONTRADICTED, claims["C3"].evidence
+    # the loss is 3× the exact GN loss at every step above ε: log10(3) = 0.48 decades
+    assert claims["C4"].verdict == C.SUPPORTED and "0.48 decades" in claims["C4"].evidence
+    # slower at every n by a constant factor: no sign of a crossover
+    assert claims["C6"].verdict == C.CONTRADICTED, claims["C6"].evidence
