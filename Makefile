@@ -1,5 +1,5 @@
 # Quickstart on a fresh machine (Python 3.11 with venv):
-#   make demo   # install into .venv, run the demo sweep, print its summary table
+#   make demo   # install into .venv, run the demo sweep, print its summary, write its report
 #   make test   # install into .venv (with test tools), run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: install
-	$(BIN)/nlt-run -m +sweep=demo
+	$(BIN)/nlt-run -m +sweep=demo store=results/demo
+	$(BIN)/nlt-report results/demo --out reports/demo
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -32,4 +33,4 @@ list: install
 	$(BIN)/nlt-list
 
 clean:
-	rm -rf results outputs multirun reports/latest .pytest_cache
+	rm -rf results outputs multirun reports/latest reports/demo .pytest_cache

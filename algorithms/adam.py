@@ -23,8 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
-from harness.errors import ConfigError
+from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register, require
 
 
 @dataclass
@@ -33,6 +32,12 @@ class AdamParams:
     beta1: float = 0.9  # β₁, first-moment decay
     beta2: float = 0.999  # β₂, second-moment decay
     eps: float = 1.0e-8  # ε in the denominator
+
+    def __post_init__(self) -> None:
+        require(self.lr > 0, "lr", "positive", self.lr)
+        for key in ("beta1", "beta2"):
+            require(0 <= getattr(self, key) < 1, key, "in [0, 1)", getattr(self, key))
+        require(self.eps > 0, "eps", "positive", self.eps)
 
 
 @register
@@ -50,13 +55,6 @@ class Adam(Algorithm):
 
     def setup(self, phase) -> None:
         p = self.params
-        if not p.lr > 0:
-            raise ConfigError(f"algorithm.lr must be positive, got {p.lr}")
-        for key in ("beta1", "beta2"):
-            if not 0 <= getattr(p, key) < 1:
-                raise ConfigError(f"algorithm.{key} must be in [0, 1), got {getattr(p, key)}")
-        if not p.eps > 0:
-            raise ConfigError(f"algorithm.eps must be positive, got {p.eps}")
         self.W = self.problem.W
         self.optimizer = torch.optim.Adam([self.W], lr=p.lr, betas=(p.beta1, p.beta2),
                                           eps=p.eps)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from harness.device import format_bytes
+from harness.errors import ConfigError
 from harness.problem import TwoLayerReLU
 from harness.registry import Registry
 
@@ -96,6 +97,33 @@ ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm", "algorithms", "nlt
 def register(cls: type[Algorithm]) -> type[Algorithm]:
     """Class decorator: add an algorithm to the registry under ``cls.name``."""
     return ALGORITHMS.register(cls.name)(cls)
+
+
+# --- parameter checks ---------------------------------------------------------------------------
+# Called from the ``__post_init__`` of a Params dataclass, so that a bad value is refused by the
+# pre-flight (harness.config.resolve builds the dataclass) before any job of a sweep starts.
+
+
+def require(ok: bool, key: str, rule: str, value: Any) -> None:
+    """``algorithm.<key> must be <rule>, got <value>`` as a ConfigError unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"algorithm.{key} must be {rule}, got {value!r}")
+
+
+def check_positive_int(key: str, value: Any) -> None:
+    require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, key,
+            "a positive integer", value)
+
+
+def check_number_or_auto(key: str, value: Any) -> None:
+    """A positive number, or the string 'auto'."""
+    if value == "auto":
+        return
+    try:
+        ok = float(value) > 0
+    except (TypeError, ValueError):
+        ok = False
+    require(ok, key, "a positive number or 'auto'", value)
 
 
 def param_defaults(params_cls: type) -> dict[str, Any]:

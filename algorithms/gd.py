@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from algorithms.base import Algorithm, StepInfo, register
-from harness.errors import ConfigError
+from algorithms.base import Algorithm, StepInfo, check_number_or_auto, check_positive_int, register
 from harness.linalg import power_iteration
 
 
@@ -22,21 +21,19 @@ class GDParams:
     lr: Any = "auto"  # step size η, or "auto" = 1/λ_max(G_0)
     power_iters: int = 100  # power-iteration cap for lr=auto
 
+    def __post_init__(self) -> None:
+        check_number_or_auto("lr", self.lr)
+        check_positive_int("power_iters", self.power_iters)
+
 
 def resolve_lr(lr, problem, generator, power_iters: int) -> float:
-    """A positive float, or 1/λ_max(G_0) for ``auto``."""
-    if lr == "auto":
-        G = problem.linearize().gram_operator()
-        lam = power_iteration(G, problem.n, iters=power_iters, generator=generator,
-                              dtype=problem.dtype, device=problem.device)
-        return 1.0 / lam
-    try:
-        value = float(lr)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not value > 0:
-        raise ConfigError(f"algorithm.lr must be a positive number or 'auto', got {lr!r}")
-    return value
+    """The given step (checked by the Params), or 1/λ_max(G_0) for ``auto``."""
+    if lr != "auto":
+        return float(lr)
+    G = problem.linearize().gram_operator()
+    lam = power_iteration(G, problem.n, iters=power_iters, generator=generator,
+                          dtype=problem.dtype, device=problem.device)
+    return 1.0 / lam
 
 
 @register

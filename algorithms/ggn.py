@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
+from algorithms.base import Algorithm, Shape, StepInfo, base_memory, check_positive_int, register
 from algorithms.gn_gram import check_step, damped_gram_step
-from harness.errors import ConfigError
 
 
 @dataclass
@@ -32,6 +31,10 @@ class GGNParams:
     batch_size: int = 64  # b; b >= n is full-batch GGN (= gn_gram)
     step_size: float = 1.0  # η
     damping: float = 0.0  # μ in (G_B + μI)⁻¹ r_B
+
+    def __post_init__(self) -> None:
+        check_positive_int("batch_size", self.batch_size)
+        check_step(self.step_size, self.damping)
 
 
 @register
@@ -53,13 +56,7 @@ class GGN(Algorithm):
         return base_memory(shape) + shape.bytes(b * shape.m + 3 * b**2)
 
     def setup(self, phase) -> None:
-        p = self.params
-        if isinstance(p.batch_size, bool) or not isinstance(p.batch_size, int) \
-                or p.batch_size < 1:
-            raise ConfigError(f"algorithm.batch_size must be a positive integer, "
-                              f"got {p.batch_size!r}")
-        check_step(p.step_size, p.damping)
-        self.b = min(p.batch_size, self.problem.n)
+        self.b = min(self.params.batch_size, self.problem.n)
         self._order = torch.empty(0, dtype=torch.long)
         self._cursor = 0
 

@@ -16,9 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
+from algorithms.base import (
+    Algorithm,
+    Shape,
+    StepInfo,
+    base_memory,
+    check_positive_int,
+    register,
+    require,
+)
 from algorithms.gn_gram import check_step
-from harness.errors import ConfigError
 from harness.linalg import conjugate_gradient
 
 
@@ -28,6 +35,11 @@ class GNCGParams:
     max_inner: int = 1000  # CG iteration cap per outer iteration
     damping: float = 0.0  # μ in (G + μI) g = r
     step_size: float = 1.0  # η
+
+    def __post_init__(self) -> None:
+        check_step(self.step_size, self.damping)
+        require(0 < self.tol < 1, "tol", "in (0, 1)", self.tol)
+        check_positive_int("max_inner", self.max_inner)
 
 
 @register
@@ -48,16 +60,6 @@ class GNCG(Algorithm):
         # CG's vectors (x, r, p, Ap) are n-sized; a Gram product holds an m×d and an n×d
         return base_memory(shape) + shape.bytes(shape.m * shape.d + 2 * shape.n * shape.d
                                                 + 4 * shape.n)
-
-    def setup(self, phase) -> None:
-        p = self.params
-        check_step(p.step_size, p.damping)
-        if not 0 < p.tol < 1:
-            raise ConfigError(f"algorithm.tol must be in (0, 1), got {p.tol}")
-        if isinstance(p.max_inner, bool) or not isinstance(p.max_inner, int) \
-                or p.max_inner < 1:
-            raise ConfigError(f"algorithm.max_inner must be a positive integer, "
-                              f"got {p.max_inner!r}")
 
     def step(self, phase) -> StepInfo:
         p = self.params

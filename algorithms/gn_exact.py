@@ -35,6 +35,11 @@ class GNExactParams:
     step_size: float = 1.0  # η
     damping: float = 0.0  # μ in (G + μI)⁻¹ r
 
+    def __post_init__(self) -> None:
+        if self.jacobian not in JACOBIANS:
+            raise unknown("algorithm.jacobian", self.jacobian, JACOBIANS)
+        check_step(self.step_size, self.damping)
+
 
 def autograd_jacobian(W: torch.Tensor, X: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """J ∈ R^{n×md} by torch.func: vmap over examples of jacrev of f_i(W) = relu(W x_i)·a/√m."""
@@ -66,11 +71,6 @@ class GNExact(Algorithm):
         # n=256, m=16384, d=16 (float32): 2.4 × |J| = 2|J| + 6.4 n·m elements.
         extra = n * m * d + 7 * n * m if params.jacobian == "autograd" else n * m
         return base_memory(shape) + shape.bytes(n * m * d + extra + 2 * n**2 + m * d)
-
-    def setup(self, phase) -> None:
-        if self.params.jacobian not in JACOBIANS:
-            raise unknown("algorithm.jacobian", self.params.jacobian, JACOBIANS)
-        check_step(self.params.step_size, self.params.damping)
 
     def _jacobian(self, lin) -> torch.Tensor:
         if self.params.jacobian == "autograd":

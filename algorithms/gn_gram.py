@@ -23,6 +23,9 @@ class GNGramParams:
     step_size: float = 1.0  # η
     damping: float = 0.0  # μ ≥ 0
 
+    def __post_init__(self) -> None:
+        check_step(self.step_size, self.damping)
+
 
 def cholesky_solve(G: torch.Tensor, r: torch.Tensor, damping: float) -> torch.Tensor:
     """(G + μI)⁻¹ r by Cholesky (r of shape (n,) or (n, k)); a clear error if not PD."""
@@ -70,9 +73,6 @@ class GNGram(Algorithm):
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:
         return base_memory(shape) + shape.bytes(3 * shape.n**2)  # G, X Xᵀ, Cholesky factor
-
-    def setup(self, phase) -> None:
-        check_step(self.params.step_size, self.params.damping)
 
     def step(self, phase) -> StepInfo:
         p = self.params

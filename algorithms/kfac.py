@@ -41,15 +41,26 @@ from typing import Any
 
 import torch
 
-from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
+from algorithms.base import (
+    Algorithm,
+    Shape,
+    StepInfo,
+    base_memory,
+    check_number_or_auto,
+    register,
+    require,
+)
 from algorithms.gn_gram import cholesky_solve
-from harness.errors import ConfigError
 
 
 @dataclass
 class KFACParams:
     step_size: Any = "auto"  # η, or "auto" = 1/max_i x_iᵀ(A + √μI)⁻¹x_i (ηK ≼ I)
     damping: float = 1.0e-12  # μ; each factor gets √μ (S's eigenvalues are ~ 1/n or more)
+
+    def __post_init__(self) -> None:
+        check_number_or_auto("step_size", self.step_size)
+        require(self.damping >= 0, "damping", ">= 0", self.damping)
 
 
 @register
@@ -72,8 +83,6 @@ class KFAC(Algorithm):
 
     def setup(self, phase) -> None:
         p, X = self.params, self.problem.X
-        if not p.damping >= 0:
-            raise ConfigError(f"algorithm.damping must be >= 0, got {p.damping}")
         self.root_damping = math.sqrt(p.damping)
         with phase("factor_A"):
             A = X.T @ X / self.problem.n
@@ -83,13 +92,7 @@ class KFAC(Algorithm):
             h = torch.einsum("nd,de,ne->n", X, self.A_inv, X)  # x_iᵀ(A + √μI)⁻¹x_i
             self.step_size = 1.0 / float(h.max())
         else:
-            try:
-                self.step_size = float(p.step_size)
-            except (TypeError, ValueError):
-                self.step_size = float("nan")
-            if not self.step_size > 0:
-                raise ConfigError(f"algorithm.step_size must be a positive number or 'auto', "
-                                  f"got {p.step_size!r}")
+            self.step_size = float(p.step_size)
 
     def step(self, phase) -> StepInfo:
         problem = self.problem

@@ -33,6 +33,9 @@ class NGDParams:
     step_size: float = 1.0  # η, ZMG19's constant step (their rate is (1 − η)^k for η ≤ 1)
     damping: float = 1.0e-6  # μ = n·λ (λ: damping of the mean-loss Fisher); ZMG19: μ → 0
 
+    def __post_init__(self) -> None:
+        check_step(self.step_size, self.damping)
+
 
 @register
 class NGD(Algorithm):
@@ -47,9 +50,6 @@ class NGD(Algorithm):
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:
         return base_memory(shape) + shape.bytes(3 * shape.n**2)  # G, X Xᵀ, Cholesky factor
-
-    def setup(self, phase) -> None:
-        check_step(self.params.step_size, self.params.damping)
 
     def step(self, phase) -> StepInfo:
         with phase("forward"):

@@ -16,9 +16,15 @@ from typing import Any
 
 import torch
 
-from algorithms.base import Algorithm, StepInfo, register
+from algorithms.base import (
+    Algorithm,
+    StepInfo,
+    check_number_or_auto,
+    check_positive_int,
+    register,
+    require,
+)
 from algorithms.gd import resolve_lr
-from harness.errors import ConfigError
 
 
 @dataclass
@@ -27,6 +33,12 @@ class SGDParams:
     batch_size: int = 32  # b; capped at n
     momentum: float = 0.0  # heavy-ball momentum in [0, 1)
     power_iters: int = 100
+
+    def __post_init__(self) -> None:
+        check_number_or_auto("lr", self.lr)
+        check_positive_int("batch_size", self.batch_size)
+        require(0 <= self.momentum < 1, "momentum", "in [0, 1)", self.momentum)
+        check_positive_int("power_iters", self.power_iters)
 
 
 @register
@@ -39,10 +51,6 @@ class SGD(Algorithm):
 
     def setup(self, phase) -> None:
         p, n = self.params, self.problem.n
-        if p.batch_size < 1:
-            raise ConfigError(f"algorithm.batch_size must be >= 1, got {p.batch_size}")
-        if not 0 <= p.momentum < 1:
-            raise ConfigError(f"algorithm.momentum must be in [0, 1), got {p.momentum}")
         self.b = min(p.batch_size, n)
         with phase("step_size"):
             lr = resolve_lr(p.lr, self.problem, self.generator, p.power_iters)
