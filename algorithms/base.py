@@ -99,6 +99,25 @@ def register(cls: type[Algorithm]) -> type[Algorithm]:
     return ALGORITHMS.register(cls.name)(cls)
 
 
+class EpochBatches:
+    """Mini-batches of b row indices without replacement: a fresh permutation of the n rows
+    every epoch (a short tail is dropped), drawn from the algorithm's own random stream."""
+
+    def __init__(self, n: int, b: int, generator: torch.Generator, device: torch.device):
+        self.n, self.b, self.generator, self.device = n, b, generator, device
+        self._order = torch.empty(0, dtype=torch.long)
+        self._cursor = 0
+
+    def next(self) -> torch.Tensor:
+        if self._cursor + self.b > self._order.numel():
+            gen = self.generator
+            self._order = torch.randperm(self.n, generator=gen, device=gen.device)
+            self._cursor = 0
+        rows = self._order[self._cursor:self._cursor + self.b]
+        self._cursor += self.b
+        return rows.to(self.device)
+
+
 # --- parameter checks ---------------------------------------------------------------------------
 # Called from the ``__post_init__`` of a Params dataclass, so that a bad value is refused by the
 # pre-flight (harness.config.resolve builds the dataclass) before any job of a sweep starts.

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Shape, StepInfo, base_memory, check_positive_int, register
+from algorithms.base import (
+    Algorithm,
+    EpochBatches,
+    Shape,
+    StepInfo,
+    base_memory,
+    check_positive_int,
+    register,
+)
 from algorithms.gn_gram import check_step, damped_gram_step
 
 
@@ -57,19 +65,12 @@ class GGN(Algorithm):
 
     def setup(self, phase) -> None:
         self.b = min(self.params.batch_size, self.problem.n)
-        self._order = torch.empty(0, dtype=torch.long)
-        self._cursor = 0
+        self.batches = EpochBatches(self.problem.n, self.b, self.generator, self.problem.device)
 
     def _next_batch(self) -> torch.Tensor | None:
         if self.b >= self.problem.n:
             return None  # full batch: all rows, in order
-        if self._cursor + self.b > self._order.numel():
-            gen = self.generator
-            self._order = torch.randperm(self.problem.n, generator=gen, device=gen.device)
-            self._cursor = 0
-        rows = self._order[self._cursor:self._cursor + self.b]
-        self._cursor += self.b
-        return rows.to(self.problem.device)
+        return self.batches.next()
 
     def step(self, phase) -> StepInfo:
         p = self.params

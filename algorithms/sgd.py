@@ -18,6 +18,7 @@ import torch
 
 from algorithms.base import (
     Algorithm,
+    EpochBatches,
     StepInfo,
     check_number_or_auto,
     check_positive_int,
@@ -57,22 +58,12 @@ class SGD(Algorithm):
         self.lr = lr * self.b / n if p.lr == "auto" else lr
         self.W = self.problem.W
         self.optimizer = torch.optim.SGD([self.W], lr=self.lr, momentum=p.momentum)
-        self._order = torch.empty(0, dtype=torch.long)
-        self._cursor = 0
-
-    def _next_batch(self) -> torch.Tensor:
-        if self._cursor + self.b > self._order.numel():
-            gen = self.generator
-            self._order = torch.randperm(self.problem.n, generator=gen, device=gen.device)
-            self._cursor = 0
-        rows = self._order[self._cursor:self._cursor + self.b]
-        self._cursor += self.b
-        return rows.to(self.problem.device)
+        self.batches = EpochBatches(n, self.b, self.generator, self.problem.device)
 
     @torch.no_grad()
     def step(self, phase) -> StepInfo:
         with phase("forward"):
-            lin = self.problem.linearize(rows=self._next_batch())
+            lin = self.problem.linearize(rows=self.batches.next())
         with phase("gradient"):
             self.W.grad = lin.jacobian.rmatvec(lin.residual).mul_(self.problem.n / self.b)
         with phase("update"):

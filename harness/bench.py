@@ -150,12 +150,9 @@ def feasibility(cls, params, n: int, m: int, d: int, device, dtype) -> str | Non
     return cls.skip(params, shape, memory_budget_bytes(device, None))
 
 
-def time_per_iteration(name: str, n: int, m: int, d: int, device, dtype, sizes: Sizes,
-                       **overrides) -> dict[str, Any]:
-    """Median seconds of an outer step after ``setup`` and one warm-up step.
-
-    Returns ``{"seconds": t, "steps": k, "inner_iters": [...]}`` or ``{"note": why not}``.
-    """
+def prepared(name: str, n: int, m: int, d: int, device, dtype, **overrides):
+    """(algorithm, problem) ready for ``setup``, or ``{"note": why not}`` for a method that is
+    not registered or does not fit the memory budget."""
     if not registered(name):
         return {"note": "not registered"}
     cls = ALGORITHMS.get(name)
@@ -163,9 +160,21 @@ def time_per_iteration(name: str, n: int, m: int, d: int, device, dtype, sizes: 
     reason = feasibility(cls, params, n, m, d, device, dtype)
     if reason:
         return {"note": f"skipped: {reason}"}
+    problem = problem_at(n, m, d, device, dtype)
+    return cls(problem, params, make_generator(0, device)), problem
+
+
+def time_per_iteration(name: str, n: int, m: int, d: int, device, dtype, sizes: Sizes,
+                       **overrides) -> dict[str, Any]:
+    """Median seconds of an outer step after ``setup`` and one warm-up step.
+
+    Returns ``{"seconds": t, "steps": k, "inner_iters": [...]}`` or ``{"note": why not}``.
+    """
     try:
-        problem = problem_at(n, m, d, device, dtype)
-        alg = cls(problem, params, make_generator(0, device))
+        ready = prepared(name, n, m, d, device, dtype, **overrides)
+        if isinstance(ready, dict):
+            return ready
+        alg, _ = ready
         alg.setup(NullClock())
         # warm-up: first-touch allocation, caches, lazy factors; a step that is slow anyway
         # (seconds) is its own measurement, the warm-up effects being negligible beside it
@@ -197,16 +206,11 @@ def time_to_target(name: str, n: int, m: int, d: int, device, dtype, sizes: Size
     or the iteration cap reports ``converged: False`` and its time is a lower bound.
     """
     budget_s = sizes.run_budget_s if budget_s is None else budget_s
-    if not registered(name):
-        return {"note": "not registered"}
-    cls = ALGORITHMS.get(name)
-    params = with_params(cls, **overrides)
-    reason = feasibility(cls, params, n, m, d, device, dtype)
-    if reason:
-        return {"note": f"skipped: {reason}"}
     try:
-        problem = problem_at(n, m, d, device, dtype)
-        alg = cls(problem, params, make_generator(0, device))
+        ready = prepared(name, n, m, d, device, dtype, **overrides)
+        if isinstance(ready, dict):
+            return ready
+        alg, problem = ready
         loss0 = problem.loss()
         with Stopwatch(device) as sw:
             alg.setup(NullClock())
@@ -265,15 +269,10 @@ def amortized_per_iteration(name: str, n: int, m: int, d: int, device, dtype, st
     with reused state (``gn_sketch refresh=adaptive``: a sketch and a QR on the first step,
     CG alone while the inner count stays low) costs per iteration over a run of that length.
     No warm-up is discarded, so this is an upper bound on the steady state."""
-    if not registered(name):
-        return {"note": "not registered"}
-    cls = ALGORITHMS.get(name)
-    params = with_params(cls, **overrides)
-    reason = feasibility(cls, params, n, m, d, device, dtype)
-    if reason:
-        return {"note": f"skipped: {reason}"}
-    problem = problem_at(n, m, d, device, dtype)
-    alg = cls(problem, params, make_generator(0, device))
+    ready = prepared(name, n, m, d, device, dtype, **overrides)
+    if isinstance(ready, dict):
+        return ready
+    alg, _ = ready
     alg.setup(NullClock())
     times, inner, refreshed = [], [], []
     for _ in range(steps):

@@ -267,3 +267,17 @@ def test_claims_check_flags_growing_inner_iterations_and_trajectory_gap(tmp_path
     assert claims["C4"].verdict == C.SUPPORTED and "0.48 decades" in claims["C4"].evidence
     # slower at every n by a constant factor: no sign of a crossover
     assert claims["C6"].verdict == C.CONTRADICTED, claims["C6"].evidence
+
+
+def test_c1_ignores_mini_batch_runs_but_not_full_batch_ones(tmp_path):
+    """Mini-batch ggn (b < n) needs more iterations as n grows: that is no evidence against
+    C1. The same growth from a full-batch run (b >= n) contradicts it."""
+    def store_with(batch: int, name: str) -> Path:
+        store = _crafted_store(tmp_path / name, gd_exponent=1.0)
+        for n in (256, 512, 1024, 2048):
+            _craft(store, "ggn", n, 1024, 1e-3, list(np.geomspace(0.5, 1e-7, n // 32)),
+                   hp={"batch_size": batch})
+        return store
+
+    assert _claims(store_with(64, "mini"))["C1"].verdict == C.SUPPORTED
+    assert _claims(store_with(4096, "full"))["C1"].verdict == C.CONTRADICTED

@@ -9,6 +9,7 @@ constants, so a reader can see and change them in one place.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,8 @@ GN_FAMILY_FALLBACK = {"gn_exact", "gn_gram", "ngd", "kfac", "ggn", "gn_cg", "gn_
                       "gn_nystrom"}
 
 RULES = {
-    "C1": (f"For each Gauss–Newton-type method with iterations-to-ε at ≥{F.MIN_SIZES} sizes n "
+    "C1": ("For each full-batch Gauss–Newton-type method (mini-batch runs with batch_size < n "
+           f"excluded) with iterations-to-ε at ≥{F.MIN_SIZES} sizes n "
            f"(same m, data, device): fit the log-log slope of iterations vs n. Contradicted if "
            f"any slope's 95% interval lies above {GROW_MIN}, or a GN run hits max_iters with "
            f"more than twice the iterations its converged runs needed; or if gd needs no more "
@@ -112,10 +114,23 @@ def _fmt_fit(f: F.SlopeFit) -> str:
     return f"{f.slope:.2f} [{f.lo:.2f}, {f.hi:.2f}]"
 
 
+def _full_batch(row) -> bool:
+    """False for a mini-batch run (``batch_size`` < n): a stochastic method, whatever its
+    family, is not a full-batch Gauss–Newton step and does not speak to C1."""
+    try:
+        params = json.loads(row["hyperparameters"]) if isinstance(row["hyperparameters"], str) \
+            else {}
+    except ValueError:
+        params = {}
+    batch = params.get("batch_size")
+    return batch is None or batch >= row["n"]
+
+
 def check_c1(cells: pd.DataFrame) -> Claim:
     ev, contra, support_gn = [], False, []
     done = cells[cells["status"].isin(DONE)]
-    gn = done[[(_family(a) == "gauss_newton") for a in done["algorithm"]]]
+    gn = done[[(_family(a) == "gauss_newton") and _full_batch(row)
+               for a, (_, row) in zip(done["algorithm"], done.iterrows())]]
     for variant, g in gn.groupby("variant"):
         conv = g[g["iters_to_target"].notna()]
         for key, s in _slices(conv, "m"):
