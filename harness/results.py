@@ -51,6 +51,15 @@ NON_IDENTITY_KEYS = ("store", "force", "progress_interval_s", "testing", "memory
 RESULT_FILE, RUN_FILE = "result.parquet", "run.json"
 
 
+def time_per_iteration(steps: pd.DataFrame) -> float | None:
+    """The time per outer iteration of a trajectory: the median ``step_time_s`` of iterations
+    2..T. Step 1 pays one-time costs (lazy initialisation, allocator growth, thread-pool start)
+    and counts only when it is the only step; the median is robust to a loaded machine."""
+    steps = steps[steps["iter"] > 0]
+    timed = steps[steps["iter"] > 1] if len(steps) > 1 else steps
+    return float(timed["step_time_s"].median()) if len(timed) else None
+
+
 def config_hash(identity: dict[str, Any]) -> str:
     blob = json.dumps(identity, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.results import RESULT_FILE, read_run
+from harness.results import RESULT_FILE, read_run, time_per_iteration
 
 OUTCOME_FILE, STARTED_FILE, SWEEP_FILE = "outcome.json", "started.json", "sweep.json"
 
@@ -48,9 +48,7 @@ def cell_summary(cell: Path) -> dict:
     row["time_per_iter_s"] = None
     try:
         steps = pd.read_parquet(cell / RESULT_FILE, columns=["iter", "step_time_s"])
-        steps = steps[steps["iter"] > 0]
-        if len(steps):
-            row["time_per_iter_s"] = float(steps["step_time_s"].median())
+        row["time_per_iter_s"] = time_per_iteration(steps)
     except Exception:
         pass
     row["reason"] = _short(run.get("reason"))

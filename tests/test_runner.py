@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.results import COLUMNS, STATUSES, cell_is_complete
+from harness.results import COLUMNS, STATUSES, cell_is_complete, time_per_iteration
 from tests.helpers import run_in_process
 
 SMALL = ("data.n=32", "model.m=256", "data.d=8")
@@ -145,3 +145,10 @@ def test_run_json_is_valid_json_with_config(store):
     assert "store" not in run["identity"]
     frame = pd.read_parquet(outcome.cell / "result.parquet")
     assert frame["git_commit"].iloc[0] == run["provenance"]["git_commit"]
+
+
+def test_time_per_iteration_leaves_out_the_first_step_unless_alone():
+    traj = pd.DataFrame({"iter": [0, 1, 2, 3, 4], "step_time_s": [0.0, 9.0, 1.0, 2.0, 7.0]})
+    assert time_per_iteration(traj) == 2.0  # median of steps 2..4; step 1's 9 s left out
+    assert time_per_iteration(traj[traj["iter"] <= 1]) == 9.0  # the only step counts
+    assert time_per_iteration(traj[traj["iter"] == 0]) is None

@@ -9,7 +9,7 @@ import scipy.linalg
 import torch
 
 from harness.errors import ConfigError
-from harness.hadamard import fwht, next_power_of_two
+from harness.hadamard import BLOCK_BITS, _balanced_bits, fwht, next_power_of_two
 from harness.problem import make_problem
 from harness.sketches import SKETCHES, make_sketch
 
@@ -23,7 +23,7 @@ def gen(seed: int) -> torch.Generator:
 # --- Walsh–Hadamard ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("N", [1, 2, 4, 16, 128, 2048])
+@pytest.mark.parametrize("N", [1, 2, 4, 16, 64, 128, 512, 2048, 4096])
 @pytest.mark.parametrize("batch", [(), (3,), (2, 5)])
 def test_fwht_matches_scipy_hadamard(N, batch):
     x = torch.randn(*batch, N, generator=gen(N), dtype=torch.float64)
@@ -32,8 +32,9 @@ def test_fwht_matches_scipy_hadamard(N, batch):
     assert float((fwht(x, normalized=True) - x @ H.T / math.sqrt(N)).abs().max()) <= 1e-12 * N
 
 
-def test_fwht_orthonormal_and_involution():
-    x = torch.randn(4, 64, generator=gen(0), dtype=torch.float64)
+@pytest.mark.parametrize("N", [64, 2**16])
+def test_fwht_orthonormal_and_involution(N):
+    x = torch.randn(4, N, generator=gen(0), dtype=torch.float64)
     y = fwht(x, normalized=True)
     assert torch.allclose(y.norm(dim=1), x.norm(dim=1), rtol=1e-12)
     assert torch.allclose(fwht(y, normalized=True), x, atol=1e-12)
@@ -43,6 +44,16 @@ def test_fwht_rejects_non_power_of_two():
     with pytest.raises(ConfigError, match="power-of-two"):
         fwht(torch.zeros(6))
     assert [next_power_of_two(k) for k in (1, 2, 3, 5, 1024, 1025)] == [1, 2, 4, 8, 1024, 2048]
+
+
+def test_fwht_passes_split_the_bits_evenly():
+    # a pass with a tiny factor (16 = 5+5+5+1) is a batched product of tiny matrices: slowest
+    assert _balanced_bits(16) == [4, 4, 4, 4]
+    assert _balanced_bits(11) == [4, 4, 3]
+    assert _balanced_bits(5) == [5] and _balanced_bits(0) == []
+    for k in range(1, 40):
+        bits = _balanced_bits(k)
+        assert sum(bits) == k and max(bits) - min(bits) <= 1 and max(bits) <= BLOCK_BITS
 
 
 @pytest.mark.gpu

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from harness.reporting.load import Loaded
+from harness.results import time_per_iteration
 
 #: The report's default target relative loss ε (the spec's headline 1e-6).
 DEFAULT_TARGET = 1e-6
@@ -43,11 +44,8 @@ def cell_metrics(loaded: Loaded, target: float = DEFAULT_TARGET) -> pd.DataFrame
             traj = traj.sort_values("iter")
             steps = traj[traj["iter"] > 0]
             rec: dict[str, float] = {}
-            # The first step pays one-time costs (lazy initialisation, allocator growth,
-            # thread-pool start): leave it out of the median when there are later steps.
-            timed = steps[steps["iter"] > 1] if len(steps) > 1 else steps
-            rec["time_per_iter_s"] = (float(timed["step_time_s"].median()) if len(timed)
-                                      else np.nan)
+            tpi = time_per_iteration(steps)
+            rec["time_per_iter_s"] = np.nan if tpi is None else tpi
             rec["mean_step_time_s"] = (float(steps["step_time_s"].mean()) if len(steps)
                                        else np.nan)
             rec["n_steps"] = len(steps)
