@@ -85,7 +85,10 @@ class Algorithm:
         return None
 
     def setup(self, phase) -> None:
-        """Work done once before the first step (timed apart from the steps)."""
+        """Work done once before the first step (timed apart from the steps, counted in the
+        time to target). Process start-up that is not the method's cost on this problem (a
+        library's first call) goes in ``with phase("warmup")``: recorded as
+        ``warmup_time_s`` and left out of the setup time."""
 
     def step(self, phase) -> StepInfo:
         raise NotImplementedError

@@ -152,3 +152,15 @@ def test_time_per_iteration_leaves_out_the_first_step_unless_alone():
     assert time_per_iteration(traj) == 2.0  # median of steps 2..4; step 1's 9 s left out
     assert time_per_iteration(traj[traj["iter"] <= 1]) == 9.0  # the only step counts
     assert time_per_iteration(traj[traj["iter"] == 0]) is None
+
+
+def test_library_warmup_is_recorded_apart_from_setup(store):
+    # gn_exact's first torch.func call is process start-up, not the method's cost
+    outcome, run, rows = run_in_process(store, "algorithm=gn_exact", *SMALL)
+    assert outcome.status == "converged"
+    assert run["warmup_time_s"] > 0
+    assert run["setup_phases_s"]["warmup"] == run["warmup_time_s"]
+    # gn_exact's setup is its warm-up alone: what is left must be far below it
+    assert 0 <= run["setup_time_s"] < 0.5 * run["warmup_time_s"]
+    _, run_gram, _ = run_in_process(store, "algorithm=gn_gram", *SMALL)
+    assert run_gram["warmup_time_s"] == 0.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,14 +144,15 @@ def _fits_for(fits: pd.DataFrame | None, variant: str, device: str, fixed: str,
                 & (fits["fixed"] == fixed) & (fits["context"] == ctx)]
 
 
-def _fit_texts(f: pd.DataFrame, fixed: str, panels: int) -> list[str]:
-    where = f" at {fixed}" if panels > 1 else ""
+def _fit_texts(f: pd.DataFrame, tag: str) -> list[str]:
+    """``slope s [lo, hi]``, followed by the panel's tag where the figure has several."""
+    where = f" ({tag})" if tag else ""
     return [f"slope {r.slope:.2f} [{r.lo:.2f}, {r.hi:.2f}]{where}" for r in f.itertuples()]
 
 
 def _scaling_panel(ax, cells: pd.DataFrame, x: str, y: str, palette: Palette,
                    fits: pd.DataFrame | None, fixed: str, device: str,
-                   lower_bound: str | None = None, panels: int = 1,
+                   lower_bound: str | None = None, tag: str = "",
                    slopes: dict | None = None) -> set[str]:
     """Median over seeds per size and variant; censored cells marked. Returns the kinds of
     censoring drawn (for the legend); fitted slopes are added to ``slopes[variant]``."""
@@ -161,7 +163,7 @@ def _scaling_panel(ax, cells: pd.DataFrame, x: str, y: str, palette: Palette,
         med = got.groupby(x)[y].median()
         fitted = _fits_for(fits, variant, device, fixed, group)
         if slopes is not None:
-            slopes.setdefault(variant, []).extend(_fit_texts(fitted, fixed, panels))
+            slopes.setdefault(variant, []).extend(_fit_texts(fitted, tag))
         label = variant
         for r in fitted.itertuples():  # the fitted power law over the range it was fitted on
             xs = np.geomspace(r.x_min, r.x_max, 20)
@@ -211,8 +213,9 @@ def plain_y(ax) -> None:
 
 def _slices(cells: pd.DataFrame, var: str, y: str, max_panels: int = 3):
     """Per device: up to ``max_panels`` slices (cells of one dataset, data parameters, d,
-    dtype and fixed other size) with ≥ 2 sizes in ``var`` measured or censored and at least
-    one measurement, the ones with the most measurements of ``y`` first.
+    dtype and fixed other size) with ≥ 2 sizes in ``var`` measured or censored (≥ 3 where
+    some slice has 3) and at least one measurement, the ones with the most sizes first, then
+    the most measurements of ``y``.
     Yields (device, devices, [(panel cells, fixed value)])."""
     other = "m" if var == "n" else "n"
     devices = _devices(cells)
@@ -227,7 +230,11 @@ def _slices(cells: pd.DataFrame, var: str, y: str, max_panels: int = 3):
         score = shown.groupby(keys, dropna=False).agg(sizes=(var, "nunique"),
                                                       count=("_measured", "sum"))
         score = score[(score["sizes"] >= 2) & (score["count"] >= 1)].reset_index()
-        score = score.sort_values(["count", "sizes", other], ascending=False)
+        # a scaling plot needs sizes more than cells: an ablation with many variants at two
+        # sizes must not crowd out a sweep over five; two-size slices only if nothing better
+        if (score["sizes"] >= 3).any():
+            score = score[score["sizes"] >= 3]
+        score = score.sort_values(["sizes", "count", other], ascending=False)
         panels = []
         for row in score.head(max_panels).itertuples(index=False):
             mask = np.ones(len(dev), bool)
@@ -238,9 +245,11 @@ def _slices(cells: pd.DataFrame, var: str, y: str, max_panels: int = 3):
             yield device, devices, panels
 
 
-def _panel_title(panel: pd.DataFrame, other: str, fixed, shared: bool) -> str:
-    title = f"{other} = {int(fixed)}"
-    return title if shared else f"{title}\n{context_label(panel)}"
+def _panel_title(panel: pd.DataFrame, other: str, fixed, shared: bool, tag: str) -> str:
+    """``(a) m = 2048``, and the panel's problem, wrapped to the panel's width, when the
+    panels of a figure differ in it."""
+    title = f"{'(' + tag + ') ' if tag else ''}{other} = {int(fixed)}"
+    return title if shared else "\n".join([title, *textwrap.wrap(context_label(panel), 34)])
 
 
 def fig_scaling(num: int, name: str, title: str, cells: pd.DataFrame, var: str, y: str,
@@ -252,17 +261,20 @@ def fig_scaling(num: int, name: str, title: str, cells: pd.DataFrame, var: str, 
     for device, devices, panels in _slices(cells, var, y):
         contexts = {context_label(p) for p, _ in panels}
         shared = len(contexts) == 1
-        fig, axes = plt.subplots(1, len(panels), figsize=(SINGLE[0] * min(len(panels), 2) * 0.9
-                                                          + 0.6, SINGLE[1]), squeeze=False)
+        # one print column per panel (≈ 2.4 in), the legend below the panels: a legend
+        # beside them squeezed the panels and ran off the page
+        fig, axes = plt.subplots(1, len(panels), figsize=(max(SINGLE[0], 2.4 * len(panels)),
+                                                          SINGLE[1]), squeeze=False)
         kinds: set[str] = set()
         slopes: dict[str, list[str]] = {}
-        for ax, (panel, f) in zip(axes[0], panels):
+        for i, (ax, (panel, f)) in enumerate(zip(axes[0], panels)):
+            tag = "abcdefgh"[i] if len(panels) > 1 else ""
             kinds |= _scaling_panel(ax, panel, var, y, palette, fits, f"{other}={int(f)}",
-                                    device, lower_bound, len(panels), slopes)
+                                    device, lower_bound, tag, slopes)
             if counts:
                 plain_y(ax)
             ax.set_xlabel(var)
-            ax.set_title(_panel_title(panel, other, f, shared), fontsize=7)
+            ax.set_title(_panel_title(panel, other, f, shared, tag), fontsize=7)
         axes[0][0].set_ylabel(ylabel)
         handles, labels = axes[0][0].get_legend_handles_labels()
         for ax in axes[0][1:]:
@@ -274,7 +286,8 @@ def fig_scaling(num: int, name: str, title: str, cells: pd.DataFrame, var: str, 
                   for lab in labels]
         extra = _censor_legend(axes[0][0], kinds)
         fig.legend(handles + extra, labels + [h.get_label() for h in extra],
-                   loc="upper left", bbox_to_anchor=(1.0, 0.95))
+                   loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=2 if len(panels) > 1 else 1)
         where = ", ".join(sorted(contexts))
         if shared:
             fig.suptitle(where, fontsize=7, y=1.03)
