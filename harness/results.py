@@ -130,11 +130,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 @functools.lru_cache(maxsize=1)
 def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the harness checkout; ('unknown', False) outside a git checkout."""
+    """(commit, dirty) of the harness checkout; ('unknown', False) outside a git checkout.
+
+    Dirty means tracked code or configuration differs from the commit. The committed reports
+    (``reports/``) are outputs: regenerating them while a sweep runs does not make it dirty.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                 ".", ":(exclude)reports"],
                                 cwd=REPO_ROOT, capture_output=True, text=True, timeout=10,
                                 check=True).stdout.strip()
         return commit, bool(status)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pandas as pd
 import pytest
 import torch
 
+from harness import results
 from harness.results import COLUMNS, STATUSES, cell_is_complete, time_per_iteration
 from tests.helpers import run_in_process
 
@@ -164,3 +166,23 @@ def test_library_warmup_is_recorded_apart_from_setup(store):
     assert 0 <= run["setup_time_s"] < 0.5 * run["warmup_time_s"]
     _, run_gram, _ = run_in_process(store, "algorithm=gn_gram", *SMALL)
     assert run_gram["warmup_time_s"] == 0.0
+
+
+def test_git_dirty_ignores_regenerated_reports(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "REPORT.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    monkeypatch.setattr(results, "REPO_ROOT", tmp_path)
+    state = results.git_state.__wrapped__
+    assert state()[1] is False
+    (tmp_path / "reports" / "REPORT.md").write_text("regenerated\n")
+    assert state()[1] is False  # an output changed, not the code
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert state()[1] is True
