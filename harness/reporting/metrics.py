@@ -44,7 +44,7 @@ def cell_metrics(loaded: Loaded, target: float = DEFAULT_TARGET) -> pd.DataFrame
             traj = traj.sort_values("iter")
             steps = traj[traj["iter"] > 0]
             rec: dict[str, float] = {}
-            tpi = time_per_iteration(steps)
+            tpi = time_per_iteration(traj)
             rec["time_per_iter_s"] = np.nan if tpi is None else tpi
             rec["mean_step_time_s"] = (float(steps["step_time_s"].mean()) if len(steps)
                                        else np.nan)
