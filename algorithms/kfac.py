@@ -51,6 +51,7 @@ from algorithms.base import (
     require,
 )
 from algorithms.gn_gram import cholesky_solve
+from harness import kernels
 
 
 @dataclass
@@ -101,12 +102,13 @@ class KFAC(Algorithm):
             lin = problem.linearize()
             jac = lin.jacobian
         with phase("gram"):
-            K = (jac.D @ jac.D.T).div_(n * m)  # U Uᵀ/(nm), a² = 1
+            K = kernels.pattern_gram(jac.pattern).div_(n * m)  # U Uᵀ/(nm), a² = 1
             K.diagonal().add_(self.root_damping)
         with phase("solve"):
             B = lin.residual[:, None] * jac.X / (n * math.sqrt(m))  # ∇L̄ = Uᵀ B
             C = cholesky_solve(K, B, self.params.damping) @ self.A_inv
         with phase("update"):
-            delta = (jac.D.T @ C).mul_(jac.a[:, None])  # Uᵀ C = (S + √μI)⁻¹ ∇L̄ (A + √μI)⁻¹
+            # Uᵀ C = (S + √μI)⁻¹ ∇L̄ (A + √μI)⁻¹
+            delta = kernels.pattern_rmm(jac.pattern, C).mul_(jac.a[:, None])
             problem.W.sub_(delta, alpha=self.step_size)
         return StepInfo(extras={"step_size": self.step_size})

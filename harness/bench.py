@@ -10,6 +10,10 @@ Sections (each a table of ratios, all written to ``--json PATH``):
   - two plain products Aᵀ Y, A Z with a dense n×m float32 A: what a GEMM library does with
     the same shapes;
 
+* **kernels**: every route of every multi-route product of ``harness.kernels`` (D Dᵀ, D Z,
+  Dᵀ Y) timed side by side at standard sizes, with the route ``kernels=auto`` chose and its
+  slowdown against the fastest; and ``gn_gram``'s step against the same step written by hand
+  in plain torch float32 (forward, ``D @ D.T``, Cholesky, update);
 * **per-iteration**: each registered method's time per outer iteration in units of one
   ``X @ Wᵀ`` product at the same sizes (the pre-activations Z; spec §2's cost unit, measured
   here, so the figure is machine-independent);
@@ -49,6 +53,7 @@ from typing import Any
 import torch
 
 from algorithms.base import ALGORITHMS, Shape
+from harness import kernels
 from harness.cli import fail, guarded
 from harness.device import (
     device_name,
@@ -78,15 +83,21 @@ class Sizes:
     max_iters: int
     step_budget_s: float  # timed steps per method stop after this many seconds (at least 1)
     max_steps: int
+    kernel_shapes: tuple[tuple[int, int, int], ...] = ()  # (n, m, k) of the route table
+    gram_vs_plain: tuple[int, int, int] = (1024, 8192, 16)  # (n, m, d)
 
 
 FULL = Sizes(reference=(4096, 65536, 16), crossover_ns=(256, 512, 1024, 2048, 4096),
              crossover_d=16, exact=(2048, 8192, 32), to_target=(1024, 16384, 16),
              adam_lrs=(1e-3, 1e-2, 1e-1), run_budget_s=120.0, max_iters=100_000,
-             step_budget_s=10.0, max_steps=5)
+             step_budget_s=10.0, max_steps=5,
+             kernel_shapes=((1024, 8192, 16), (2048, 16384, 16), (4096, 65536, 16),
+                            (4096, 65536, 64)),
+             gram_vs_plain=(1024, 8192, 16))
 QUICK = Sizes(reference=(128, 2048, 16), crossover_ns=(32, 64), crossover_d=16,
               exact=(32, 256, 8), to_target=(32, 512, 8), adam_lrs=(1e-1,),
-              run_budget_s=0.5, max_iters=1000, step_budget_s=0.1, max_steps=2)
+              run_budget_s=0.5, max_iters=1000, step_budget_s=0.1, max_steps=2,
+              kernel_shapes=((64, 1024, 16),), gram_vs_plain=(64, 1024, 8))
 
 DATASET = "synthetic"
 
@@ -251,16 +262,94 @@ def roofline(sizes: Sizes, device, dtype) -> dict[str, Any]:
     bandwidth = copy_bandwidth(n * m * 4, device)
     floor_fp32 = 2 * n * m * 4 / bandwidth  # the issue's reference: fp32 D read twice
     D = lin.jacobian.D
-    floor_stored = 2 * D.numel() * D.element_size() / bandwidth
+    # the pattern as the chosen route reads it: the int8 copy if G·p took the integer route
+    stored = lin.jacobian.pattern.int8 if lin.jacobian.pattern._int8 is not None else D
+    floor_stored = 2 * stored.numel() * stored.element_size() / bandwidth
     A = torch.rand(n, m, generator=make_generator(2), dtype=torch.float64).to(device, dtype)
     Y = torch.randn(n, d, dtype=dtype, device=device)
     Z = torch.randn(m, d, dtype=dtype, device=device)
     t_two = best_time(lambda: (A.T @ Y, A @ Z), device)
     return {"n": n, "m": m, "d": d, "gp_s": t_gp, "copy_bandwidth_GBps": bandwidth / 1e9,
             "floor_fp32_s": floor_fp32, "floor_stored_s": floor_stored,
-            "pattern_dtype": str(D.dtype).replace("torch.", ""),
+            "pattern_dtype": str(stored.dtype).replace("torch.", ""),
             "two_matmuls_s": t_two, "gp_over_floor": t_gp / floor_fp32,
             "gp_over_two_matmuls": t_gp / t_two}
+
+
+def kernel_routes(sizes: Sizes, device, dtype) -> dict[str, Any]:
+    """Every route of every multi-route product, timed here, beside the one ``auto`` chose.
+
+    The route times are this section's own (best of 5 after a warm-up); the choice is the
+    selector's, from its own calibration in this process, so the ratio chosen/fastest also
+    checks that the calibration picks well.
+    """
+    kernels.configure("auto")
+    gen = make_generator(4, device)
+    rows = []
+    for n, m, k in sizes.kernel_shapes:
+        D = (torch.rand(n, m, generator=gen, device=device) > 0.5).to(dtype)
+        operands = {"pattern_gram": (), "pattern_mm": (torch.randn(m, k, generator=gen,
+                                                                   device=device, dtype=dtype),),
+                    "pattern_rmm": (torch.randn(n, k, generator=gen, device=device,
+                                                dtype=dtype),)}
+        for name, product in kernels.PRODUCTS.items():
+            ops = operands[name]
+            P = kernels.Pattern(D)
+            chosen = kernels.selector().choose(product, P, *ops)
+            times, notes = {}, {}
+            for route_name, route in product.routes.items():
+                why = route.unavailable(P, *ops)
+                if why:
+                    notes[route_name] = why
+                    continue
+                call = (partial(kernels._fresh_cast, route.run, P, *ops)
+                        if product.cast_per_call else partial(route.run, P, *ops))
+                times[route_name] = best_time(call, device)
+            row = {"product": name, "formula": product.formula, "n": n, "m": m,
+                   "k": k if ops else None, "times_s": times, "unavailable": notes,
+                   "chosen": chosen}
+            if times:
+                fastest = min(times, key=times.get)
+                row["fastest"] = fastest
+                row["chosen_over_fastest"] = times.get(chosen, math.nan) / times[fastest]
+            rows.append(row)
+        del D
+    n, m, d = sizes.gram_vs_plain
+    harness_step = time_per_iteration("gn_gram", n, m, d, device, dtype, sizes)
+    plain_step = plain_gram_step_time(n, m, d, device, dtype)
+    out = {"rows": rows, "routes": kernels.routes_used(), "cpu": kernels.cpu_facts(),
+           "gram_vs_plain": {"n": n, "m": m, "d": d, "gn_gram": harness_step,
+                             "plain_s": plain_step}}
+    if "seconds" in harness_step:
+        out["gram_vs_plain"]["gn_gram_over_plain"] = harness_step["seconds"] / plain_step
+    worst = [r["chosen_over_fastest"] for r in rows if "chosen_over_fastest" in r]
+    out["worst_chosen_over_fastest"] = max(worst) if worst else None
+    return out
+
+
+def plain_gram_step_time(n: int, m: int, d: int, device, dtype) -> float:
+    """Median seconds of one Gauss–Newton step as a user would write it in plain torch:
+    forward, D Dᵀ as a float GEMM, the Hadamard Gram, Cholesky solve, W ← W − Jᵀg (the same
+    step as ``gn_gram``, on the same problem)."""
+    problem = problem_at(n, m, d, device, dtype)
+    X, y, a, W = problem.X, problem.y, problem.a, problem.W.clone()
+    scale = 1.0 / math.sqrt(m)
+
+    def step():
+        Z = X @ W.T
+        r = torch.relu(Z) @ a * scale - y
+        D = (Z > 0).to(dtype)
+        G = (D @ D.T) * (X @ X.T) / m
+        g = torch.cholesky_solve(r[:, None], torch.linalg.cholesky(G))[:, 0]
+        W.sub_((D.T @ (g[:, None] * X)) * (a * scale)[:, None])
+
+    step()  # warm-up, as for every method
+    times = []
+    for _ in range(5):
+        with Stopwatch(device) as sw:
+            step()
+        times.append(sw.seconds)
+    return statistics.median(times)
 
 
 def amortized_per_iteration(name: str, n: int, m: int, d: int, device, dtype, steps: int,
@@ -410,34 +499,55 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets, each with the measured figure and whether it is met."""
-    rows = []
+class _Targets:
+    """Collects the issue's targets: label, measured figure, limit, met or missed."""
 
-    def add(label: str, value: float | None, limit: float, lower_is_better: bool, note=""):
+    def __init__(self):
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, label: str, value: float | None, limit: float, lower_is_better: bool,
+            note: str = "") -> dict[str, Any]:
         met = None if value is None else (value <= limit if lower_is_better else value >= limit)
-        rows.append({"target": label, "value": value, "limit": limit, "met": met, "note": note})
+        row = {"target": label, "value": value, "limit": limit, "met": met, "note": note}
+        self.rows.append(row)
+        return row
 
-    add("CG product G·p / memory floor (fp32 D read twice)", report["roofline"]["gp_over_floor"],
-        1.3, True)
-    sk = report["per_iteration"]["methods"].get("gn_sketch adaptive", {})
-    add("gn_sketch (adaptive) X@Wᵀ-units per outer iteration", sk.get("units"), 8, True,
-        sk.get("note", "") or f"mean of the first {sk.get('steps')} steps, sketch included")
-    cr = report["crossover"]
-    add("crossover: smallest n where gn_sketch beats gn_gram (m=16n)",
-        cr["smallest_n_sketch_wins"], 2048, True)
+
+def _targets_kernels(kn: dict[str, Any], t: _Targets) -> None:
+    t.add("kernel route chosen / fastest route (worst product and size)",
+          kn["worst_chosen_over_fastest"], 1.1, True)
+    gp = kn["gram_vs_plain"]
+    t.add(f"gn_gram / plain-torch float32 step (n={gp['n']}, m={gp['m']}, d={gp['d']})",
+          gp.get("gn_gram_over_plain"), 1.3, True, gp["gn_gram"].get("note", ""))
+
+
+def _targets_roofline(rf: dict[str, Any], t: _Targets) -> None:
+    t.add("CG product G·p / memory floor (fp32 D read twice)", rf["gp_over_floor"], 1.3, True)
+
+
+def _targets_per_iteration(pi: dict[str, Any], t: _Targets) -> None:
+    sk = pi["methods"].get("gn_sketch adaptive", {})
+    t.add("gn_sketch (adaptive) X@Wᵀ-units per outer iteration", sk.get("units"), 8, True,
+          sk.get("note", "") or f"mean of the first {sk.get('steps')} steps, sketch included")
+
+
+def _targets_crossover(cr: dict[str, Any], t: _Targets) -> None:
+    row = t.add("crossover: smallest n where gn_sketch beats gn_gram (m=16n)",
+                cr["smallest_n_sketch_wins"], 2048, True)
     if cr["smallest_n_sketch_wins"] is None and any("gram_over_sketch" in r for r in cr["rows"]):
-        rows[-1].update(met=False, note=f"not reached up to n={cr['rows'][-1]['n']}")
-    vs = report["practice"]["vs_exact"]
-    add("gn_exact / gn_sketch per iteration", vs.get("exact_over_sketch"), 20, False,
-        vs["gn_exact"].get("note", "") or vs["gn_sketch"].get("note", ""))
-    tt = report["practice"]["to_target"]
+        row.update(met=False, note=f"not reached up to n={cr['rows'][-1]['n']}")
+
+
+def _targets_practice(pr: dict[str, Any], t: _Targets) -> None:
+    vs = pr["vs_exact"]
+    t.add("gn_exact / gn_sketch per iteration", vs.get("exact_over_sketch"), 20, False,
+          vs["gn_exact"].get("note", "") or vs["gn_sketch"].get("note", ""))
+    tt = pr["to_target"]
     for key in ("gd", "adam"):
         bound = tt.get(f"{key}_over_best_is_lower_bound")
-        add(f"time to 1e-6: {key} / best GN ({tt['best_gauss_newton']})",
-            tt.get(f"{key}_over_best"), 100, False, "lower bound (did not converge)"
-            if bound else "")
-    return rows
+        t.add(f"time to 1e-6: {key} / best GN ({tt['best_gauss_newton']})",
+              tt.get(f"{key}_over_best"), 100, False, "lower bound (did not converge)"
+              if bound else "")
 
 
 def _fmt(value: Any) -> str:
@@ -448,23 +558,40 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def render(report: dict[str, Any]) -> str:
-    meta = report["meta"]
-    lines = [f"nlt-bench  device={meta['device']} ({meta['device_name']})  dtype={meta['dtype']}"
-             f"  threads={meta['threads']}  commit={meta['git_commit']}"
-             f"  mode={'quick' if meta['quick'] else 'full'}", ""]
-    rf = report["roofline"]
-    lines += [f"roofline  n={rf['n']} m={rf['m']} d={rf['d']}  copy bandwidth "
-              f"{rf['copy_bandwidth_GBps']:.1f} GB/s  pattern stored as {rf['pattern_dtype']}",
-              f"  G·p {rf['gp_s'] * 1e3:.2f} ms   floor (fp32 D twice) "
-              f"{rf['floor_fp32_s'] * 1e3:.2f} ms   floor (stored D twice) "
-              f"{rf['floor_stored_s'] * 1e3:.2f} ms   two matmuls "
-              f"{rf['two_matmuls_s'] * 1e3:.2f} ms",
-              f"  G·p / floor = {rf['gp_over_floor']:.2f}   G·p / two matmuls = "
-              f"{rf['gp_over_two_matmuls']:.2f}", ""]
-    pi = report["per_iteration"]
-    lines.append(f"per outer iteration  n={pi['n']} m={pi['m']} d={pi['d']}  unit = X@Wᵀ = "
-                 f"{pi['unit_s'] * 1e3:.2f} ms")
+def _render_kernels(kn: dict[str, Any]) -> list[str]:
+    cpu = kn["cpu"]
+    lines = [f"kernel routes  cpu={cpu['cpu_model']} ({cpu['cpu_arch']}, torch capability "
+             f"{cpu['cpu_capability']}, flags {' '.join(cpu['cpu_flags']) or '-'})"]
+    for row in kn["rows"]:
+        size = f"n={row['n']} m={row['m']}" + (f" k={row['k']}" if row["k"] else "")
+        times = "  ".join(f"{r} {t * 1e3:8.2f} ms" for r, t in row["times_s"].items())
+        times += "".join(f"  {r}: {why}" for r, why in row["unavailable"].items())
+        lines.append(f"  {row['formula']:<5} {size:<24} {times}  chosen {row['chosen']}"
+                     + (f" ({row['chosen_over_fastest']:.2f}x fastest)"
+                        if "chosen_over_fastest" in row else ""))
+    gp = kn["gram_vs_plain"]
+    g = gp["gn_gram"]
+    lines.append(f"  gn_gram step {g['seconds'] * 1e3:.2f} ms vs plain torch float32 "
+                 f"{gp['plain_s'] * 1e3:.2f} ms at n={gp['n']} m={gp['m']} d={gp['d']}: "
+                 f"{gp['gn_gram_over_plain']:.2f}x" if "seconds" in g
+                 else f"  gn_gram step: {g.get('note')}")
+    return lines
+
+
+def _render_roofline(rf: dict[str, Any]) -> list[str]:
+    return [f"roofline  n={rf['n']} m={rf['m']} d={rf['d']}  copy bandwidth "
+            f"{rf['copy_bandwidth_GBps']:.1f} GB/s  pattern stored as {rf['pattern_dtype']}",
+            f"  G·p {rf['gp_s'] * 1e3:.2f} ms   floor (fp32 D twice) "
+            f"{rf['floor_fp32_s'] * 1e3:.2f} ms   floor (stored D twice) "
+            f"{rf['floor_stored_s'] * 1e3:.2f} ms   two matmuls "
+            f"{rf['two_matmuls_s'] * 1e3:.2f} ms",
+            f"  G·p / floor = {rf['gp_over_floor']:.2f}   G·p / two matmuls = "
+            f"{rf['gp_over_two_matmuls']:.2f}"]
+
+
+def _render_per_iteration(pi: dict[str, Any]) -> list[str]:
+    lines = [f"per outer iteration  n={pi['n']} m={pi['m']} d={pi['d']}  unit = X@Wᵀ = "
+             f"{pi['unit_s'] * 1e3:.2f} ms"]
     for name, res in pi["methods"].items():
         if "seconds" in res:
             lines.append(f"  {name:<18} {res['seconds'] * 1e3:10.2f} ms  {res['units']:8.2f} "
@@ -472,18 +599,21 @@ def render(report: dict[str, Any]) -> str:
                          + (f"  refreshed {res['refreshed']}" if "refreshed" in res else ""))
         else:
             lines.append(f"  {name:<18} {res['note']}")
-    lines.append("")
-    sk = report["sketches"]
-    if "sketches" in sk:
-        lines.append(f"sketches  S Jᵀ at s={sk['s']}")
-        for name, res in sk["sketches"].items():
-            lines.append(f"  {name:<12} " + (f"{res['seconds'] * 1e3:10.2f} ms" if "seconds"
-                                             in res else res["note"]))
-    else:
-        lines.append(f"sketches  {sk['note']}")
-    lines.append("")
-    cr = report["crossover"]
-    lines.append(f"crossover gn_sketch vs gn_gram  m=16n d={cr['d']}")
+    return lines
+
+
+def _render_sketches(sk: dict[str, Any]) -> list[str]:
+    if "sketches" not in sk:
+        return [f"sketches  {sk['note']}"]
+    lines = [f"sketches  S Jᵀ at s={sk['s']}"]
+    for name, res in sk["sketches"].items():
+        lines.append(f"  {name:<12} " + (f"{res['seconds'] * 1e3:10.2f} ms" if "seconds"
+                                         in res else res["note"]))
+    return lines
+
+
+def _render_crossover(cr: dict[str, Any]) -> list[str]:
+    lines = [f"crossover gn_sketch vs gn_gram  m=16n d={cr['d']}"]
     for row in cr["rows"]:
         cells = []
         for key in ("gn_sketch", "gn_gram"):
@@ -494,13 +624,16 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  n={row['n']:<6} " + "  ".join(cells) +
                      (f"  gram/sketch {ratio:.2f}" if ratio is not None else ""))
     lines.append(f"  smallest n where gn_sketch wins: {_fmt(cr['smallest_n_sketch_wins'])}")
-    lines.append("")
-    vs = report["practice"]["vs_exact"]
-    lines.append(f"practice  n={vs['n']} m={vs['m']} d={vs['d']}  gn_exact / gn_sketch per "
-                 f"iteration: {_fmt(vs.get('exact_over_sketch'))}" +
-                 "".join(f"  [{k}: {vs[k]['note']}]" for k in ("gn_sketch", "gn_exact")
-                         if "note" in vs[k]))
-    tt = report["practice"]["to_target"]
+    return lines
+
+
+def _render_practice(pr: dict[str, Any]) -> list[str]:
+    vs = pr["vs_exact"]
+    lines = [f"practice  n={vs['n']} m={vs['m']} d={vs['d']}  gn_exact / gn_sketch per "
+             f"iteration: {_fmt(vs.get('exact_over_sketch'))}" +
+             "".join(f"  [{k}: {vs[k]['note']}]" for k in ("gn_sketch", "gn_exact")
+                     if "note" in vs[k])]
+    tt = pr["to_target"]
     lines.append(f"time to rel. loss 1e-6  n={tt['n']} m={tt['m']} d={tt['d']}")
     runs = [(k, v) for k, v in tt["gauss_newton"].items()] + [("gd (lr=auto)", tt["gd"])]
     runs += [(f"adam lr={lr}", v) for lr, v in tt["adam"].items()] or [("adam", {"note":
@@ -512,7 +645,44 @@ def render(report: dict[str, Any]) -> str:
                          + ("" if res.get("converged") else "  (not converged)"))
         else:
             lines.append(f"  {label:<16} {res['note']}")
-    lines.append("")
+    return lines
+
+
+@dataclass(frozen=True)
+class Section:
+    measure: Callable[[Sizes, Any, Any], dict[str, Any]]
+    render: Callable[[dict[str, Any]], list[str]]
+    targets: Callable[[dict[str, Any], _Targets], None] | None = None
+
+
+#: The sections in the order they run and print; ``--sections`` picks a subset.
+SECTIONS: dict[str, Section] = {
+    "kernels": Section(kernel_routes, _render_kernels, _targets_kernels),
+    "roofline": Section(roofline, _render_roofline, _targets_roofline),
+    "per_iteration": Section(per_iteration, _render_per_iteration, _targets_per_iteration),
+    "sketches": Section(sketch_times, _render_sketches),
+    "crossover": Section(crossover, _render_crossover, _targets_crossover),
+    "practice": Section(practice, _render_practice, _targets_practice),
+}
+
+
+def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets of the sections that ran, each with its figure, met or missed."""
+    t = _Targets()
+    for key, section in SECTIONS.items():
+        if key in report and section.targets is not None:
+            section.targets(report[key], t)
+    return t.rows
+
+
+def render(report: dict[str, Any]) -> str:
+    meta = report["meta"]
+    lines = [f"nlt-bench  device={meta['device']} ({meta['device_name']})  dtype={meta['dtype']}"
+             f"  threads={meta['threads']}  commit={meta['git_commit']}"
+             f"  mode={'quick' if meta['quick'] else 'full'}", ""]
+    for key, section in SECTIONS.items():
+        if key in report:
+            lines += section.render(report[key]) + [""]
     lines.append("targets")
     for row in report["targets"]:
         mark = {True: "met", False: "MISSED", None: "n/a"}[row["met"]]
@@ -522,7 +692,8 @@ def render(report: dict[str, Any]) -> str:
 
 
 def run(device_name_: str, dtype_name: str, quick: bool,
-        json_path: Path | None = None) -> dict[str, Any]:
+        json_path: Path | None = None, sections: tuple[str, ...] = tuple(SECTIONS)
+        ) -> dict[str, Any]:
     device = resolve_device(device_name_)
     dtype = resolve_dtype(dtype_name)
     sizes = QUICK if quick else FULL
@@ -530,18 +701,27 @@ def run(device_name_: str, dtype_name: str, quick: bool,
         "device": str(device), "device_name": device_name(device), "dtype": dtype_name,
         "threads": torch.get_num_threads(), "git_commit": git_commit(),
         "torch": torch.__version__, "python": platform.python_version(), "quick": quick,
+        "cpu": kernels.cpu_facts(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "sizes": dataclasses.asdict(sizes), "loadavg": _loadavg()}}
-    for key, section in (("roofline", roofline), ("per_iteration", per_iteration),
-                         ("sketches", sketch_times), ("crossover", crossover),
-                         ("practice", practice)):
+        "sizes": dataclasses.asdict(sizes), "loadavg": _loadavg(),
+        "sections": list(sections)}}
+    for key in sections:
         with Stopwatch(device) as sw:
-            report[key] = section(sizes, device, dtype)
+            report[key] = SECTIONS[key].measure(sizes, device, dtype)
         report["meta"][f"{key}_wall_s"] = sw.seconds
         if json_path is not None:  # sections so far: a long run that is cut keeps its numbers
             write_json(report, json_path)
     report["targets"] = targets(report)
     return report
+
+
+def parse_sections(text: str) -> tuple[str, ...]:
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in names if s not in SECTIONS]
+    if bad or not names:
+        raise ConfigError(f"Unknown section {(bad or [text])[0]!r}. Available: "
+                          f"{list(SECTIONS)}")
+    return tuple(s for s in SECTIONS if s in names)  # the canonical order
 
 
 def _loadavg() -> list[float] | None:
@@ -559,12 +739,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="also write the report as JSON to PATH")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes (seconds): checks that everything runs")
+    parser.add_argument("--sections", default=",".join(SECTIONS), metavar="LIST",
+                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     # argparse's own errors are multi-line; one line and exit 2 like every nlt command
     parser.error = lambda message: fail(PROG, message)  # type: ignore[method-assign]
     args = parser.parse_args(argv)
     if args.json is not None and not args.json.parent.is_dir():
         fail(PROG, f"--json: directory {str(args.json.parent)!r} does not exist")
-    report = guarded(PROG, lambda: run(args.device, args.dtype, args.quick, args.json))
+    sections = guarded(PROG, lambda: parse_sections(args.sections))
+    report = guarded(PROG, lambda: run(args.device, args.dtype, args.quick, args.json,
+                                       sections))
     if args.json is not None:
         write_json(report, args.json)
     print(render(report))

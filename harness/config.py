@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from algorithms.base import ALGORITHMS
+from harness import kernels
 from harness.data import DATASETS
 from harness.device import resolve_device, resolve_dtype
 from harness.errors import ConfigError
@@ -68,6 +69,12 @@ class RunConfig:
     dtype: str = "float32"  # float32 | float64
     threads: int | None = None  # torch CPU threads; null keeps torch's default
     tf32: bool = False  # allow TF32 matmuls on CUDA (off: fp32 means fp32)
+    # kernel routes of the products with D (harness/kernels.py): auto = measured on this
+    # machine once per process; float | int8 force one route
+    kernels: str = "auto"
+    # untimed steps of a throw-away copy of the method before the clock starts (first-call
+    # costs, kernel calibration); the same for every method, recorded as warmup_time_s
+    warmup_steps: int = 1
     max_iters: int = 100
     target_rel_loss: float = 1e-6
     time_budget_s: float | None = None  # cumulative step time after which a run stops
@@ -190,6 +197,10 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
         raise ConfigError(f"target_rel_loss must be >= 0, got {container['target_rel_loss']}")
     if container["threads"] is not None:
         _positive_int("threads", container["threads"])
+    kernels.check_mode(container["kernels"])
+    warmup = container["warmup_steps"]
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ConfigError(f"warmup_steps must be a non-negative integer, got {warmup!r}")
     if container["testing"]["fail_mode"] not in ("raise", "kill"):
         raise ConfigError(f"Unknown testing.fail_mode {container['testing']['fail_mode']!r}. "
                           "Available: ['kill', 'raise']")

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness import kernels
 from harness.data import DATASETS
 from harness.errors import ConfigError
 
@@ -56,15 +57,17 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
 class JacobianOperator:
     r"""J ∈ R^{n×md} of f at W, held as (X, D, a): ``J @ V``, ``J.T @ g``, ``gram()``, ``dense()``.
 
-    ``V`` is an m×d tensor (or a flat md vector), ``g`` a length-n vector.
+    ``V`` is an m×d tensor (or a flat md vector), ``g`` a length-n vector. Every product with
+    the pattern D goes through ``harness.kernels``, which picks its route (float or int8 GEMM)
+    by measuring both on this machine.
     """
 
     def __init__(self, X: torch.Tensor, D: torch.Tensor, a: torch.Tensor):
         self.X, self.D, self.a = X, D, a
+        self.pattern = kernels.Pattern(D)
         self.n, self.d = X.shape
         self.m = a.shape[0]
         self.scale = 1.0 / math.sqrt(self.m)
-        self._D_int8: torch.Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -73,23 +76,17 @@ class JacobianOperator:
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         """(J v)_i = x_i · (D (a ⊙ V))_i / √m."""
         V = V.reshape(self.m, self.d)
-        return torch.einsum("nd,nd->n", self.D @ (self.a[:, None] * V), self.X) * self.scale
+        DV = kernels.pattern_mm(self.pattern, self.a[:, None] * V)
+        return torch.einsum("nd,nd->n", DV, self.X) * self.scale
 
     def rmatvec(self, g: torch.Tensor) -> torch.Tensor:
         """Jᵀ g = a ⊙ (Dᵀ (g ⊙ X)) / √m, returned as an m×d matrix (∇_W L for g = r)."""
-        return (self.D.T @ (g[:, None] * self.X)) * (self.a * self.scale)[:, None]
+        return kernels.pattern_rmm(self.pattern, g[:, None] * self.X) \
+            * (self.a * self.scale)[:, None]
 
     def pattern_sandwich(self, Y: torch.Tensor) -> torch.Tensor:
-        """D (Dᵀ Y) for Y of shape (n, k): the two passes through D of a Gram product.
-
-        float32 on CPU takes the integer route of ``_fixed_point_matmul`` (D as int8, a
-        quarter of the bytes, integer GEMMs); float64 and GPUs take plain float GEMMs.
-        """
-        if not _int_route(self.D):
-            return self.D @ (self.D.T @ Y)
-        if self._D_int8 is None:  # one cast per linearisation, reused by every CG product
-            self._D_int8 = self.D.to(torch.int8)
-        return _fixed_point_matmul(self._D_int8, _fixed_point_matmul(self._D_int8, Y, True))
+        """D (Dᵀ Y) for Y of shape (n, k): the two passes through D of a Gram product."""
+        return kernels.pattern_mm(self.pattern, kernels.pattern_rmm(self.pattern, Y))
 
     def __matmul__(self, V: torch.Tensor) -> torch.Tensor:
         return self.matvec(V)
@@ -101,10 +98,10 @@ class JacobianOperator:
     def gram(self, damping: float = 0.0) -> torch.Tensor:
         """G + μI with G = (X Xᵀ) ⊙ (D Dᵀ) / m (Hadamard identity; no explicit J).
 
-        D Dᵀ counts co-active units, integers ≤ m: see ``pattern_gram`` for how it is formed
-        exactly at integer speed.
+        D Dᵀ counts co-active units, integers ≤ m: every route of ``kernels.pattern_gram``
+        forms it exactly.
         """
-        G = pattern_gram(self.D).mul_(self.X @ self.X.T).div_(self.m)
+        G = kernels.pattern_gram(self.pattern).mul_(self.X @ self.X.T).div_(self.m)
         if damping:
             G.diagonal().add_(damping)
         return G
@@ -113,71 +110,6 @@ class JacobianOperator:
         """The explicit n×md Jacobian, J[i, r·d + k] = a_r D_ir x_ik / √m (small sizes only)."""
         U = self.D * (self.a * self.scale)
         return (U[:, :, None] * self.X[:, None, :]).reshape(self.n, self.m * self.d)
-
-
-#: Largest m for which the int8 route of ``pattern_gram`` is used (int32 counts stay exact,
-#: and the float result below 2^24 is exact in float32 as well).
-_INT_GRAM_MAX_M = 2**24
-
-
-def pattern_gram(D: torch.Tensor) -> torch.Tensor:
-    """C = D Dᵀ for the 0/1 pattern D, in D's dtype, exactly.
-
-    Entries are counts of co-active units (integers ≤ m), so an int8 copy of D and an integer
-    GEMM (int32 accumulation, VNNI on x86) give the same C as a float GEMM, bit for bit
-    (float32 represents every integer up to 2^24), several times faster on CPU. Lower-precision
-    floats would not do: bf16 rounds sums above 256, fp16 above 2048, and both CPU GEMMs
-    return their own dtype. GPUs and sizes outside the int route use the float GEMM.
-    """
-    int_mm = getattr(torch, "_int_mm", None)
-    if D.device.type == "cpu" and int_mm is not None and D.shape[1] <= _INT_GRAM_MAX_M:
-        Di = D.to(torch.int8)
-        return int_mm(Di, Di.T).to(D.dtype)
-    return D @ D.T
-
-
-#: Signed int8 pieces of the fixed-point split: 4 × 7 bits carry 28 bits below the column
-#: maximum, more than float32's 24-bit significand.
-_PIECES = 4
-
-
-#: Patterns smaller than this (n·m) keep float GEMMs: the split's few small ops would cost
-#: more than the int8 GEMM saves.
-_INT_ROUTE_MIN_ELEMENTS = 2**22
-
-
-def _int_route(D: torch.Tensor) -> bool:
-    """Integer GEMMs for products with D: float32 on CPU, large enough to pay, and sizes
-    whose int32 sums cannot overflow (127 · max(n, m) < 2^31)."""
-    return (D.dtype == torch.float32 and D.device.type == "cpu"
-            and getattr(torch, "_int_mm", None) is not None
-            and D.numel() >= _INT_ROUTE_MIN_ELEMENTS and max(D.shape) <= 2**24)
-
-
-def _fixed_point_matmul(Di: torch.Tensor, B: torch.Tensor, transpose: bool = False):
-    r"""D B (or Dᵀ B with ``transpose``) for the 0/1 pattern Di (int8) and a float32 B (c×k).
-
-    Each column b of B is split into P signed int8 pieces in fixed point below its maximum:
-    b = s Σ_j 128^{-j} q_j + e, with s the power of two ≥ max|b| / 127 (so every step of the
-    split is exact in float32) and |e| ≤ s 128^{1-P} / 2 ≈ 2^-29 max|b| for P = 4. Then
-    D b = s Σ_j 128^{-j} (D q_j), every D q_j an exact int32 GEMM (VNNI); the only errors
-    are e and the float32 sum of the P pieces, below a float32 GEMM's own rounding. D is read
-    as int8, a quarter of float32's bytes, which is what bounds these skinny products.
-    """
-    s = torch.exp2(torch.ceil(torch.log2(B.abs().amax(0).clamp_min(1e-30) / 127)))
-    pieces, scales, R = [], [], B
-    for j in range(_PIECES):
-        sj = s / 128.0**j
-        q = torch.round(R / sj)
-        R = R - q * sj
-        pieces.append(q)
-        scales.append(sj)
-    Q = torch.cat(pieces, 1).to(torch.int8)  # c × Pk
-    # S (Pk × k) stacks diag(s_j): C S sums the pieces back in one small GEMM
-    S = torch.cat([torch.diag(sj) for sj in scales], 0).to(B.dtype)
-    if transpose:  # (Qᵀ D)ᵀ = Dᵀ Q, with Di in its stored row-major layout
-        return (S.T @ torch._int_mm(Q.T.contiguous(), Di).to(B.dtype)).T
-    return torch._int_mm(Di, Q).to(B.dtype) @ S
 
 
 class _Adjoint:

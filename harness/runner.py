@@ -8,6 +8,7 @@ cell ends with a ``run.json`` whose status is one of ``harness.results.STATUSES`
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from algorithms.base import Shape
+from harness import kernels
 from harness.config import ResolvedRun, resolve, store_path
 from harness.device import device_name, memory_budget_bytes
 from harness.errors import ConfigError
@@ -62,6 +64,8 @@ def _apply_runtime_options(cfg: DictConfig, device: torch.device,
     threads = cfg.threads if cfg.threads is not None else (launch or {}).get("threads")
     if threads is not None:
         torch.set_num_threads(int(threads))
+    kernels.configure(cfg.kernels)
+    kernels.begin_cell()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = bool(cfg.tf32)
         torch.backends.cudnn.allow_tf32 = bool(cfg.tf32)
@@ -112,6 +116,7 @@ class _Run:
         self.threads = torch.get_num_threads()
         self.prov = provenance(device_name(run.device), self.threads)
         self.prov["launch"] = dict(launch or {"launcher": "none (called directly)"})
+        self.prov.update(kernels.machine_facts(run.device))
         self.record_ntk = bool(OmegaConf.select(self.cfg, "record.ntk", default=False))
 
     # --- recording ---------------------------------------------------------------------------
@@ -123,7 +128,9 @@ class _Run:
                "d": r.d, "seed": r.seed, "device": r.device.type, "dtype": str(r.cfg.dtype),
                "threads": self.threads, "git_commit": self.prov["git_commit"], "iter": it,
                "loss": loss, "rel_loss": loss / loss0 if loss0 > 0 else 0.0,
-               "step_time_s": step, "time_s": total, "inner_iters": inner}
+               "step_time_s": step, "time_s": total, "inner_iters": inner,
+               "kernel_routes": kernels.routes_text(),
+               "cpu_capability": self.prov["cpu_capability"]}
         row.update({f"t_{k}": v for k, v in phases.items()})
         for key, value in extras.items():
             if key in row:
@@ -154,6 +161,7 @@ class _Run:
             "identity": self.run.identity,
             "provenance": self.prov,
         }
+        run["kernels"] = kernels.report()
         run.update(_peak_memory(self.run.device))
         if hasattr(self, "_wall_start"):
             run["wall_time_s"] = time.perf_counter() - self._wall_start
@@ -186,6 +194,30 @@ class _Run:
 
     # --- the loop ----------------------------------------------------------------------------
 
+    def _warm_up(self, problem, clock: PhaseClock) -> float:
+        """Run ``warmup_steps`` untimed steps of a throw-away copy of the method on the problem,
+        then put W back: first-call costs (thread pools, allocator growth, lazy library
+        initialisation, kernel-route calibration) are paid here by every method alike, so that
+        step 1 of the timed run means what every other step means. Returns its seconds."""
+        steps = int(self.cfg.warmup_steps)
+        self.info["warmup_steps"] = steps
+        if steps == 0:
+            return 0.0
+        r = self.run
+        with Stopwatch(r.device) as sw:
+            warm = r.algorithm(problem, r.params,
+                               make_generator(r.seeds["algorithm"], r.device))
+            warm.setup(clock)
+            for _ in range(steps):
+                warm.step(clock)
+            del warm
+            with torch.no_grad():
+                problem.W.copy_(problem.W0)
+            problem.W.grad = None
+            gc.collect()
+        clock.pop()
+        return sw.seconds
+
     def execute(self) -> Outcome:
         r, cfg = self.run, self.cfg
         shape = Shape(r.n, r.m, r.d, torch.empty((), dtype=r.dtype).element_size())
@@ -211,17 +243,22 @@ class _Run:
         problem = make_problem(r.dataset, r.n, r.d, r.m, r.seed, data_seed=r.seeds["data"],
                                init_seed=r.seeds["init"], device=r.device, dtype=r.dtype,
                                **r.data_params)
+        clock = PhaseClock(r.device)
+        warm_s = self._warm_up(problem, clock)
         algorithm = r.algorithm(problem, r.params,
                                 make_generator(r.seeds["algorithm"], r.device))
-        clock = PhaseClock(r.device)
+        cal0 = kernels.calibration_seconds()
         with Stopwatch(r.device) as sw:
             algorithm.setup(clock)
         phases = clock.pop()
-        # a "warmup" phase is process start-up (a library's first call), not the method's
-        # cost on this problem: recorded apart and left out of setup and time to target
-        self.info["warmup_time_s"] = phases.get(WARMUP_PHASE, 0.0)
-        self.info["setup_time_s"] = sw.seconds - self.info["warmup_time_s"]
+        # a "warmup" phase is process start-up (a library's first call), and calibrating a
+        # kernel route is choosing how to compute, not computing: neither is the method's cost
+        # on this problem, so both are recorded apart and left out of setup and time to target
+        cal = kernels.calibration_seconds() - cal0
+        self.info["warmup_time_s"] = warm_s + phases.get(WARMUP_PHASE, 0.0) + cal
+        self.info["setup_time_s"] = sw.seconds - phases.get(WARMUP_PHASE, 0.0) - cal
         self.info["setup_phases_s"] = phases
+        self.info["calibration_in_steps_s"] = 0.0
 
         loss0 = problem.loss()
         self.info["initial_loss"] = loss0
@@ -234,11 +271,18 @@ class _Run:
         total, last_print = 0.0, time.perf_counter()
         for it in range(1, cfg.max_iters + 1):
             _inject_fault(cfg, it)
+            cal0 = kernels.calibration_seconds()
             with Stopwatch(r.device) as sw:
                 info = algorithm.step(clock)
-            total += sw.seconds
+            # a shape met for the first time calibrates inside the step: not the step's cost
+            cal = kernels.calibration_seconds() - cal0
+            step_s = sw.seconds - cal
+            if cal:
+                self.info["calibration_in_steps_s"] += cal
+                self.info["warmup_time_s"] += cal
+            total += step_s
             loss = problem.loss()  # evaluation: outside the clock
-            self.rows.append(self._row(it, loss, loss0, sw.seconds, total, info.inner_iters,
+            self.rows.append(self._row(it, loss, loss0, step_s, total, info.inner_iters,
                                        clock.pop(), {**info.extras,
                                                      **self._ntk_columns(problem)}))
             rel = loss / loss0 if loss0 > 0 else 0.0

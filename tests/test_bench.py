@@ -40,8 +40,8 @@ def quick_report(tmp_path_factory):
 
 def test_quick_writes_every_section(quick_report):
     report, stdout = quick_report
-    assert {"meta", "roofline", "per_iteration", "sketches", "crossover", "practice",
-            "targets"} <= set(report)
+    assert {"meta", "kernels", "roofline", "per_iteration", "sketches", "crossover",
+            "practice", "targets"} <= set(report)
     meta = report["meta"]
     assert meta["device"] == "cpu" and meta["dtype"] == "float32" and meta["threads"] >= 1
     assert "git_commit" in meta
@@ -83,7 +83,34 @@ def test_bad_option_exits_2_with_one_line_in_a_subprocess():
     assert "float16" in lines[0] and out.stdout == ""
 
 
-@pytest.mark.parametrize("args", [["--device", "tpu"], ["--bogus"],
+def test_quick_kernel_table_times_every_route(quick_report):
+    report, stdout = quick_report
+    kn = report["kernels"]
+    assert {r["product"] for r in kn["rows"]} == {"pattern_gram", "pattern_mm", "pattern_rmm"}
+    for row in kn["rows"]:
+        assert set(row["times_s"]) == {"float", "int8"}  # float32 on CPU: both routes run
+        assert row["chosen"] in row["times_s"] and row["chosen_over_fastest"] >= 1.0
+    assert kn["cpu"]["cpu_capability"] and report["meta"]["cpu"] == kn["cpu"]
+    gp = kn["gram_vs_plain"]
+    assert gp["plain_s"] > 0 and gp["gn_gram_over_plain"] > 0
+    labels = [t["target"] for t in report["targets"]]
+    assert any("chosen / fastest" in t for t in labels)
+    assert any("plain-torch" in t for t in labels)
+    assert "kernel routes" in stdout
+
+
+def test_sections_option_runs_a_subset(tmp_path):
+    from harness.bench import parse_sections, run
+
+    assert parse_sections("roofline,kernels") == ("kernels", "roofline")
+    report = run("cpu", "float32", True, None, ("roofline",))
+    assert "roofline" in report and "kernels" not in report and "practice" not in report
+    assert [t["target"] for t in report["targets"]] == [
+        "CG product G·p / memory floor (fp32 D read twice)"]
+
+
+@pytest.mark.parametrize("args", [["--device", "tpu"], ["--bogus"], ["--sections", "nope"],
+                                  ["--sections", ","],
                                   ["--json", "/no/such/dir/x.json"]])
 def test_bad_option_exits_2_with_one_line(args, capsys):
     from harness.bench import main
@@ -95,24 +122,3 @@ def test_bad_option_exits_2_with_one_line(args, capsys):
     lines = out.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nlt-bench: error:"), out.err
     assert out.out == ""
-
-
-def test_integer_pattern_kernels_match_float64():
-    """The CPU float32 kernels of harness.problem (int8 pattern, integer GEMMs): D Dᵀ is exact,
-    G·p is as accurate as a float32 GEMM (checked against float64)."""
-    import torch
-
-    from harness.problem import _int_route, make_problem, pattern_gram
-
-    p = make_problem("synthetic", n=64, d=6, m=65536, seed=4)  # n·m above the int route's floor
-    lin = p.linearize()
-    D = lin.jacobian.D
-    assert _int_route(D)
-    assert torch.equal(pattern_gram(D), (D.double() @ D.double().T).float())
-    v = torch.randn(64, generator=torch.Generator().manual_seed(0))
-    Dd, Xd = D.double(), p.X.double()
-    ref = ((Dd @ (Dd.T @ (v.double()[:, None] * Xd))) * Xd).sum(1) / p.m
-    got = lin.gram_operator() @ v
-    assert float((got.double() - ref).norm() / ref.norm()) < 1e-6
-    P = torch.stack([v, 2 * v], 1)
-    assert torch.allclose(lin.gram_operator() @ P, torch.stack([got, 2 * got], 1), rtol=1e-5)

@@ -157,15 +157,21 @@ def test_time_per_iteration_leaves_out_the_first_step_unless_alone():
 
 
 def test_library_warmup_is_recorded_apart_from_setup(store):
-    # gn_exact's first torch.func call is process start-up, not the method's cost
-    outcome, run, rows = run_in_process(store, "algorithm=gn_exact", *SMALL)
+    # without the warm-up step (and with a forced kernel route: no calibration), gn_exact's
+    # first torch.func call is its setup's "warmup" phase: process start-up, not the method's
+    # cost
+    fixed = ("warmup_steps=0", "kernels=float")
+    outcome, run, rows = run_in_process(store, "algorithm=gn_exact", *SMALL, *fixed)
     assert outcome.status == "converged"
     assert run["warmup_time_s"] > 0
-    assert run["setup_phases_s"]["warmup"] == run["warmup_time_s"]
+    assert run["setup_phases_s"]["warmup"] == pytest.approx(run["warmup_time_s"])
     # gn_exact's setup is its warm-up alone: what is left must be far below it
     assert 0 <= run["setup_time_s"] < 0.5 * run["warmup_time_s"]
-    _, run_gram, _ = run_in_process(store, "algorithm=gn_gram", *SMALL)
+    _, run_gram, _ = run_in_process(store, "algorithm=gn_gram", *SMALL, *fixed)
     assert run_gram["warmup_time_s"] == 0.0
+    # the default: one untimed step of a throw-away copy, for every method alike
+    _, run_gram, _ = run_in_process(store, "algorithm=gn_gram", *SMALL)
+    assert run_gram["warmup_steps"] == 1 and run_gram["warmup_time_s"] > 0
 
 
 def test_git_dirty_ignores_regenerated_reports(tmp_path, monkeypatch):

@@ -1,0 +1,197 @@
+"""Kernel routes (harness/kernels.py): chosen by measurement, every route exact enough,
+overridable, recorded, and never timed inside a step."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from harness import kernels
+from harness.config import resolve
+from harness.errors import ConfigError
+from tests.helpers import compose_cfg, run_in_process
+
+
+@pytest.fixture(autouse=True)
+def fresh_selector():
+    kernels.reset()
+    yield
+    kernels.reset()
+
+
+def pattern(n=48, m=300, seed=0, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    return kernels.Pattern((torch.rand(n, m, generator=gen) > 0.5).to(dtype))
+
+
+def fake_timer(times: dict[str, float], calls: list | None = None):
+    """A timer that reports the given seconds per route (and logs what it was asked)."""
+    def timer(route, fn, device):
+        fn()  # the route must run on the calibration operands
+        if calls is not None:
+            calls.append(route)
+        return times[route]
+    return timer
+
+
+# --- selection ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("winner", ["float", "int8"])
+def test_each_route_can_win(winner):
+    loser = "int8" if winner == "float" else "float"
+    kernels.configure("auto", timer=fake_timer({winner: 1.0, loser: 3.0}))
+    P = pattern()
+    Z = torch.randn(300, 5)
+    for name, ops in (("pattern_gram", ()), ("pattern_mm", (Z,)),
+                      ("pattern_rmm", (torch.randn(48, 5),))):
+        assert kernels.selector().choose(kernels.PRODUCTS[name], P, *ops) == winner
+    report = kernels.report()
+    assert set(report["routes"].values()) == {winner}
+    assert all(c["how"] == "measured" and c["times_s"] == {winner: 1.0, loser: 3.0}
+               for c in report["choices"])
+
+
+def test_a_near_tie_keeps_the_plain_float_route():
+    kernels.configure("auto", timer=fake_timer({"float": 1.0 + kernels.TIE_MARGIN / 2,
+                                                "int8": 1.0}))
+    assert kernels.selector().choose(kernels.PRODUCTS["pattern_gram"], pattern()) == "float"
+    kernels.configure("auto", timer=fake_timer({"float": 1.0 + 2 * kernels.TIE_MARGIN,
+                                                "int8": 1.0}))
+    assert kernels.selector().choose(kernels.PRODUCTS["pattern_gram"], pattern()) == "int8"
+
+
+def test_one_calibration_per_bucket():
+    calls: list[str] = []
+    kernels.configure("auto", timer=fake_timer({"float": 1.0, "int8": 2.0}, calls))
+    for n in (40, 48, 64):  # one power-of-two bucket
+        kernels.pattern_gram(pattern(n=n, m=300))
+    assert sorted(calls) == ["float", "int8"]
+    kernels.pattern_gram(pattern(n=65, m=300))  # the next bucket calibrates again
+    assert len(calls) == 4
+    assert kernels.calibration_seconds() > 0
+
+
+def test_a_failing_route_is_no_candidate():
+    def timer(route, fn, device):
+        if route == "int8":
+            raise RuntimeError("no int8 GEMM here")
+        return 1.0
+    kernels.configure("auto", timer=timer)
+    assert kernels.selector().choose(kernels.PRODUCTS["pattern_gram"], pattern()) == "float"
+    (choice,) = kernels.report()["choices"]
+    assert "no int8 GEMM here" in choice["unavailable"]["int8"]
+
+
+def test_float64_split_is_unavailable_and_forced_int8_falls_back():
+    P = pattern(dtype=torch.float64)
+    Z = torch.randn(300, 3, dtype=torch.float64)
+    kernels.configure("int8")
+    assert kernels.selector().choose(kernels.PRODUCTS["pattern_mm"], P, Z) == "float"
+    # the Gram's integer route is exact in any float dtype, so int8 is honoured there
+    assert kernels.selector().choose(kernels.PRODUCTS["pattern_gram"], P) == "int8"
+    choices = {c["product"]: c for c in kernels.report()["choices"]}
+    assert "float32 precision only" in choices["pattern_mm"]["unavailable"]["int8"]
+    assert choices["pattern_mm"]["how"] == "forced"
+
+
+@pytest.mark.parametrize("mode", ["float", "int8"])
+def test_forced_mode_never_measures(mode):
+    def timer(route, fn, device):
+        raise AssertionError("a forced route must not be timed")
+    kernels.configure(mode, timer=timer)
+    kernels.pattern_gram(pattern())
+    assert kernels.routes_used() == {"pattern_gram": mode}
+
+
+# --- every route against float64 -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["float", "int8"])
+def test_routes_match_float64(route):
+    kernels.configure(route)
+    P = pattern(n=70, m=333, seed=2)
+    Dd = P.D.double()
+    gen = torch.Generator().manual_seed(5)
+    Z = torch.randn(333, 7, generator=gen) * torch.logspace(-3, 3, 7)  # columns of all scales
+    Y = torch.randn(70, 7, generator=gen)
+    assert torch.equal(kernels.pattern_gram(P).double(), Dd @ Dd.T)  # counts: exact
+    for got, A, B in ((kernels.pattern_mm(P, Z), Dd, Z.double()),
+                      (kernels.pattern_rmm(P, Y), Dd.T, Y.double())):
+        # the backward-error bound of a float32 GEMM: |C − AB| ≤ γ_k |A||B|, γ_k ≈ k·2⁻²⁴
+        err = (got.double() - A @ B).abs() / (A.abs() @ B.abs())
+        assert float(err.max()) < A.shape[1] * 2.0**-24
+    assert kernels.routes_used() == dict.fromkeys(("pattern_gram", "pattern_mm",
+                                                   "pattern_rmm"), route)
+
+
+@pytest.mark.parametrize("route", ["float", "int8"])
+def test_gram_operator_is_route_independent(route, small_problem):
+    kernels.configure(route)
+    p = small_problem
+    p.X, p.W, p.y, p.a = (t.float() for t in (p.X, p.W, p.y, p.a))
+    lin = p.linearize()
+    J = lin.jacobian.dense().double()
+    v = torch.randn(p.n, generator=torch.Generator().manual_seed(1))
+    ref = J @ (J.T @ v.double())
+    got = lin.gram_operator() @ v
+    assert float((got.double() - ref).norm() / ref.norm()) < 1e-5
+    assert torch.allclose(lin.jacobian.gram().double(), J @ J.T, rtol=1e-5, atol=1e-6)
+
+
+# --- the option, and what a run records ------------------------------------------------------
+
+
+def test_kernels_option_is_validated():
+    with pytest.raises(ConfigError, match=r"Unknown kernels 'fast'.*'auto', 'float', 'int8'"):
+        resolve(compose_cfg("kernels=fast"))
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        resolve(compose_cfg("warmup_steps=-1"))
+    a = resolve(compose_cfg("kernels=float")).identity
+    b = resolve(compose_cfg("kernels=int8")).identity
+    assert a != b  # a forced route is a different cell
+
+
+@pytest.mark.parametrize("mode", ["float", "int8"])
+def test_run_records_routes_and_cpu(store, mode):
+    outcome, run, rows = run_in_process(store, "algorithm=gn_gram", "data.n=32",
+                                        "model.m=256", "data.d=8", f"kernels={mode}")
+    assert outcome.status == "converged"
+    assert run["kernels"]["mode"] == mode
+    assert run["kernels"]["routes"] == {"pattern_gram": mode, "pattern_rmm": mode}
+    prov = run["provenance"]
+    assert prov["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert prov["cpu_model"] and isinstance(prov["cpu_flags"], list)
+    assert set(rows["kernel_routes"]) == {f"pattern_gram={mode},pattern_rmm={mode}"}
+    assert set(rows["cpu_capability"]) == {prov["cpu_capability"]}
+
+
+def test_calibration_is_never_inside_a_step(store):
+    """A slow calibration (0.25 s per route, faked) lands in warmup_time_s, not in the steps,
+    also when it happens inside a step (warmup_steps=0: nothing calibrated before step 1)."""
+    def slow(route, fn, device):
+        time.sleep(0.25)
+        return {"float": 1.0, "int8": 2.0}[route]
+    for warmup in (0, 1):
+        kernels.reset()
+        kernels.selector().timer = slow
+        # a fixed lr: no power iteration in setup, so step 1 is the first product with D
+        outcome, run, rows = run_in_process(store, "algorithm=gd", "algorithm.lr=0.5",
+                                            "data.n=32", "model.m=256",
+                                            "data.d=8", "max_iters=3", "kernels=auto",
+                                            f"warmup_steps={warmup}", "force=true")
+        assert rows["step_time_s"].iloc[1:].max() < 0.25, warmup
+        assert run["warmup_time_s"] >= 0.5  # two routes of pattern_rmm, at least
+        assert (run["calibration_in_steps_s"] > 0) == (warmup == 0)
+
+
+def test_warm_up_does_not_change_the_trajectory(store):
+    losses = []
+    for warmup in (0, 2):
+        _, run, rows = run_in_process(store, "algorithm=adam", "data.n=32", "model.m=256",
+                                      "data.d=8", "max_iters=5", f"warmup_steps={warmup}")
+        assert run["warmup_steps"] == warmup
+        losses.append(rows["loss"].tolist())
+    assert losses[0] == losses[1]
