@@ -6,7 +6,8 @@ min_g ‖Jᵀ g‖² − 2 rᵀg + μ‖g‖² in the n unknowns g. BPSW21 preco
     B = S Jᵀ ∈ R^{s×n},  s = ⌈sketch_ratio · n⌉,  S from ``harness.sketches``
     R upper triangular with RᵀR = BᵀB + μI ≈ G + μI
         factor=qr:           R from QR of [B; √μ I]                (s + n)·n² flops
-        factor=cholesky_qr:  R = chol(BᵀB + μI)ᵀ                   s·n² + n³/3 flops, κ² of B
+        factor=cholesky_qr:  R = chol(BᵀB + μI)ᵀ                   2s·n² + n³/3 flops as
+                             one GEMM and a Cholesky (κ² of B; shifted if not PD)
     CG on (G + μI) g = r with preconditioner (RᵀR)⁻¹ (two triangular solves), matrix-free
     (G + μI)p, stopped at ‖r − (G + μI)g‖ ≤ tol·‖r‖.
 
@@ -89,7 +90,13 @@ def sketch_size(ratio: float, n: int) -> int:
 
 
 def triangular_factor(B: torch.Tensor, damping: float, method: str) -> torch.Tensor:
-    """Upper-triangular R (n×n) with RᵀR = BᵀB + μI, by QR of [B; √μI] or by Cholesky."""
+    """Upper-triangular R (n×n) with RᵀR ≈ BᵀB + μI, by QR of [B; √μI] or by Cholesky.
+
+    Cholesky-QR squares κ(B): where BᵀB + μI is not numerically positive definite, it is
+    shifted by σI with σ = 10ᵏ·ε·tr(BᵀB)/n for the smallest k that works (shifted
+    Cholesky-QR). R is a preconditioner only: CG still solves the unshifted system, a shift
+    costs at most a few CG iterations.
+    """
     n = B.shape[1]
     if method == "qr":
         if damping:
@@ -100,11 +107,18 @@ def triangular_factor(B: torch.Tensor, damping: float, method: str) -> torch.Ten
     if damping:
         C.diagonal().add_(damping)
     L, info = torch.linalg.cholesky_ex(C)
-    if int(info) != 0:
-        raise FloatingPointError(
-            f"BᵀB + μI is not numerically positive definite (pivot {int(info)}): Cholesky-QR "
-            f"squares κ(B); use algorithm.factor=qr, a larger sketch_ratio or damping")
-    return L.T
+    if int(info) == 0:
+        return L.T
+    base = torch.finfo(B.dtype).eps * float(C.diagonal().sum()) / n
+    for k in range(1, 13):
+        shifted = C.clone()
+        shifted.diagonal().add_(base * 10.0**k)
+        L, info = torch.linalg.cholesky_ex(shifted)
+        if int(info) == 0:
+            return L.T
+    raise FloatingPointError(
+        f"BᵀB + μI is not positive definite even shifted by {base * 1e12:.3g}: use "
+        f"algorithm.factor=qr, a larger sketch_ratio or damping")
 
 
 class TriangularPreconditioner:

@@ -71,6 +71,19 @@ def test_factor_r_satisfies_rtr_equals_btb_plus_mu():
     assert rel(Minv(v), torch.linalg.solve(target, v)) <= 1e-10
 
 
+def test_cholesky_factor_shifts_a_rank_deficient_sketch():
+    """B of rank 5 < n = 10: BᵀB is singular, plain Cholesky fails; the shifted factor is
+    upper triangular, finite, and close to BᵀB on its range (a preconditioner, not a solve)."""
+    gen = torch.Generator().manual_seed(1)
+    B = torch.randn(40, 5, generator=gen) @ torch.randn(5, 10, generator=gen)
+    assert int(torch.linalg.cholesky_ex(B.T @ B).info) != 0
+    R = triangular_factor(B, 0.0, "cholesky_qr")
+    assert torch.allclose(R, R.triu()) and torch.isfinite(R).all()
+    assert rel(R.T @ R, B.T @ B) <= 1e-3
+    with pytest.raises(FloatingPointError, match="factor=qr"):
+        triangular_factor(torch.full((4, 3), float("nan")), 0.0, "cholesky_qr")
+
+
 @pytest.fixture(scope="module")
 def hard():
     p = make_problem("synthetic_hard", n=128, d=8, m=256, seed=0, dtype=torch.float64)
