@@ -1,0 +1,31 @@
+"""The report's figures: each is one function registered with its number, file name and title
+(``registry.figure``), in the module of its kind; ``all_figures`` draws them all in number
+order, in the print style of ``harness.reporting.style``, as PDF and 300-dpi PNG.
+
+Every module of this package is imported here, so a new figure is one decorated function.
+Scaling plots are log-log with medians over seeds; censored cells never vanish (open markers:
+an arrow up for a lower bound, the top edge for a cell with no measurement).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pandas as pd
+
+from harness.reporting.figures.ntk import lambda_ratio, neuron_movement, ntk_columns
+from harness.reporting.figures.registry import REGISTRY, Figure, Inputs, draw_all
+
+for _mod in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_mod.name}")
+
+__all__ = ["REGISTRY", "Figure", "all_figures", "lambda_ratio", "neuron_movement",
+           "ntk_columns"]
+
+
+def all_figures(cells: pd.DataFrame, rows: pd.DataFrame, fits_n: pd.DataFrame | None,
+                fits_m: pd.DataFrame | None, out: Path) -> list[Figure]:
+    """Every figure of the report, in order; a Figure with ``missing`` set where data lack."""
+    return draw_all(Inputs(cells, rows, fits_n, fits_m), out)
