@@ -15,6 +15,12 @@ When S is a subspace embedding of range(Jᵀ) with distortion ε, κ(R⁻ᵀ(G +
 ((1+ε)/(1−ε))², so CG needs O(log 1/tol) iterations whatever κ(G) is. A Gauss–Newton step
 needs only constant accuracy, hence the default tol = 0.1.
 
+Defaults (``algorithm=gn_sketch``): the fastest variant measured, s = 2n, Cholesky-QR,
+``refresh=adaptive``; the paper's variant, s = 4n, QR, ``refresh=always``, is
+``algorithm=gn_sketch_paper`` (the same class and result name, other parameters). Both compute
+the same Gauss–Newton step to the same CG tolerance; they differ in how good and how costly
+the preconditioner is.
+
 ``refresh=always`` draws a new sketch every outer iteration (the paper). ``refresh=adaptive``
 (beyond the paper) keeps R while the inner iteration count stays within ``refresh_factor``
 × k₀, k₀ the count of the solve right after the last refresh: CG with the old R gets that
@@ -63,12 +69,14 @@ def check_solver(tol: float, max_inner: int, step_size: float, damping: float) -
 
 @dataclass
 class GNSketchParams:
+    # defaults: the fastest variant measured (docs/methods.md, "gn_sketch defaults");
+    # the paper's variant is conf/algorithm/gn_sketch_paper.yaml (always, 4, qr)
     sketch: str = "tensor_srht"  # a name from harness.sketches.SKETCHES (nlt-list sketches)
-    sketch_ratio: float = 4.0  # s = ⌈ratio · n⌉
-    factor: str = "qr"  # qr | cholesky_qr
+    sketch_ratio: float = 2.0  # s = ⌈ratio · n⌉
+    factor: str = "cholesky_qr"  # qr | cholesky_qr
     tol: float = 0.1  # relative residual of the inner CG
     max_inner: int = 200
-    refresh: str = "always"  # always (the paper) | adaptive
+    refresh: str = "adaptive"  # always (the paper) | adaptive
     refresh_factor: float = 2.0  # adaptive: refresh when k > factor · k₀
     damping: float = 0.0  # μ
     step_size: float = 1.0  # η

@@ -21,7 +21,7 @@ from algorithms.base import ALGORITHMS
 from harness import kernels
 from harness.data import DATASETS
 from harness.device import resolve_device, resolve_dtype
-from harness.errors import ConfigError
+from harness.errors import ConfigError, unknown
 from harness.problem import STREAMS, stream_seed
 from harness.results import NON_IDENTITY_KEYS
 
@@ -220,3 +220,17 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
 
 def store_path(cfg: DictConfig) -> Path:
     return Path(os.path.expanduser(str(cfg.store)))
+
+
+def algorithm_preset(preset: str) -> tuple[str, dict[str, Any]]:
+    """(algorithm name, parameters) of ``conf/algorithm/<preset>.yaml`` — a registered method or
+    a named variant of one, such as ``gn_sketch_paper`` — without composing a whole run."""
+    path = CONF_DIR / "algorithm" / f"{preset}.yaml"
+    if not path.exists():
+        raise unknown("algorithm preset", preset,
+                      [p.stem for p in (CONF_DIR / "algorithm").glob("*.yaml")])
+    values = dict(OmegaConf.to_container(OmegaConf.load(path)))
+    defaults = values.pop("defaults", [])
+    schema = next((d for d in defaults if isinstance(d, str) and d.startswith("_schema_")), None)
+    name = values.pop("name", schema[len("_schema_"):] if schema else preset)
+    return name, values

@@ -8,7 +8,6 @@ cell ends with a ``run.json`` whose status is one of ``harness.results.STATUSES`
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import os
@@ -26,6 +25,7 @@ from harness import kernels
 from harness.config import ResolvedRun, resolve, store_path
 from harness.device import device_name, memory_budget_bytes
 from harness.errors import ConfigError
+from harness.loop import warm_up
 from harness.problem import make_generator, make_problem, ntk_matrix
 from harness.results import (
     cell_is_complete,
@@ -195,28 +195,12 @@ class _Run:
     # --- the loop ----------------------------------------------------------------------------
 
     def _warm_up(self, problem, clock: PhaseClock) -> float:
-        """Run ``warmup_steps`` untimed steps of a throw-away copy of the method on the problem,
-        then put W back: first-call costs (thread pools, allocator growth, lazy library
-        initialisation, kernel-route calibration) are paid here by every method alike, so that
-        step 1 of the timed run means what every other step means. Returns its seconds."""
+        """``warmup_steps`` untimed steps of a throw-away copy (harness.loop.warm_up)."""
         steps = int(self.cfg.warmup_steps)
         self.info["warmup_steps"] = steps
-        if steps == 0:
-            return 0.0
         r = self.run
-        with Stopwatch(r.device) as sw:
-            warm = r.algorithm(problem, r.params,
-                               make_generator(r.seeds["algorithm"], r.device))
-            warm.setup(clock)
-            for _ in range(steps):
-                warm.step(clock)
-            del warm
-            with torch.no_grad():
-                problem.W.copy_(problem.W0)
-            problem.W.grad = None
-            gc.collect()
-        clock.pop()
-        return sw.seconds
+        return warm_up(problem, lambda: r.algorithm(
+            problem, r.params, make_generator(r.seeds["algorithm"], r.device)), steps, clock)
 
     def execute(self) -> Outcome:
         r, cfg = self.run, self.cfg

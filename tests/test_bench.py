@@ -122,3 +122,19 @@ def test_bad_option_exits_2_with_one_line(args, capsys):
     lines = out.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nlt-bench: error:"), out.err
     assert out.out == ""
+
+
+def test_quick_mode_grades_no_target(quick_report):
+    """Targets are stated at the full sizes: --quick shows the figures, grades none."""
+    report, stdout = quick_report
+    assert report["targets"] and all(t["met"] is None for t in report["targets"])
+    assert "MISSED" not in stdout and " met" not in stdout.split("targets")[-1]
+
+
+def test_full_mode_grades_each_way():
+    from harness.bench import targets
+
+    report = {"meta": {"quick": False}, "roofline": {"gp_over_floor": 1.2}}
+    assert [t["met"] for t in targets(report)] == [True]
+    report["roofline"]["gp_over_floor"] = 1.4
+    assert [t["met"] for t in targets(report)] == [False]
