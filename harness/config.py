@@ -9,6 +9,8 @@ Every error it raises is a ``ConfigError`` naming the bad value and the allowed 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,3 +236,27 @@ def algorithm_preset(preset: str) -> tuple[str, dict[str, Any]]:
     schema = next((d for d in defaults if isinstance(d, str) and d.startswith("_schema_")), None)
     name = values.pop("name", schema[len("_schema_"):] if schema else preset)
     return name, values
+
+
+@functools.lru_cache(maxsize=1)
+def _presets() -> tuple[tuple[str, str, str], ...]:
+    """(preset stem, algorithm name, its parameters as sorted JSON) of conf/algorithm/*.yaml."""
+    out = []
+    for path in sorted((CONF_DIR / "algorithm").glob("*.yaml")):
+        name, values = algorithm_preset(path.stem)
+        out.append((path.stem, name, json.dumps(values, sort_keys=True, default=str)))
+    return tuple(out)
+
+
+def preset_for(algorithm: str, params: dict[str, Any]) -> str | None:
+    """The named configuration (``conf/algorithm/<stem>.yaml``) that runs ``algorithm`` with
+    exactly these parameters: ``gn_sketch`` for its defaults, ``gn_sketch_paper`` for the
+    paper's variant; None for any other choice of parameters."""
+    for stem, name, blob in _presets():
+        if name != algorithm:
+            continue
+        values = json.loads(blob)
+        if all(json.dumps(params.get(k), default=str) == json.dumps(v, default=str)
+               for k, v in values.items()):
+            return stem
+    return None

@@ -27,9 +27,15 @@ def sweep_presets() -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
 
 
+def algorithm_choices() -> list[str]:
+    """Registered methods and the named variants of conf/algorithm/ (``gn_sketch_paper``)."""
+    return sorted(set(ALGORITHMS.names())
+                  | {p.stem for p in (CONF_DIR / "algorithm").glob("*.yaml")})
+
+
 def _check_choice(key: str, value: str) -> None:
-    if key == "algorithm" and value not in ALGORITHMS:
-        raise unknown("algorithm", value, ALGORITHMS.names())
+    if key == "algorithm" and value not in algorithm_choices():
+        raise unknown("algorithm", value, algorithm_choices())
     if key == "data" and value not in DATASETS:
         raise unknown("dataset", value, DATASETS.names())
     if key == "sweep" and value not in sweep_presets():

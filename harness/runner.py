@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from algorithms.base import Shape
 from harness import kernels
-from harness.config import ResolvedRun, resolve, store_path
+from harness.config import ResolvedRun, preset_for, resolve, store_path
 from harness.device import device_name, memory_budget_bytes
 from harness.errors import ConfigError
 from harness.loop import warm_up
@@ -147,6 +147,8 @@ class _Run:
             "cell": str(self.cell),
             "config_hash": config_hash(self.run.identity),
             "algorithm": self.run.algorithm.name,
+            # the named configuration these parameters are (gn_sketch_paper, ...), if any
+            "preset": preset_for(self.run.algorithm.name, self.run.identity["algorithm"]),
             "dataset": self.run.dataset,
             "n": self.run.n, "m": self.run.m, "d": self.run.d, "seed": self.run.seed,
             "device": self.run.device.type, "dtype": str(self.cfg.dtype),

@@ -42,6 +42,8 @@ def _short(reason: Any) -> str:
 def cell_summary(cell: Path) -> dict:
     run = read_run(cell) or {"status": "missing", "reason": f"no readable run.json in {cell}"}
     row = {k: run.get(k) for k in (*_IDENTITY, "status")}
+    if run.get("preset") and run["preset"] != run.get("algorithm"):
+        row["algorithm"] = run["preset"]  # a named variant: gn_sketch_paper
     row["iters"] = run.get("iterations")
     row["rel_loss"] = run.get("final_rel_loss")
     row["total_time_s"] = run.get("total_time_s")
