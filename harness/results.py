@@ -51,13 +51,26 @@ NON_IDENTITY_KEYS = ("store", "force", "progress_interval_s", "testing", "memory
 RESULT_FILE, RUN_FILE = "result.parquet", "run.json"
 
 
-def time_per_iteration(steps: pd.DataFrame) -> float | None:
-    """The time per outer iteration of a trajectory: the median ``step_time_s`` of iterations
-    2..T. Step 1 pays one-time costs (lazy initialisation, allocator growth, thread-pool start)
-    and counts only when it is the only step; the median is robust to a loaded machine."""
-    steps = steps[steps["iter"] > 0]
-    timed = steps[steps["iter"] > 1] if len(steps) > 1 else steps
-    return float(timed["step_time_s"].median()) if len(timed) else None
+#: How a trajectory's step times become one time per outer iteration (``time_per_iteration``).
+#: ``median``: the median step time over steps 1..T, the cost of a typical (steady) step,
+#: robust to a loaded machine; with ``refresh=adaptive`` it is a step that reuses the factor.
+#: ``amortised``: the mean over every timed step 1..T, refreshes included, so that T times it
+#: is the run's step time: the number to compare methods by. Step 1 is an ordinary step: the
+#: runner takes one untimed warm-up step before the timed loop, for every method.
+TIME_PER_ITERATION_RULES = ("median", "amortised")
+
+
+def time_per_iteration(steps: pd.DataFrame, rule: str = "median") -> float | None:
+    """The time per outer iteration of a trajectory (rows with ``iter`` and ``step_time_s``;
+    row 0, the initial point, is left out) under ``rule`` (``TIME_PER_ITERATION_RULES``).
+    None when there is no step."""
+    if rule not in TIME_PER_ITERATION_RULES:
+        raise ValueError(f"Unsupported time-per-iteration rule {rule!r}. Supported: "
+                         f"{list(TIME_PER_ITERATION_RULES)}")
+    times = steps.loc[steps["iter"] > 0, "step_time_s"].dropna()
+    if not len(times):
+        return None
+    return float(times.median() if rule == "median" else times.mean())
 
 
 def config_hash(identity: dict[str, Any]) -> str:

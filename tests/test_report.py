@@ -53,26 +53,35 @@ def _cells_frame(alg: str, ns, m: int, times, d: int = 16) -> pd.DataFrame:
     return pd.DataFrame({"variant": alg, "algorithm": alg, "device": "cpu", "dataset": "synth",
                          "data_params": "{}", "d": d, "dtype": "float64", "n": ns, "m": m,
                          "status": "converged", "hyperparameters": "{}",
-                         "time_per_iter_s": times, "mean_inner_iters": np.nan})
+                         "time_per_iter_s": times, "time_per_iter_amortised_s": times,
+                         "mean_inner_iters": np.nan})
 
 
-def test_fits_only_on_the_range_where_one_term_dominates():
-    # gn_gram at m=1024: nmd leads for n < 2d, n²m up to a few m, then n³; the timings
-    # follow the model itself, so each fitted segment must recover its own term's exponent,
-    # and the sizes in between (no term carries 2/3 of the cost) are left out.
+def _model_times(alg: str, ns, m: int, d: int = 16, inner=None, scale: float = 1e-12):
+    return np.array([sum(t.value for t in F.cost_terms(alg, n, m, d, {}, inner)) for n in ns]) \
+        * scale
+
+
+def test_fits_judge_the_whole_model_over_a_range_where_the_leading_term_changes():
+    # gn_gram at m=1024: nmd leads for n < 2d, n²m up to 6m, then n³. Timings that follow the
+    # model exactly agree with the model's own slope over the same sizes, whatever the
+    # curvature; the table names every term that leads somewhere in the range.
     ns = 2.0 ** np.arange(3, 17)
-    times = np.array([sum(t.value for t in F.COST_MODELS["gn_gram"](n, 1024, 16, {}))
-                      for n in ns]) * 1e-12
+    times = _model_times("gn_gram", ns, 1024)
     fits = F.scaling_fits(_cells_frame("gn_gram", ns, 1024, times), "n", min_time_s=0.0)
-    by_term = {r.term: r for r in fits.itertuples()}
-    assert set(by_term) == {"n²m", "n³"}
-    assert by_term["n²m"].theory == 2 and by_term["n³"].theory == 3
-    assert by_term["n²m"].agrees and by_term["n³"].agrees
-    lo, hi = (float(x) for x in by_term["n³"].range.split("=")[1].split("–"))
-    assert lo > 6 * 1024  # n³/3 overtakes 2n²m only past n = 6m
-    # Points below the overhead floor are left out.
+    (fit,) = fits.itertuples()
+    assert fit.term == "nmd → n²m → n³"
+    assert 2.0 < fit.theory < 3.0 and fit.slope == pytest.approx(fit.theory)
+    assert fit.agrees is True
+    # the same sizes timed as n³ throughout: disagrees; as n² throughout: slope 2.00 against
+    # the model's 2.09, but the model's curvature is missing from the data, so the interval
+    # straddles the band's edge and decides nothing
+    for law, verdict in ((ns**3, False), (ns**2, None)):
+        fits = F.scaling_fits(_cells_frame("gn_gram", ns, 1024, 1e-9 * law), "n", min_time_s=0)
+        assert fits["agrees"].tolist() == [verdict]
+    # points below the overhead floor are left out
     fits = F.scaling_fits(_cells_frame("gn_gram", ns, 1024, times), "n", min_time_s=times[6])
-    assert all(float(r.range.split("=")[1].split("–")[0]) >= ns[6] for r in fits.itertuples())
+    assert fits["range"].tolist() == [f"n={int(ns[6])}–{int(ns[-1])}"]
 
 
 # --- stores -------------------------------------------------------------------------------------
@@ -242,8 +251,10 @@ def _crafted_store(tmp_path: Path, gd_exponent: float) -> Path:
 
 def test_claims_check_supports_right_slopes(tmp_path):
     claims = _claims(_crafted_store(tmp_path, gd_exponent=1.0))
-    assert claims["C2"].verdict == C.SUPPORTED, claims["C2"].evidence
     assert claims["C1"].verdict == C.SUPPORTED, claims["C1"].evidence
+    # gd and gn_gram agree in n, but the claim names four methods, in n and in m
+    assert claims["C2"].verdict == C.UNDECIDED, claims["C2"].evidence
+    assert "gn_sketch in n: no deciding fit" in claims["C2"].evidence
     assert claims["C6"].verdict == C.UNDECIDED  # no gn_sketch runs
 
 
@@ -256,7 +267,7 @@ def test_claims_check_flags_a_wrong_slope(tmp_path):
 
 def test_claims_check_flags_growing_inner_iterations_and_trajectory_gap(tmp_path):
     store = tmp_path / "sketch"
-    for n in (128, 256, 512, 1024):
+    for n in (64, 128, 256, 512, 1024):
         _craft(store, "gn_gram", n, 2048, 1e-3, GN_LOSSES)
         # inner iterations growing like √n: not the flat count BPSW21 promise
         _craft(store, "gn_sketch", n, 2048, 2e-3, [3e-2, 3e-4, 3e-7, 1e-9],
@@ -274,7 +285,7 @@ def test_c1_ignores_mini_batch_runs_but_not_full_batch_ones(tmp_path):
     C1. The same growth from a full-batch run (b >= n) contradicts it."""
     def store_with(batch: int, name: str) -> Path:
         store = _crafted_store(tmp_path / name, gd_exponent=1.0)
-        for n in (256, 512, 1024, 2048):
+        for n in (256, 512, 1024, 2048, 4096):
             _craft(store, "ggn", n, 1024, 1e-3, list(np.geomspace(0.5, 1e-7, n // 32)),
                    hp={"batch_size": batch})
         return store

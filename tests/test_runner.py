@@ -149,10 +149,11 @@ def test_run_json_is_valid_json_with_config(store):
     assert frame["git_commit"].iloc[0] == run["provenance"]["git_commit"]
 
 
-def test_time_per_iteration_leaves_out_the_first_step_unless_alone():
+def test_time_per_iteration_counts_every_timed_step():
+    # the runner's untimed warm-up step comes first, so step 1 is an ordinary step
     traj = pd.DataFrame({"iter": [0, 1, 2, 3, 4], "step_time_s": [0.0, 9.0, 1.0, 2.0, 7.0]})
-    assert time_per_iteration(traj) == 2.0  # median of steps 2..4; step 1's 9 s left out
-    assert time_per_iteration(traj[traj["iter"] <= 1]) == 9.0  # the only step counts
+    assert time_per_iteration(traj) == 4.5  # median of steps 1..4
+    assert time_per_iteration(traj, "amortised") == 4.75  # mean of steps 1..4
     assert time_per_iteration(traj[traj["iter"] == 0]) is None
 
 

@@ -21,58 +21,87 @@ from harness.reporting.figures import lambda_ratio, neuron_movement, ntk_columns
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not enough data"
 DONE = ("converged", "max_iters", "time_budget", "diverged")
 
-#: C1, C3: a count is "independent of n" when the 95% interval of its log-log slope in n lies
-#: below FLAT_MAX, and "grows with n" when the interval lies above GROW_MIN.
-FLAT_MAX, GROW_MIN = 0.5, 0.25
-#: C1: GD's iterations to ε "grow" when they rise by this factor from the smallest to the
-#: largest n measured (a run stopped by max_iters counts with its lower bound).
+# Censoring, for every claim: a run that did not reach ε gives a lower bound on its iterations
+# and time to ε (metrics: ``iters_lower_bound``, ``time_lower_bound_s``), never a value and
+# never a ratio of 0; a step whose inner solve stopped at ``max_inner`` gives the cap, not a
+# count; a claim is *supported* only with the minimum evidence its rule names.
+
+#: C1, C3: a count is flat in n when the 95% interval of its log-log slope in n lies below
+#: FLAT_MAX (at most 2.4× over the five octaves 64–2048), and grows when the interval lies
+#: above it. The theory says flat (O(log 1/ε) iterations; O(log 1/tol) inner iterations);
+#: unpreconditioned CG grows like √κ ~ n^0.5.
+FLAT_MAX = 0.25
+#: C1: GD's iterations to ε grow when they rise by this factor from the smallest to the
+#: largest n measured; the smallest n must have reached ε, the largest may be a lower bound.
 GD_GROWTH = 1.5
-#: C3: gn_sketch's inner count is flat when its slope interval lies below this.
-INNER_FLAT_MAX = 0.25
-#: C4: gap between two loss curves in decades, |log10(L_sketch/L_exact)|, while both are above ε.
+#: C1: a GN run stopped by max_iters contradicts when its lower bound is this many times the
+#: iterations the variant's converged runs needed at most.
+CAP_FACTOR = 2.0
+#: C2: the methods whose exponents the claim names, and the terms each must be seen leading
+#: in its fits in n (gn_sketch: the CG products and the cubic factorisation both).
+C2_METHODS = ("gd", "gn_exact", "gn_gram", "gn_sketch")
+C2_LEADING_IN_N = {"gd": ("nmd",), "gn_exact": ("n²md",), "gn_gram": ("n²m",),
+                   "gn_sketch": ("k·nmd", "n³ (factor)")}
+#: C4: gap between two loss curves in decades, |log10(L_sketch/L_exact)|, while both are
+#: above ε; at least C4_MIN_PAIRS pairs whose exact partner reached ε are needed.
 C4_AGREE, C4_DISAGREE = 0.5, 1.0
-#: C5: λ_min(G_t)/λ must stay at or above this (the theorems' λ/2).
+C4_MIN_PAIRS = 3
+#: C5: λ_min(G_t)/λ must stay at or above this (the theorems' λ/2); slopes against −½.
 LAMBDA_FRACTION = 0.5
+NTK_SLOPE = -0.5
+#: C6: common sizes n (both methods with a value or a lower bound) a slice needs to decide.
+C6_MIN_SIZES = 3
 
 GN_FAMILY_FALLBACK = {"gn_exact", "gn_gram", "ngd", "kfac", "ggn", "gn_cg", "gn_sketch",
                       "gn_nystrom"}
 
+_FIT = (f"≥{F.MIN_SIZES} sizes; a fit decides only when its 95% interval is at most "
+        f"{F.MAX_CI_WIDTH:g} wide")
+
 RULES = {
-    "C1": ("For each full-batch Gauss–Newton-type method (mini-batch runs with batch_size < n "
-           f"excluded) with iterations-to-ε at ≥{F.MIN_SIZES} sizes n "
-           f"(same m, data, device): fit the log-log slope of iterations vs n. Contradicted if "
-           f"any slope's 95% interval lies above {GROW_MIN}, or a GN run hits max_iters with "
-           f"more than twice the iterations its converged runs needed; or if gd needs no more "
-           f"iterations at the largest n than at the smallest (both converged). Supported if "
-           f"every GN slope interval lies below {FLAT_MAX} and gd's iterations grow ≥"
-           f"{GD_GROWTH}× from the smallest to the largest n (lower bounds count)."),
-    "C2": (f"Fit time per iteration vs n and vs m (median step time, ≥{F.MIN_SIZES} sizes, "
-           f"only where one term of the spec's cost model carries ≥{F.DOMINANCE:.0%} of the "
-           f"modelled flops and the time is above the overhead floor). A fit agrees when its "
-           f"95% interval meets [θ − {F.TOLERANCE}, θ + {F.TOLERANCE}] for the term's exponent "
-           f"θ (fits with an interval wider than {F.MAX_CI_WIDTH:g} decide nothing); a method "
-           f"agrees in n (m) when at least half its deciding fits do. Contradicted if any of "
-           f"gd, gn_exact, gn_gram, gn_sketch disagrees; supported if at least two of them "
-           f"were fitted and all agree."),
-    "C3": (f"Fit the log-log slope of mean inner iterations vs n (≥{F.MIN_SIZES} sizes) per "
-           f"gn_sketch variant. Supported if some variant's slope interval lies below "
-           f"{INNER_FLAT_MAX} in every slice; contradicted if every fitted variant has a slice "
-           f"whose interval lies above {GROW_MIN}. gn_cg's slope is shown for contrast."),
+    "C1": (f"Per full-batch Gauss–Newton-type variant (batch_size < n excluded) and slice "
+           f"(same m, data, device): log-log slope of iterations to ε vs n over the runs that "
+           f"reached ε ({_FIT}). Runs stopped by max_iters give lower bounds; diverged runs "
+           f"give nothing. Contradicted if a GN slope interval lies above {FLAT_MAX}, or a GN "
+           f"run's max_iters lower bound is over {CAP_FACTOR:g}× what its converged runs "
+           f"needed, or gd (converged at both ends) needs no more iterations at the largest n "
+           f"than at the smallest. Supported if ≥1 GN slope was fitted, every GN slope "
+           f"interval lies below {FLAT_MAX}, and gd's iterations grow ≥{GD_GROWTH}× from the "
+           f"smallest n (reached ε) to the largest (a lower bound counts)."),
+    "C2": (f"Fit time per iteration (amortised: mean over all steps, refreshes included) vs n "
+           f"and vs m ({_FIT}), against the slope θ of the method's cost model over the same "
+           f"cells (every term, with the measured inner iterations k and refresh share f). A "
+           f"fit agrees when its interval lies within θ ± {F.TOLERANCE:g}, disagrees when it "
+           f"lies wholly outside. A method agrees in n (m) when it has ≥1 deciding fit and all "
+           f"its deciding fits agree. Contradicted if any deciding fit of "
+           f"{', '.join(C2_METHODS)} disagrees; supported if each of them agrees in n and in "
+           f"m, with these terms leading somewhere in their fits in n: "
+           + "; ".join(f"{a}: {', '.join(t)}" for a, t in C2_LEADING_IN_N.items()) + "."),
+    "C3": (f"Per gn_sketch variant and slice: runs with any step whose CG stopped at max_inner "
+           f"are stuck (evidence of the cap only) and left out; log-log slope of mean inner "
+           f"iterations vs n over the rest ({_FIT}). Supported if some variant has ≥1 fitted "
+           f"slice, no stuck run, and every slope interval below {FLAT_MAX}; contradicted if "
+           f"every fitted variant has a slice whose interval lies above {FLAT_MAX}. gn_cg's "
+           f"slope is shown for contrast."),
     "C4": (f"Pair each gn_sketch run with the gn_gram (else gn_exact) run of the same problem "
-           f"and seed; per pair take the largest gap |log10(L_sketch/L_exact)| over the "
-           f"iterations where both relative losses are above ε. Supported if the median gap "
-           f"over pairs is ≤ {C4_AGREE} decades, contradicted if > {C4_DISAGREE}."),
-    "C5": (f"(a) log-log slope of ‖G₀ − H∞‖ vs m (≥{F.MIN_SIZES} widths) must meet "
-           f"[−0.5 ± {F.TOLERANCE}]; (b) λ_min(G_t)/λ ≥ {LAMBDA_FRACTION} along training at "
-           f"the largest width measured; (c) the slope of the final per-neuron movement "
-           f"‖W_t − W₀‖_F/√m vs m meets "
-           f"[−0.5 ± {F.TOLERANCE}]. Contradicted if any measured part fails; supported if (a) "
-           f"was measured and every measured part holds."),
-    "C6": ("At each (device, m) with gn_sketch and gn_gram at common sizes n: supported if "
-           "gn_sketch reaches ε sooner than gn_gram at the largest common n somewhere; "
-           "contradicted if it is slower at every n everywhere and, with ≥3 common sizes, the "
-           "time ratio gn_sketch/gn_gram does not fall from the smallest to the largest n "
-           "(no sign of a crossover); otherwise not enough data."),
+           f"and seed that reached ε (diverged or capped partners give no pair); per pair the "
+           f"largest gap |log10(L_sketch/L_exact)| over the iterations where both relative "
+           f"losses are above ε (a gn_sketch run that diverged: infinite). With "
+           f"≥{C4_MIN_PAIRS} pairs: supported if the median gap is ≤ {C4_AGREE} decades and "
+           f"every gn_sketch run of the pairs reached ε; contradicted if the median is > "
+           f"{C4_DISAGREE}."),
+    "C5": (f"(a) log-log slope of ‖G₀ − H∞‖ vs m and (c) of the final per-neuron movement "
+           f"‖W_t − W₀‖_F/√m vs m ({_FIT}) agree when the interval lies within "
+           f"{NTK_SLOPE} ± {F.TOLERANCE:g}, fail when it lies wholly outside; (b) λ_min(G_t)/λ "
+           f"≥ {LAMBDA_FRACTION} along training at the largest width. Contradicted if a part "
+           f"fails; supported if (a) agrees and every other measured part holds."),
+    "C6": (f"At each (device, m, data): per n the best gn_sketch variant and gn_gram, each "
+           f"a median time to ε over seeds or, if a seed stopped first, a lower bound; the "
+           f"ratio gn_sketch/gn_gram is then an interval (a lower bound never makes a ratio of "
+           f"0). A slice decides with ≥{C6_MIN_SIZES} common sizes. Supported if in some "
+           f"deciding slice gn_sketch is surely faster (ratio interval below 1) at the "
+           f"largest common n; contradicted if in every deciding slice it is surely slower at "
+           f"every n and the ratio at the largest n is no smaller than at the smallest."),
 }
 
 STATEMENTS = {
@@ -105,6 +134,15 @@ def _family(algorithm: str) -> str:
         return "gauss_newton" if algorithm in GN_FAMILY_FALLBACK else "first_order"
 
 
+def _family(algorithm: str) -> str:
+    try:
+        from algorithms.base import ALGORITHMS
+
+        return ALGORITHMS.get(algorithm).family
+    except Exception:
+        return "gauss_newton" if algorithm in GN_FAMILY_FALLBACK else "first_order"
+
+
 def _slices(frame: pd.DataFrame, other: str):
     keys = ["device", "dataset", "data_params", "d", "dtype", other]
     return frame.groupby(keys, dropna=False)
@@ -112,6 +150,10 @@ def _slices(frame: pd.DataFrame, other: str):
 
 def _fmt_fit(f: F.SlopeFit) -> str:
     return f"{f.slope:.2f} [{f.lo:.2f}, {f.hi:.2f}]"
+
+
+def _decides(f: F.SlopeFit) -> bool:
+    return f.hi - f.lo <= F.MAX_CI_WIDTH
 
 
 def _full_batch(row) -> bool:
@@ -127,7 +169,7 @@ def _full_batch(row) -> bool:
 
 
 def check_c1(cells: pd.DataFrame) -> Claim:
-    ev, contra, support_gn = [], False, []
+    ev, contra, flat = [], False, []
     done = cells[cells["status"].isin(DONE)]
     gn = done[[(_family(a) == "gauss_newton") and _full_batch(row)
                for a, (_, row) in zip(done["algorithm"], done.iterrows())]]
@@ -135,105 +177,142 @@ def check_c1(cells: pd.DataFrame) -> Claim:
         conv = g[g["iters_to_target"].notna()]
         for key, s in _slices(conv, "m"):
             if s["n"].nunique() < F.MIN_SIZES:
+                if s["n"].nunique() > 1:  # single-size slices (m sweeps) are not news
+                    ev.append(f"{variant} (m={int(key[-1])}): reached ε at only "
+                              f"{s['n'].nunique()} sizes n")
                 continue
             fit = F.fit_loglog(s["n"], s["iters_to_target"], n_boot=1000)
-            if fit.lo > GROW_MIN:
+            text = (f"{variant} (m={int(key[-1])}): iterations {int(s['iters_to_target'].min())}"
+                    f"–{int(s['iters_to_target'].max())} over n={int(s['n'].min())}–"
+                    f"{int(s['n'].max())}, slope {_fmt_fit(fit)}")
+            if not _decides(fit):
+                ev.append(text + " (too wide to decide)")
+                continue
+            if fit.lo > FLAT_MAX:
                 contra = True
-            support_gn.append(fit.hi < FLAT_MAX)
-            ev.append(f"{variant} (m={int(key[-1])}): iterations {int(s['iters_to_target'].min())}"
-                      f"–{int(s['iters_to_target'].max())} over n={int(s['n'].min())}–"
-                      f"{int(s['n'].max())}, slope {_fmt_fit(fit)}")
+            flat.append(fit.hi < FLAT_MAX)
+            ev.append(text)
         capped = g[(g["censor"] == "max_iters") & g["iters_lower_bound"].notna()]
         if len(capped) and len(conv) and \
-                capped["iters_lower_bound"].max() > 2 * conv["iters_to_target"].max():
+                capped["iters_lower_bound"].max() > CAP_FACTOR * conv["iters_to_target"].max():
             contra = True
-            ev.append(f"{variant}: hit max_iters ({int(capped['iters_lower_bound'].max())}) at "
-                      f"n={sorted(int(x) for x in capped['n'])} while converged runs needed ≤"
-                      f"{int(conv['iters_to_target'].max())}")
+            top = int(capped["iters_lower_bound"].max())
+            at = sorted(int(x) for x in capped["n"])
+            ev.append(f"{variant}: stopped by max_iters at ≥{top} iterations (n={at}) while its "
+                      f"converged runs needed ≤{int(conv['iters_to_target'].max())}")
     gd_grows = None
-    gd = done[done["algorithm"] == "gd"]
-    for key, s in _slices(gd, "m"):
+    for key, s in _slices(done[done["algorithm"] == "gd"], "m"):
         if s["n"].nunique() < 2:
             continue
-        k = s["iters_to_target"].fillna(s["iters_lower_bound"])
+        k = s["iters_to_target"].fillna(s["iters_lower_bound"])  # NaN: diverged, no bound
         exact = s["iters_to_target"].notna()
         lo_n, hi_n = s["n"].min(), s["n"].max()
-        k_lo, k_hi = k[s["n"] == lo_n].median(), k[s["n"] == hi_n].median()
-        if k_lo != k_lo or k_hi != k_hi:
+        at_lo, at_hi = s["n"] == lo_n, s["n"] == hi_n
+        k_lo, k_hi = k[at_lo].median(), k[at_hi].median()
+        where = f"gd (m={int(key[-1])})"
+        if k_lo != k_lo or k_hi != k_hi or not exact[at_lo].all():
+            ev.append(f"{where}: smallest n={int(lo_n)} did not reach ε or largest "
+                      f"n={int(hi_n)} has no bound: does not decide")
             continue
-        bound = "≥" if not exact[s["n"] == hi_n].all() else ""
-        ev.append(f"gd (m={int(key[-1])}): {k_lo:g} iterations at n={int(lo_n)}, {bound}"
-                  f"{k_hi:g} at n={int(hi_n)}")
-        if exact.all() and k_hi <= k_lo:
-            gd_grows = False
-            contra = True
-        elif k_hi >= GD_GROWTH * k_lo and exact[s["n"] == lo_n].all() and gd_grows is not False:
-            gd_grows = True
+        bound = "" if exact[at_hi].all() else "≥"
+        ev.append(f"{where}: {k_lo:g} iterations at n={int(lo_n)}, {bound}{k_hi:g} at "
+                  f"n={int(hi_n)} ({k_hi / k_lo:.2f}×)")
+        if exact[at_hi].all() and k_hi <= k_lo:
+            gd_grows, contra = False, True
+        elif k_hi >= GD_GROWTH * k_lo:
+            gd_grows = True if gd_grows is None else gd_grows
         else:
-            ev.append(f"gd (m={int(key[-1])}): growth {k_hi / k_lo:.2f}× does not decide "
-                      f"(rule: ≥{GD_GROWTH}×, smallest n converged)")
+            ev.append(f"{where}: growth below {GD_GROWTH}×"
+                      + (" (a lower bound: the cap, not the method)" if bound else ""))
     if contra:
         verdict = CONTRADICTED
-    elif support_gn and all(support_gn) and gd_grows:
+    elif flat and all(flat) and gd_grows:
         verdict = SUPPORTED
     else:
         verdict = UNDECIDED
-        if not support_gn:
-            ev.append(f"no GN-type method reached ε at ≥{F.MIN_SIZES} sizes n")
-        if gd_grows is None and gd.empty:
-            ev.append("no gd runs")
+        if not flat:
+            ev.append(f"no GN-type variant has a deciding slope (reached ε at ≥{F.MIN_SIZES} "
+                      f"sizes n)")
+        if gd_grows is None:
+            ev.append(f"no gd slice shows growth ≥{GD_GROWTH}× from a converged smallest n")
     return Claim("C1", STATEMENTS["C1"], "; ".join(ev) or "no runs", verdict, RULES["C1"])
 
 
+def _leading_terms(fits: pd.DataFrame) -> set[str]:
+    return {t.strip() for terms in fits["term"].dropna() for t in str(terms).split("→")}
+
+
 def check_c2(fits_n: pd.DataFrame, fits_m: pd.DataFrame) -> Claim:
-    methods = ("gd", "gn_exact", "gn_gram", "gn_sketch")
-    ev, agree, disagree, fitted = [], [], [], set()
+    ev, agree, disagree, missing = [], [], [], []
     for var, fits in (("n", fits_n), ("m", fits_m)):
-        if fits is None or not len(fits):
-            continue
-        for alg in methods:
-            f = fits[(fits["algorithm"] == alg) & fits["agrees"].notna()]
-            if not len(f):
+        fits = fits if fits is not None else pd.DataFrame(columns=F.FIT_COLUMNS)
+        for alg in C2_METHODS:
+            mine = fits[fits["algorithm"] == alg]
+            deciding = mine[mine["agrees"].notna()]
+            for r in mine.itertuples():
+                state = {True: "agrees", False: "disagrees"}.get(r.agrees, "decides nothing")
+                ev.append(f"{alg} in {var}: {r.slope:.2f} [{r.lo:.2f}, {r.hi:.2f}] vs model "
+                          f"{r.theory:.2f} ({r.term}; {r.range}, {r.fixed}, {r.device}): "
+                          f"{state}")
+            if not len(deciding):
+                missing.append(f"{alg} in {var}: no deciding fit")
                 continue
-            fitted.add(alg)
-            ok = f["agrees"].astype(bool)
-            detail = ", ".join(f"{r.slope:.2f} [{r.lo:.2f}, {r.hi:.2f}] vs {r.theory:.2f} "
-                               f"({r.term}, {r.range}, {r.fixed}, {r.device})"
-                               for r in f.itertuples())
-            (agree if ok.mean() >= 0.5 else disagree).append(f"{alg} in {var}")
-            ev.append(f"{alg} in {var}: {detail}")
-    missing = [a for a in methods if a not in fitted]
-    if missing:
-        ev.append(f"not fitted: {', '.join(missing)}")
+            ok = deciding["agrees"].astype(bool)
+            if not ok.all():
+                disagree.append(f"{alg} in {var}")
+                continue
+            need = C2_LEADING_IN_N.get(alg, ()) if var == "n" else ()
+            absent = [t for t in need if t not in _leading_terms(deciding)]
+            if absent:
+                missing.append(f"{alg} in n: term(s) {', '.join(absent)} never lead in a "
+                               f"deciding fit")
+            else:
+                agree.append(f"{alg} in {var}")
     if disagree:
         verdict = CONTRADICTED
         ev.insert(0, f"disagree: {', '.join(disagree)}")
-    elif len(fitted) >= 2:
+    elif len(agree) == 2 * len(C2_METHODS):
         verdict = SUPPORTED
     else:
         verdict = UNDECIDED
+    ev += missing
     return Claim("C2", STATEMENTS["C2"], "; ".join(ev), verdict, RULES["C2"])
 
 
 def check_c3(cells: pd.DataFrame) -> Claim:
     ev, flat_variants, grow_variants, fitted_variants = [], [], [], []
-    done = cells[cells["status"].isin(DONE) & cells["mean_inner_iters"].notna()]
+    done = cells[cells["status"].isin(("converged", "max_iters", "time_budget"))
+                 & cells["mean_inner_iters"].notna()]
+    capped_col = done["inner_capped_frac"] if "inner_capped_frac" in done else \
+        pd.Series(np.nan, index=done.index)
+    done = done.assign(_stuck=capped_col.fillna(0) > 0)
     for alg in ("gn_sketch", "gn_cg"):
         for variant, g in done[done["algorithm"] == alg].groupby("variant"):
-            flats, grows = [], []
+            flats, grows, stuck_any = [], [], False
             for key, s in _slices(g, "m"):
-                if s["n"].nunique() < F.MIN_SIZES:
+                where = f"{variant} (m={int(key[-1])})"
+                stuck = s[s["_stuck"]]
+                if len(stuck):
+                    stuck_any = True
+                    ev.append(f"{where}: inner solve stopped at max_inner at "
+                              f"n={sorted(int(x) for x in stuck['n'].unique())} (evidence of "
+                              f"the cap only)")
+                free = s[~s["_stuck"]]
+                if free["n"].nunique() < F.MIN_SIZES:
                     continue
-                fit = F.fit_loglog(s["n"], s["mean_inner_iters"], n_boot=1000)
-                flats.append(fit.hi < INNER_FLAT_MAX)
-                grows.append(fit.lo > GROW_MIN)
-                ev.append(f"{variant} (m={int(key[-1])}): inner iterations "
-                          f"{s['mean_inner_iters'].min():.1f}–{s['mean_inner_iters'].max():.1f} "
-                          f"over n={int(s['n'].min())}–{int(s['n'].max())}, slope "
-                          f"{_fmt_fit(fit)}")
+                fit = F.fit_loglog(free["n"], free["mean_inner_iters"], n_boot=1000)
+                text = (f"{where}: inner iterations {free['mean_inner_iters'].min():.1f}–"
+                        f"{free['mean_inner_iters'].max():.1f} over n={int(free['n'].min())}–"
+                        f"{int(free['n'].max())}, slope {_fmt_fit(fit)}")
+                if not _decides(fit):
+                    ev.append(text + " (too wide to decide)")
+                    continue
+                ev.append(text)
+                flats.append(fit.hi < FLAT_MAX)
+                grows.append(fit.lo > FLAT_MAX)
             if alg == "gn_sketch" and flats:
                 fitted_variants.append(variant)
-                if all(flats):
+                if all(flats) and not stuck_any:
                     flat_variants.append(variant)
                 if any(grows):
                     grow_variants.append(variant)
@@ -244,19 +323,21 @@ def check_c3(cells: pd.DataFrame) -> Claim:
     else:
         verdict = UNDECIDED
         if not fitted_variants:
-            ev.append(f"no gn_sketch runs with inner iterations at ≥{F.MIN_SIZES} sizes n")
+            ev.append(f"no gn_sketch variant with a deciding slope (inner iterations below "
+                      f"the cap at ≥{F.MIN_SIZES} sizes n)")
     return Claim("C3", STATEMENTS["C3"], "; ".join(ev), verdict, RULES["C3"])
 
 
 def trajectory_gaps(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """Per gn_sketch run and its exact partner: the largest gap in decades and the largest
-    relative gap |L_s − L_e| / L_e over iterations where both are above ε."""
+    """Per gn_sketch run and its exact partner that reached ε: the largest gap in decades
+    and the largest relative gap |L_s − L_e| / L_e over iterations where both are above ε
+    (infinite when the gn_sketch run diverged)."""
     out = []
     if not len(rows):
         return pd.DataFrame(out)
     key = ["dataset", "data_params", "n", "m", "d", "seed", "dtype", "device"]
     ok = cells[cells["data_ok"].astype(bool)]
-    exact = ok[ok["algorithm"].isin(["gn_gram", "gn_exact"])]
+    exact = ok[ok["algorithm"].isin(["gn_gram", "gn_exact"]) & ok["iters_to_target"].notna()]
     by_cell = {c: g.set_index("iter")["rel_loss"] for c, g in rows.groupby("cell")}
     for r in ok[ok["algorithm"] == "gn_sketch"].itertuples(index=False):
         match = exact
@@ -271,12 +352,16 @@ def trajectory_gaps(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
             continue
         both = pd.concat([s, e], axis=1, keys=["s", "e"]).dropna()
         both = both[(both.index > 0) & (both["s"] > r.target) & (both["e"] > r.target)]
-        if not len(both):
+        diverged = r.status == "diverged"
+        if not len(both) and not diverged:
             continue
-        dec = np.abs(np.log10(both["s"] / both["e"]))
+        dec = np.abs(np.log10(both["s"] / both["e"])) if len(both) else pd.Series([0.0])
+        rel = (np.abs(both["s"] - both["e"]) / both["e"]) if len(both) else pd.Series([0.0])
         out.append({"variant": r.variant, "partner": partner["algorithm"], "n": r.n, "m": r.m,
-                    "seed": r.seed, "gap_decades": float(dec.max()),
-                    "max_rel_gap": float((np.abs(both["s"] - both["e"]) / both["e"]).max()),
+                    "seed": r.seed, "sketch_status": r.status,
+                    "sketch_reached": r.iters_to_target == r.iters_to_target,
+                    "gap_decades": float("inf") if diverged else float(dec.max()),
+                    "max_rel_gap": float("inf") if diverged else float(rel.max()),
                     "iters_sketch": r.iters_to_target,
                     "iters_exact": partner["iters_to_target"]})
     return pd.DataFrame(out)
@@ -284,19 +369,29 @@ def trajectory_gaps(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 def check_c4(cells: pd.DataFrame, rows: pd.DataFrame) -> Claim:
     gaps = trajectory_gaps(cells, rows)
-    if not len(gaps):
-        return Claim("C4", STATEMENTS["C4"], "no gn_sketch run with an exact GN partner "
-                     "(same problem and seed)", UNDECIDED, RULES["C4"])
+    if len(gaps) < C4_MIN_PAIRS:
+        return Claim("C4", STATEMENTS["C4"], f"{len(gaps)} gn_sketch run(s) with an exact GN "
+                     f"partner that reached ε (same problem and seed); the rule needs "
+                     f"{C4_MIN_PAIRS}", UNDECIDED, RULES["C4"])
     med = float(gaps["gap_decades"].median())
+    unreached = gaps[~gaps["sketch_reached"].astype(bool)]
     ev = [f"{len(gaps)} pairs; median largest gap {med:.2f} decades, worst "
           f"{gaps['gap_decades'].max():.2f}; largest relative loss gap "
           f"{gaps['max_rel_gap'].max():.2g}"]
+    if len(unreached):
+        ev.append(f"{len(unreached)} gn_sketch run(s) of the pairs did not reach ε ("
+                  + ", ".join(sorted(set(unreached["sketch_status"]))) + ")")
     for variant, g in gaps.groupby("variant"):
         its = g.dropna(subset=["iters_sketch", "iters_exact"])
         extra = (f", iterations to ε {its['iters_sketch'].median():g} vs "
                  f"{its['iters_exact'].median():g}" if len(its) else "")
         ev.append(f"{variant}: median gap {g['gap_decades'].median():.2f} decades{extra}")
-    verdict = SUPPORTED if med <= C4_AGREE else CONTRADICTED if med > C4_DISAGREE else UNDECIDED
+    if med > C4_DISAGREE:
+        verdict = CONTRADICTED
+    elif med <= C4_AGREE and not len(unreached):
+        verdict = SUPPORTED
+    else:
+        verdict = UNDECIDED
     return Claim("C4", STATEMENTS["C4"], "; ".join(ev), verdict, RULES["C4"])
 
 
@@ -308,13 +403,14 @@ def check_c5(cells: pd.DataFrame, rows: pd.DataFrame) -> Claim:
         frame = frame[frame[col].notna()]
         if frame["m"].nunique() < F.MIN_SIZES:
             if len(frame):
-                ev.append(f"{label}: only {frame['m'].nunique()} widths")
+                ev.append(f"{label}: only {frame['m'].nunique()} widths (rule: "
+                          f"≥{F.MIN_SIZES})")
             return
         fit = F.fit_loglog(frame["m"], frame[col], n_boot=1000)
-        ok = fit.lo <= -0.5 + F.TOLERANCE and fit.hi >= -0.5 - F.TOLERANCE
-        parts[name] = ok
-        ev.append(f"{label} vs m: slope {_fmt_fit(fit)} (theory −0.5) over m="
-                  f"{int(frame['m'].min())}–{int(frame['m'].max())}")
+        parts[name] = F.agreement(fit.lo, fit.hi, NTK_SLOPE)
+        state = {True: "agrees", False: "fails"}.get(parts[name], "decides nothing")
+        ev.append(f"{label} vs m: slope {_fmt_fit(fit)} (theory {NTK_SLOPE}) over m="
+                  f"{int(frame['m'].min())}–{int(frame['m'].max())}: {state}")
 
     if cols["g0_hinf"]:
         g0 = cells.drop_duplicates(["m", "seed", "n", "dataset", "data_params"])
@@ -332,50 +428,83 @@ def check_c5(cells: pd.DataFrame, rows: pd.DataFrame) -> Claim:
     if not ev:
         return Claim("C5", STATEMENTS["C5"], "no NTK diagnostic fields in the runs",
                      UNDECIDED, RULES["C5"])
-    if parts and not all(parts.values()):
+    if any(v is False for v in parts.values()):
         verdict = CONTRADICTED
-    elif parts.get("a"):
+    elif parts.get("a") is True and all(v is True for v in parts.values()):
         verdict = SUPPORTED
     else:
         verdict = UNDECIDED
     return Claim("C5", STATEMENTS["C5"], "; ".join(ev), verdict, RULES["C5"])
 
 
+def time_bounds(runs: pd.DataFrame) -> tuple[float, float]:
+    """(lower, upper) bound on the median time to ε over seeds: the median itself when every
+    seed reached ε; else (median of the values and lower bounds, ∞). (nan, nan) when a seed
+    has neither (failed, or diverged before its first step)."""
+    reached = runs["time_to_target_s"].notna()
+    if reached.all():
+        med = float(runs["time_to_target_s"].median())
+        return med, med
+    value = runs["time_to_target_s"].fillna(runs["time_lower_bound_s"])
+    if value.isna().any():
+        return float("nan"), float("nan")
+    return float(value.median()), float("inf")
+
+
+def _ratio_text(lo: float, hi: float) -> str:
+    if lo == hi:
+        return f"{lo:.2g}"
+    if hi == float("inf"):
+        return f"≥{lo:.2g}" if lo > 0 else "?"
+    return f"≤{hi:.2g}"
+
+
 def check_c6(cells: pd.DataFrame) -> Claim:
+    keys = ["device", "dataset", "data_params", "d", "dtype", "m"]
     sk = cells[(cells["algorithm"] == "gn_sketch") & cells["status"].isin(DONE)]
     gr = cells[(cells["algorithm"] == "gn_gram") & cells["status"].isin(DONE)]
     if not len(sk) or not len(gr):
         return Claim("C6", STATEMENTS["C6"], "needs both gn_sketch and gn_gram runs",
                      UNDECIDED, RULES["C6"])
-    ev, wins, no_sign, slices = [], 0, 0, 0
-    for key, s in sk.groupby(["device", "dataset", "data_params", "d", "dtype", "m"]):
+    ev, wins, deciding, no_sign = [], 0, 0, 0
+    for key, s in sk.groupby(keys, dropna=False):
         g = gr
-        for k, v in zip(["device", "dataset", "data_params", "d", "dtype", "m"], key):
+        for k, v in zip(keys, key):
             g = g[g[k] == v]
-        # the best gn_sketch variant at each n (median over seeds)
-        t_s = s.groupby(["n", "variant"])["time_to_target_s"].median().groupby("n").min()
-        t_g = g.groupby("n")["time_to_target_s"].median()
-        common = sorted(set(t_s.dropna().index) & set(g["n"]))
-        if not common:
+        ratios = {}
+        for n in sorted(set(s["n"]) & set(g["n"])):
+            per_variant = [time_bounds(v) for _, v in s[s["n"] == n].groupby("variant")]
+            per_variant = [b for b in per_variant if b[0] == b[0]]
+            g_lo, g_hi = time_bounds(g[g["n"] == n])
+            if not per_variant or g_lo != g_lo:
+                continue
+            # the best variant is at most the fastest one that reached ε, at least the
+            # smallest value or bound of all
+            s_lo = min(b[0] for b in per_variant)
+            s_hi = min(b[1] for b in per_variant)
+            ratios[n] = (s_lo / g_hi if g_hi > 0 else 0.0, s_hi / g_lo if g_lo > 0 else
+                         float("inf"))
+        if not ratios:
             continue
-        slices += 1
-        ratio = pd.Series({n: t_s[n] / t_g[n] if t_g.get(n, np.nan) == t_g.get(n, np.nan)
-                           else 0.0 for n in common})
-        big = common[-1]
+        ns = sorted(ratios)
         ev.append(f"{key[0]} m={int(key[-1])}: time ratio gn_sketch/gn_gram "
-                  + ", ".join(f"{r:.2g} (n={int(n)})" for n, r in ratio.items()))
-        if ratio[big] < 1:
+                  + ", ".join(f"{_ratio_text(*ratios[n])} (n={int(n)})" for n in ns))
+        if len(ns) < C6_MIN_SIZES:
+            ev[-1] += f" ({len(ns)} common size(s): the rule needs {C6_MIN_SIZES})"
+            continue
+        deciding += 1
+        if ratios[ns[-1]][1] < 1:
             wins += 1
-        elif len(common) >= 3 and (ratio > 1).all() and ratio.iloc[-1] >= ratio.iloc[0]:
+        elif all(ratios[n][0] > 1 for n in ns) and ratios[ns[-1]][0] >= ratios[ns[0]][1]:
             no_sign += 1
     if wins:
         verdict = SUPPORTED
-    elif slices and no_sign == slices:
+    elif deciding and no_sign == deciding:
         verdict = CONTRADICTED
     else:
         verdict = UNDECIDED
-    return Claim("C6", STATEMENTS["C6"], "; ".join(ev) or "no common sizes reached ε",
-                 verdict, RULES["C6"])
+    return Claim("C6", STATEMENTS["C6"], "; ".join(ev) or "no common sizes with a time or a "
+                 "lower bound for both", verdict, RULES["C6"])
 
 
 def check_claims(cells: pd.DataFrame, rows: pd.DataFrame, fits_n: pd.DataFrame,

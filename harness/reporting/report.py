@@ -79,7 +79,7 @@ def _fits_table(fits: pd.DataFrame) -> pd.DataFrame:
     out["theory"] = [f"{t:.2f}" if t == t else "–" for t in fits["theory"]]
     out["agrees"] = [{True: "yes", False: "**no**"}.get(a, "–") for a in fits["agrees"]]
     return out[["variant", "device", "fixed", "range", "term", "theory",
-                "fitted slope [95% CI]", "n_points", "agrees", "note"]]
+                "fitted slope [95% CI]", "n_sizes", "n_points", "agrees", "note"]]
 
 
 def _theory_table(cells: pd.DataFrame) -> pd.DataFrame:
@@ -140,7 +140,8 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
 
     table, where = T.headline(cells) if len(cells) else (pd.DataFrame(), "no runs")
     L += ["## Headline", "", f"Reference size: {where} (the size with the most methods). "
-          "Time per iteration is the median step time; time to ε includes setup.", "",
+          "Time per iteration two ways: the median step and the amortised mean over all steps "
+          "(refreshes included); time to ε includes setup.", "",
           md_table(table)]
 
     L += ["## Claims check", "", "Verdicts follow explicit rules on the measured numbers "
@@ -152,20 +153,23 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
     L += [md_table(claims)]
 
     L += ["## Scaling exponents", "",
-          f"Log-log slopes of the time per outer iteration, with studentised-bootstrap 95% "
-          f"intervals, fitted only on a contiguous range of sizes where one term of the "
-          f"spec's cost model carries ≥ {F.DOMINANCE:.0%} of the modelled flops (*term*, "
-          f"*range*) and the time per iteration is ≥ {min_time_s:g} s (below that, per-call "
-          f"overheads set the time). *theory* is that term's exponent; *agrees*: the interval "
-          f"meets theory ± {F.TOLERANCE} (left empty when the interval is wider than "
-          f"{F.MAX_CI_WIDTH:g}: too noisy to decide).", "", md_table(_theory_table(cells)),
+          f"Log-log slopes of the amortised time per outer iteration (mean over all steps) "
+          f"with studentised-bootstrap 95% intervals, over ≥ {F.MIN_SIZES} sizes whose time "
+          f"per iteration is ≥ {min_time_s:g} s (below that, per-call overheads set the "
+          f"time). *theory* is the slope of the method's cost model (every term, with the "
+          f"measured inner iterations) over the same cells; *term* names the terms that lead "
+          f"somewhere in the range. *agrees*: yes when the whole interval lies within theory "
+          f"± {F.TOLERANCE:g}, **no** when it lies wholly outside, – when it straddles an "
+          f"edge or is wider than {F.MAX_CI_WIDTH:g} (decides nothing).", "",
+          md_table(_theory_table(cells)),
           "### In n (fixed m)", "", md_table(_fits_table(r.fits_n)),
           "### In m (fixed n)", "", md_table(_fits_table(r.fits_m))]
 
     L += ["## Crossover gn_sketch / gn_gram", "",
           "Smallest n at which gn_sketch (its best variant at that n) beats gn_gram, per "
-          "iteration and to ε.", "", md_table(T.crossover(cells) if len(cells)
-                                              else pd.DataFrame())]
+          "iteration (amortised: mean over all steps, refreshes included) and to ε; a run "
+          "that stopped before ε is beaten only by a time below its lower bound.", "",
+          md_table(T.crossover(cells) if len(cells) else pd.DataFrame())]
 
     L += ["## Figures", ""]
     for fig in r.figures:

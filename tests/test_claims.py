@@ -1,0 +1,379 @@
+"""The claims check on synthetic tables: every claim must be able to give each of its verdicts,
+and censored, stuck (at an iteration cap) and noisy data must not make a claim supported."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.reporting import claims as C
+from harness.reporting import fits as F
+from harness.reporting import tables as T
+from harness.reporting.load import Loaded
+from harness.reporting.metrics import cell_metrics
+
+NS = [64, 128, 256, 512, 1024, 2048]
+MS = [256, 1024, 2048, 4096, 16384]
+
+
+def cell(alg: str, n: int, m: int = 2048, *, variant: str | None = None, status="converged",
+         iters: float | None = 3, lower: float | None = None, time: float | None = 1.0,
+         time_lower: float | None = None, inner: float | None = None, capped: float = 0.0,
+         tpi: float | None = None, hp: dict | None = None, seed: int = 0, **extra) -> dict:
+    """One row of a cells table (metrics.cell_metrics) with the fields the claims read."""
+    reached = iters is not None
+    row = {"cell": f"{alg}_{variant}_{n}_{m}_{seed}", "algorithm": alg,
+           "variant": variant or alg, "status": status, "device": "cpu",
+           "dataset": "synthetic", "data_params": "{}", "d": 16, "dtype": "float64",
+           "n": n, "m": m, "seed": seed, "data_ok": True, "target": 1e-6,
+           "hyperparameters": json.dumps(hp or {}),
+           "iters_to_target": float(iters) if reached else np.nan,
+           "iters_lower_bound": np.nan if lower is None else float(lower),
+           "censor": None if reached else status,
+           "time_to_target_s": time if reached and time is not None else np.nan,
+           "time_lower_bound_s": np.nan if time_lower is None else time_lower,
+           "mean_inner_iters": np.nan if inner is None else inner,
+           "inner_capped_frac": np.nan if inner is None else capped,
+           "refresh_frac": 1.0,
+           "time_per_iter_s": tpi, "time_per_iter_median_s": tpi,
+           "time_per_iter_amortised_s": tpi}
+    row.update(extra)
+    return row
+
+
+def frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows)
+
+
+# --- C1 -----------------------------------------------------------------------------------------
+
+def _c1_table(gn_sizes, gd_top: dict) -> pd.DataFrame:
+    rows = [cell("gn_gram", n, iters=3) for n in gn_sizes]
+    rows += [cell("gd", 64, iters=40), cell("gd", 2048, **gd_top)]
+    return frame(rows)
+
+
+def test_c1_supported_with_flat_gn_iterations_at_five_sizes_and_growing_gd():
+    claim = C.check_c1(_c1_table(NS, {"iters": 400}))
+    assert claim.verdict == C.SUPPORTED, claim.evidence
+
+
+def test_c1_contradicted_when_gn_iterations_grow_with_n():
+    rows = [cell("gn_gram", n, iters=int(2 * np.sqrt(n))) for n in NS]
+    rows += [cell("gd", 64, iters=40), cell("gd", 2048, iters=400)]
+    assert C.check_c1(frame(rows)).verdict == C.CONTRADICTED
+
+
+def test_c1_needs_five_sizes():
+    claim = C.check_c1(_c1_table(NS[:4], {"iters": 400}))
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+
+
+def test_c1_gd_stopped_at_its_cap_below_the_growth_factor_is_evidence_of_the_cap_only():
+    # gd at n=2048 stopped by max_iters=50: ≥50 is not ≥1.5 × 40
+    claim = C.check_c1(_c1_table(NS, {"iters": None, "status": "max_iters", "lower": 50}))
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert "the cap, not the method" in claim.evidence
+    # a cap far above what n=64 needed is evidence of growth
+    claim = C.check_c1(_c1_table(NS, {"iters": None, "status": "max_iters", "lower": 500}))
+    assert claim.verdict == C.SUPPORTED, claim.evidence
+
+
+# --- C2 -----------------------------------------------------------------------------------------
+
+SKETCH_HP = {"sketch": "tensor_srht", "sketch_ratio": 4.0}
+
+
+def flops(alg: str, n: float, m: float, d: float = 16, k: float = 4.0, c: float = 4.0) -> float:
+    """The spec's per-iteration flop counts, written out here apart from fits.COST_MODELS."""
+    if alg == "gd":
+        return 4 * n * m * d
+    if alg == "gn_exact":
+        return 2 * n * n * m * d + n**3 / 3 + 5 * n * m * d
+    if alg == "gn_gram":
+        return 2 * n * n * (m + d) + n**3 / 3 + 4 * n * m * d
+    # gn_sketch, tensor_srht: CG products, triangular solves, Hadamard transforms, QR of cn×n
+    return ((4 * k + 4) * n * m * d + 2 * k * n * n + n * (m * np.log2(m) + d * np.log2(d))
+            + c * n * n + 2 * c * n**3 - 2 * n**3 / 3)
+
+
+def _timed(alg: str, n: int, m: int, jitter: float, exponent_n: float | None = None,
+           hp: dict | None = None, inner: float | None = None) -> dict:
+    """A cell whose amortised time per iteration follows the method's flops (or n^p)."""
+    work = flops(alg, n, m) if exponent_n is None else 1e9 * (n / 64) ** exponent_n * m / 2048
+    return cell(alg, n, m, tpi=1e-9 * work * jitter, inner=inner, hp=hp)
+
+
+def _c2_cells(*, exact_exponent=None, noisy_gram_m=False, sketch_sizes=NS,
+              sketch_m=2048) -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    rows = []
+    for alg, hp, inner in (("gd", None, None), ("gn_exact", None, None),
+                           ("gn_gram", None, None), ("gn_sketch", SKETCH_HP, 4.0)):
+        sizes = sketch_sizes if alg == "gn_sketch" else NS
+        m_n = sketch_m if alg == "gn_sketch" else 2048
+        for n in sizes:
+            p = exact_exponent if alg == "gn_exact" else None
+            rows.append(_timed(alg, n, m_n, np.exp(rng.normal(0, 0.02)), p, hp, inner))
+        for m in MS:
+            sigma = 0.5 if noisy_gram_m and alg == "gn_gram" else 0.02
+            rows.append(_timed(alg, 256, m, np.exp(rng.normal(0, sigma)), None, hp, inner))
+    return frame(rows)
+
+
+def _c2(cells: pd.DataFrame) -> C.Claim:
+    return C.check_c2(F.scaling_fits(cells, "n"), F.scaling_fits(cells, "m"))
+
+
+def test_c2_supported_when_every_method_follows_its_model_in_n_and_m():
+    claim = _c2(_c2_cells())
+    assert claim.verdict == C.SUPPORTED, claim.evidence
+
+
+def test_c2_contradicted_by_gn_exact_growing_like_n_to_the_1_43():
+    claim = _c2(_c2_cells(exact_exponent=1.43))
+    assert claim.verdict == C.CONTRADICTED, claim.evidence
+    assert "disagree: gn_exact in n" in claim.evidence
+
+
+def test_c2_one_disagreeing_fit_makes_the_method_disagree():
+    # gn_exact follows its model at m=2048 but grows like n^1.43 at m=4096: half its fits agree
+    cells = _c2_cells()
+    rng = np.random.default_rng(5)
+    extra = [_timed("gn_exact", n, 4096, np.exp(rng.normal(0, 0.02)), 1.43) for n in NS]
+    claim = _c2(pd.concat([cells, frame(extra)], ignore_index=True))
+    assert claim.verdict == C.CONTRADICTED, claim.evidence
+
+
+def test_c2_a_noisy_method_decides_nothing_and_is_not_supported():
+    claim = _c2(_c2_cells(noisy_gram_m=True))
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert "gn_gram in m: no deciding fit" in claim.evidence
+
+
+def test_c2_needs_gn_sketch_fitted_where_its_cubic_term_leads():
+    # at m=65536 and n=64..1024 the CG products lead throughout: n³ is never tested
+    claim = _c2(_c2_cells(sketch_sizes=NS[:5], sketch_m=65536))
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert "n³ (factor) never lead" in claim.evidence
+
+
+# --- C3 -----------------------------------------------------------------------------------------
+
+def _c3_cells(inner, capped=0.0, sizes=NS) -> pd.DataFrame:
+    hp = {"max_inner": 200, "tol": 0.1}
+    return frame([cell("gn_sketch", n, inner=inner(n), capped=capped, hp=hp) for n in sizes])
+
+
+def test_c3_supported_with_a_flat_inner_count():
+    claim = C.check_c3(_c3_cells(lambda n: 4.0 + 0.01 * np.log(n)))
+    assert claim.verdict == C.SUPPORTED, claim.evidence
+
+
+def test_c3_contradicted_by_an_inner_count_growing_like_sqrt_n():
+    claim = C.check_c3(_c3_cells(lambda n: 2.0 * np.sqrt(n)))
+    assert claim.verdict == C.CONTRADICTED, claim.evidence
+
+
+def test_c3_a_solver_stuck_at_max_inner_at_every_n_is_not_flat():
+    claim = C.check_c3(_c3_cells(lambda n: 200.0, capped=1.0))
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert "max_inner" in claim.evidence
+
+
+def test_c3_stuck_at_the_largest_n_only_cannot_support():
+    cells = _c3_cells(lambda n: 4.0)
+    cells.loc[cells["n"] == 2048, ["mean_inner_iters", "inner_capped_frac"]] = [200.0, 1.0]
+    claim = C.check_c3(cells)
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+
+
+def test_stuck_steps_are_found_from_the_residual_or_the_cap():
+    from harness.reporting.metrics import inner_capped_fraction
+
+    steps = pd.DataFrame({"inner_iters": [5, 200, 200, 7],
+                          "cg_rel_residual": [0.05, 0.5, 0.09, 0.08]})
+    assert inner_capped_fraction(steps, {"max_inner": 200, "tol": 0.1}) == 0.25
+    assert inner_capped_fraction(steps.drop(columns="cg_rel_residual"),
+                                 {"max_inner": 200}) == 0.5
+
+
+# --- C4 -----------------------------------------------------------------------------------------
+
+def _c4(pairs: list[tuple[str, str, list[float], list[float]]]):
+    """pairs: (sketch status, exact status, sketch losses, exact losses) per seed."""
+    cells, rows = [], []
+    for seed, (s_status, e_status, s_loss, e_loss) in enumerate(pairs):
+        for alg, status, losses in (("gn_sketch", s_status, s_loss),
+                                    ("gn_gram", e_status, e_loss)):
+            reached = next((i for i, v in enumerate(losses, 1) if v <= 1e-6), None)
+            c = cell(alg, 256, seed=seed, status=status, iters=reached)
+            cells.append(c)
+            rows += [{"cell": c["cell"], "iter": i, "rel_loss": v}
+                     for i, v in enumerate([1.0, *losses])]
+    return C.check_c4(frame(cells), frame(rows))
+
+
+GOOD = [1e-2, 1e-4, 1e-8]
+
+
+def test_c4_supported_by_three_pairs_that_follow_each_other():
+    claim = _c4([("converged", "converged", [2e-2, 2e-4, 1e-8], GOOD)] * 3)
+    assert claim.verdict == C.SUPPORTED, claim.evidence
+
+
+def test_c4_contradicted_by_three_pairs_far_apart():
+    claim = _c4([("converged", "converged", [1e-1, 1e-1, 1e-2, 1e-8], GOOD)] * 3)
+    assert claim.verdict == C.CONTRADICTED, claim.evidence
+
+
+def test_c4_one_pair_of_diverged_runs_is_not_enough():
+    diverging = [10.0, 1e3, 1e5]
+    claim = _c4([("diverged", "diverged", diverging, diverging)])
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+    # nor are three: a diverged exact run is no reference trajectory
+    claim = _c4([("diverged", "diverged", diverging, diverging)] * 3)
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+
+
+def test_c4_a_sketch_run_that_stops_short_of_eps_cannot_support():
+    claim = _c4([("max_iters", "converged", [2e-2, 2e-4, 2e-6], GOOD)] * 3)
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+
+
+# --- C5 -----------------------------------------------------------------------------------------
+
+def _c5(gaps) -> C.Claim:
+    cells = frame([cell("gn_gram", 256, m, ntk_gram_gap=g) for m, g in zip(MS, gaps)])
+    return C.check_c5(cells, pd.DataFrame())
+
+
+def test_c5_supported_when_the_gap_falls_like_one_over_sqrt_m():
+    claim = _c5([3.0 / np.sqrt(m) * (1 + 0.01 * i) for i, m in enumerate(MS)])
+    assert claim.verdict == C.SUPPORTED, claim.evidence
+
+
+def test_c5_contradicted_when_the_gap_does_not_fall():
+    claim = _c5([0.2 * (1 + 0.01 * i) for i in range(len(MS))])
+    assert claim.verdict == C.CONTRADICTED, claim.evidence
+
+
+def test_c5_very_noisy_data_decide_nothing():
+    noise = [3.0, 0.3, 2.5, 0.25, 1.0]
+    claim = _c5([3.0 / np.sqrt(m) * e for m, e in zip(MS, noise)])
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert "decides nothing" in claim.evidence
+
+
+def test_c5_needs_five_widths():
+    claim = _c5([3.0 / np.sqrt(m) for m in MS[:4]] + [np.nan])
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+
+
+# --- C6 -----------------------------------------------------------------------------------------
+
+def _c6(sketch: dict[int, dict], gram: dict[int, dict]) -> C.Claim:
+    rows = [cell("gn_sketch", n, **kw) for n, kw in sketch.items()]
+    rows += [cell("gn_gram", n, **kw) for n, kw in gram.items()]
+    return C.check_c6(frame(rows))
+
+
+def reached(t: float) -> dict:
+    return {"time": t}
+
+
+def stopped(bound: float) -> dict:
+    return {"iters": None, "status": "max_iters", "lower": 20, "time": None,
+            "time_lower": bound}
+
+
+def test_c6_supported_when_gn_sketch_is_faster_at_the_largest_of_three_sizes():
+    claim = _c6({256: reached(4.0), 512: reached(6.0), 1024: reached(8.0)},
+                {256: reached(1.0), 512: reached(4.0), 1024: reached(16.0)})
+    assert claim.verdict == C.SUPPORTED, claim.evidence
+
+
+def test_c6_contradicted_when_slower_everywhere_and_not_closing_in():
+    claim = _c6({256: reached(2.0), 512: reached(8.0), 1024: reached(40.0)},
+                {256: reached(1.0), 512: reached(2.0), 1024: reached(4.0)})
+    assert claim.verdict == C.CONTRADICTED, claim.evidence
+
+
+def test_c6_a_censored_gn_gram_at_one_size_is_no_win():
+    # gn_gram stopped after 1 s without reaching ε; a 100 s gn_sketch run did reach it
+    claim = _c6({256: reached(100.0)}, {256: stopped(1.0)})
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert "≤1e+02" in claim.evidence  # the ratio is only bounded above by 100 / 1
+
+
+def test_c6_a_censored_gn_gram_is_beaten_only_below_its_lower_bound():
+    sizes = {256: reached(1.0), 512: reached(2.0)}
+    # at n=1024 gn_gram stopped at 1 s: gn_sketch's 100 s is no win
+    claim = _c6({**sizes, 1024: reached(100.0)}, {**sizes, 1024: stopped(1.0)})
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+    # gn_gram stopped at 50 s: gn_sketch's 10 s is surely faster
+    claim = _c6({**sizes, 1024: reached(10.0)}, {**sizes, 1024: stopped(50.0)})
+    assert claim.verdict == C.SUPPORTED, claim.evidence
+
+
+def test_c6_a_censored_gn_sketch_is_surely_slower_only_above_gn_grams_time():
+    gram = {256: reached(1.0), 512: reached(2.0), 1024: reached(4.0)}
+    # stopped at 20 s where gn_gram took 4: the ratio is ≥ 5 there, 2 at the smallest n
+    claim = _c6({256: reached(2.0), 512: reached(6.0), 1024: stopped(20.0)}, gram)
+    assert claim.verdict == C.CONTRADICTED, claim.evidence
+    # stopped at 2 s where gn_gram took 4: it might still have been faster
+    claim = _c6({256: reached(2.0), 512: reached(6.0), 1024: stopped(2.0)}, gram)
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+    # lower bounds only: whether the ratio falls with n is unknown
+    claim = _c6({256: stopped(5.0), 512: stopped(10.0), 1024: stopped(20.0)}, gram)
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+
+
+# --- time per iteration -------------------------------------------------------------------------
+
+def _loaded(step_times: dict[str, list[float]]) -> Loaded:
+    runs, rows = [], []
+    for name, times in step_times.items():
+        alg = name.split(":")[0]
+        runs.append({"cell": name, "algorithm": alg, "status": "converged", "data_ok": True,
+                     "setup_time_s": 0.0, "n": 256, "m": 2048, "hyperparameters": "{}"})
+        total = 0.0
+        for it, t in enumerate([0.0, *times]):
+            total += t
+            rows.append({"cell": name, "iter": it, "step_time_s": t, "time_s": total,
+                         "rel_loss": 10.0 ** -it,
+                         "refreshed": float(t > 0.005) if alg == "gn_sketch" else np.nan})
+    return Loaded(pd.DataFrame(runs), pd.DataFrame(rows))
+
+
+def test_time_per_iteration_is_reported_two_ways_with_the_refreshes_amortised():
+    # adaptive refresh: a 20 ms refresh step, then four 1 ms steps that reuse the factor
+    cells = cell_metrics(_loaded({"gn_sketch:a": [0.020, 0.001, 0.001, 0.001, 0.001]}))
+    row = cells.iloc[0]
+    assert row["time_per_iter_median_s"] == pytest.approx(0.001)
+    assert row["time_per_iter_amortised_s"] == pytest.approx(0.024 / 5)  # step 1 counts
+    assert row["refresh_frac"] == pytest.approx(0.2)
+
+
+def test_crossover_per_iteration_uses_the_amortised_time():
+    # gn_sketch's steady step (1 ms) is below gn_gram's 2 ms, its amortised step (4.8 ms) not
+    rows = []
+    for n in (256, 512, 1024):
+        rows.append(cell("gn_sketch", n, tpi=0.001, time=1.0))
+        rows[-1]["time_per_iter_amortised_s"] = 0.0048
+        rows.append(cell("gn_gram", n, tpi=0.002, time=0.5))
+    table = T.crossover(frame(rows))
+    assert table["per iteration (amortised)"].tolist() == ["not reached in the measured range"]
+
+
+def test_crossover_to_target_respects_a_censored_gn_gram():
+    rows = [cell("gn_sketch", 256, time=100.0, tpi=1.0), cell("gn_gram", 256, tpi=1.0,
+                                                             **stopped(1.0))]
+    assert T.crossover(frame(rows))["to target"].tolist() == [
+        "not reached in the measured range"]
+    rows = [cell("gn_sketch", 256, time=10.0, tpi=1.0), cell("gn_gram", 256, tpi=1.0,
+                                                            **stopped(50.0))]
+    assert "> 50 s (stopped)" in T.crossover(frame(rows))["to target"].iloc[0]
