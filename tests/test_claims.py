@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from harness.reporting import claims as C
+from harness.reporting import crossover as X
 from harness.reporting import fits as F
 from harness.reporting import tables as T
 from harness.reporting.load import Loaded
@@ -275,12 +276,6 @@ def test_c5_needs_five_widths():
 
 # --- C6 -----------------------------------------------------------------------------------------
 
-def _c6(sketch: dict[int, dict], gram: dict[int, dict]) -> C.Claim:
-    rows = [cell("gn_sketch", n, **kw) for n, kw in sketch.items()]
-    rows += [cell("gn_gram", n, **kw) for n, kw in gram.items()]
-    return C.check_c6(frame(rows))
-
-
 def reached(t: float) -> dict:
     return {"time": t}
 
@@ -290,47 +285,101 @@ def stopped(bound: float) -> dict:
             "time_lower": bound}
 
 
-def test_c6_supported_when_gn_sketch_is_faster_at_the_largest_of_three_sizes():
-    claim = _c6({256: reached(4.0), 512: reached(6.0), 1024: reached(8.0)},
-                {256: reached(1.0), 512: reached(4.0), 1024: reached(16.0)})
+GRID = [(n, m) for n in (256, 1024) for m in (4096, 16384, 65536)]
+
+
+def _c6(sketch: dict, gram: dict, prediction=None, **kw) -> C.Claim:
+    """sketch/gram: (n, m) -> cell kwargs (reached(t) or stopped(bound))."""
+    rows = [cell("gn_sketch", n, m, **kw_) for (n, m), kw_ in sketch.items()]
+    rows += [cell("gn_gram", n, m, **kw_) for (n, m), kw_ in gram.items()]
+    return C.check_c6(frame(rows), prediction, **kw)
+
+
+def _ratio_grid(ratio) -> tuple[dict, dict]:
+    """gn_gram takes 1 s everywhere; gn_sketch 1/ratio(n, m)."""
+    return ({nm: reached(1.0 / ratio(*nm)) for nm in GRID}, {nm: reached(1.0) for nm in GRID})
+
+
+def test_c6_supported_where_the_sketch_wins_by_a_margin_growing_with_m_over_n():
+    claim = _c6(*_ratio_grid(lambda n, m: 0.3 * (m / n) ** 0.4))
     assert claim.verdict == C.SUPPORTED, claim.evidence
+    assert "(n=256, m=65536)" in claim.evidence  # the cells are named
 
 
-def test_c6_contradicted_when_slower_everywhere_and_not_closing_in():
-    claim = _c6({256: reached(2.0), 512: reached(8.0), 1024: reached(40.0)},
-                {256: reached(1.0), 512: reached(2.0), 1024: reached(4.0)})
-    assert claim.verdict == C.CONTRADICTED, claim.evidence
+def test_c6_a_win_without_growth_in_m_over_n_is_no_verdict():
+    noise = {4096: 1.3, 16384: 0.9, 65536: 1.2}
+    claim = _c6(*_ratio_grid(lambda n, m: noise[m] * (1.0 if n == 256 else 0.95)))
+    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert "not established" in claim.evidence
+
+
+def test_c6_contradicted_only_with_a_cost_model_predicting_no_win():
+    sketch, gram = _ratio_grid(lambda n, m: 0.5)
+    assert _c6(sketch, gram).verdict == C.UNDECIDED  # no model: a loss decides nothing
+    win = _c6(sketch, gram, {"predicted_win": True, "text": "wins at m ≥ 2^20"})
+    assert win.verdict == C.UNDECIDED and "beyond" in win.evidence
+    lose = _c6(sketch, gram, {"predicted_win": False, "text": "no win within 14 GB"})
+    assert lose.verdict == C.CONTRADICTED, lose.evidence
 
 
 def test_c6_a_censored_gn_gram_at_one_size_is_no_win():
     # gn_gram stopped after 1 s without reaching ε; a 100 s gn_sketch run did reach it
-    claim = _c6({256: reached(100.0)}, {256: stopped(1.0)})
-    assert claim.verdict == C.UNDECIDED, claim.evidence
-    assert "≤1e+02" in claim.evidence  # the ratio is only bounded above by 100 / 1
-
-
-def test_c6_a_censored_gn_gram_is_beaten_only_below_its_lower_bound():
-    sizes = {256: reached(1.0), 512: reached(2.0)}
-    # at n=1024 gn_gram stopped at 1 s: gn_sketch's 100 s is no win
-    claim = _c6({**sizes, 1024: reached(100.0)}, {**sizes, 1024: stopped(1.0)})
-    assert claim.verdict == C.UNDECIDED, claim.evidence
-    # gn_gram stopped at 50 s: gn_sketch's 10 s is surely faster
-    claim = _c6({**sizes, 1024: reached(10.0)}, {**sizes, 1024: stopped(50.0)})
-    assert claim.verdict == C.SUPPORTED, claim.evidence
-
-
-def test_c6_a_censored_gn_sketch_is_surely_slower_only_above_gn_grams_time():
-    gram = {256: reached(1.0), 512: reached(2.0), 1024: reached(4.0)}
-    # stopped at 20 s where gn_gram took 4: the ratio is ≥ 5 there, 2 at the smallest n
-    claim = _c6({256: reached(2.0), 512: reached(6.0), 1024: stopped(20.0)}, gram)
-    assert claim.verdict == C.CONTRADICTED, claim.evidence
-    # stopped at 2 s where gn_gram took 4: it might still have been faster
-    claim = _c6({256: reached(2.0), 512: reached(6.0), 1024: stopped(2.0)}, gram)
-    assert claim.verdict == C.UNDECIDED, claim.evidence
-    # lower bounds only: whether the ratio falls with n is unknown
-    claim = _c6({256: stopped(5.0), 512: stopped(10.0), 1024: stopped(20.0)}, gram)
+    claim = _c6({(256, 4096): reached(100.0)}, {(256, 4096): stopped(1.0)})
     assert claim.verdict == C.UNDECIDED, claim.evidence
 
+
+def _comparison(sketch: dict, gram: dict, n: int, m: int) -> pd.Series:
+    rows = [cell("gn_sketch", *nm, **k) for nm, k in sketch.items()]
+    rows += [cell("gn_gram", *nm, **k) for nm, k in gram.items()]
+    comp = X.sketch_vs_exact(frame(rows))
+    return comp[(comp["n"] == n) & (comp["m"] == m)].iloc[0]
+
+
+def test_c6_censoring_decides_a_cell_only_on_the_right_side_of_one():
+    sketch, gram = _ratio_grid(lambda n, m: 0.3 * (m / n) ** 0.4)
+    # gn_gram stopped at 1 s where gn_sketch took 100: open, never a win
+    sketch[(1024, 65536)], gram[(1024, 65536)] = reached(100.0), stopped(1.0)
+    row = _comparison(sketch, gram, 1024, 65536)
+    assert row["kind"] == "lower bound" and row["wins"] is None
+    # gn_gram stopped at 50 s where gn_sketch took 10: surely a win (ratio ≥ 5)
+    gram[(1024, 65536)], sketch[(1024, 65536)] = stopped(50.0), reached(10.0)
+    row = _comparison(sketch, gram, 1024, 65536)
+    assert bool(row["wins"]) and row["ratio"] == 5.0
+    # gn_sketch stopped at 2 s where gn_gram took 1: surely a loss (ratio ≤ 0.5)
+    sketch[(1024, 65536)], gram[(1024, 65536)] = stopped(2.0), reached(1.0)
+    row = _comparison(sketch, gram, 1024, 65536)
+    assert row["kind"] == "upper bound" and row["wins"] is not None and not row["wins"]
+
+
+def test_c6_needs_a_grid_and_enough_cells():
+    one_m = {(n, 4096): reached(0.1) for n in (256, 512, 1024)}
+    claim = _c6(one_m, {k: reached(1.0) for k in one_m})
+    assert claim.verdict == C.UNDECIDED and "no (n, m) grid" in claim.evidence
+    few = {(256, 4096): reached(0.1), (512, 8192): reached(0.1), (256, 8192): reached(0.1)}
+    claim = _c6(few, {k: reached(1.0) for k in few})
+    assert claim.verdict == C.UNDECIDED and "needs 4" in claim.evidence
+
+
+def test_c6_ranks_the_paper_variant_under_its_own_name():
+    rows = [cell("gn_sketch", 256, 4096, time=2.0, preset="gn_sketch"),
+            cell("gn_sketch", 256, 4096, time=3.0, preset="gn_sketch_paper", seed=1),
+            cell("gn_gram", 256, 4096, time=1.0, preset="gn_gram"),
+            cell("gn_gram", 256, 8192, time=1.0, preset="gn_gram"),
+            cell("gn_sketch", 256, 8192, time=0.5, preset="gn_sketch_paper"),
+            cell("gn_gram", 512, 4096, time=1.0, preset="gn_gram")]
+    ranked = X.rankings(frame(rows), "time_to_target")
+    r = ranked[(ranked["n"] == 256) & (ranked["m"] == 4096)].iloc[0]
+    assert (r["winner"], r["runner_up"], r["margin"]) == ("gn_gram", "gn_sketch", 2.0)
+    r = ranked[(ranked["n"] == 256) & (ranked["m"] == 8192)].iloc[0]
+    assert r["winner"] == "gn_sketch_paper" and r["decided"]
+
+
+def test_c6_a_stopped_run_below_the_winner_leaves_the_cell_undecided():
+    rows = [cell("gn_sketch", 256, 4096, time=2.0), cell("gn_gram", 256, 4096, **stopped(1.0)),
+            cell("gn_gram", 512, 8192, time=1.0), cell("gn_sketch", 512, 8192, time=3.0)]
+    ranked = X.rankings(frame(rows), "time_to_target")
+    r = ranked[ranked["n"] == 256].iloc[0]
+    assert r["winner"] == "gn_sketch" and not r["decided"] and r["margin_is_bound"]
 
 # --- time per iteration -------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from harness.reporting import style
 from harness.reporting.figures import REGISTRY, all_figures
 from harness.reporting.figures.common import Palette
 
-NS = (64, 128, 256, 512)
+NS = (64, 128, 256, 512, 1024)  # five sizes: the fits need them (fits.MIN_SIZES)
 MIB = 2**20
 #: (algorithm, hyperparameters) of every variant; ``my_method`` is in no palette.
 VARIANTS = [("gd", {"lr": 1.0}), ("gn_gram", {}), ("gn_cg", {"damping": 0.0}),
@@ -45,7 +45,8 @@ def _cell(alg, hp, n, m, seed, status="converged"):
         "censor": None if reached else status, "data_ok": measured,
         "last_iter": 8.0 if measured else np.nan,
         "time_per_iter_s": t if measured else np.nan, "mean_step_time_s": t if measured
-        else np.nan,
+        else np.nan, "time_per_iter_median_s": t if measured else np.nan,
+        "time_per_iter_amortised_s": t if measured else np.nan, "refresh_frac": 1.0,
         "mean_inner_iters": ({"gn_cg": n / 8, "gn_sketch": 6.0 / hp.get("sketch_ratio", 1)}
                              .get(alg, np.nan)),
         "mean_t_forward": 0.1 * t, "mean_t_gram": 0.5 * t if alg == "gn_gram" else np.nan,
@@ -75,6 +76,10 @@ def synthetic():
         for m in (256, 4096):
             for seed in (0, 1):
                 cells.append(_cell(alg, {"lr": 1.0} if alg == "gd" else {}, 128, m, seed))
+    for alg, hp in (("gn_gram", {}), VARIANTS[4]):  # a small (n, m) grid: figure 11
+        for n in (256, 512):
+            for m in (2048, 8192):
+                cells.append(_cell(alg, hp, n, m, 0))
     cells = pd.DataFrame(cells)
     rows = []
     for c in cells[cells["data_ok"]].itertuples():
@@ -105,7 +110,7 @@ def _pdf_size_in(path) -> tuple[float, float]:
 
 def test_every_figure_is_drawn_as_pdf_and_300_dpi_png_within_the_page_width(drawn):
     figs, out = drawn
-    assert {f.number for f in figs if f.files} == set(range(1, 11)), \
+    assert {f.number for f in figs if f.files} == set(range(1, 12)), \
         [(f.number, f.missing) for f in figs if not f.files]
     for f in figs:
         assert sorted(p.rsplit(".", 1)[1] for p in f.files) == ["pdf", "png"]
@@ -159,7 +164,7 @@ def test_censored_cells_are_drawn_and_explained(drawn):
 
 
 def test_registry_numbers_each_figure_once():
-    assert sorted(REGISTRY) == list(range(1, 11))
+    assert sorted(REGISTRY) == list(range(1, 12))
     names = [spec.name for spec in REGISTRY.values()]
     assert len(set(names)) == len(names)
     assert all(re.fullmatch(r"fig\d\d_[a-z0-9_]+", n) for n in names)
@@ -174,5 +179,5 @@ def test_label_text_never_starts_mathtext():
 
 def test_no_cells_means_every_figure_explains_itself(tmp_path):
     figs = all_figures(pd.DataFrame(), pd.DataFrame(), None, None, tmp_path)
-    assert [f.number for f in figs] == list(range(1, 11))
+    assert [f.number for f in figs] == list(range(1, 12))
     assert all(f.missing and not f.files for f in figs)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
+from harness.reporting import crossover as X
 from harness.reporting import fits as F
 from harness.reporting.figures import lambda_ratio, neuron_movement, ntk_columns
 
@@ -50,7 +52,8 @@ C4_MIN_PAIRS = 3
 LAMBDA_FRACTION = 0.5
 NTK_SLOPE = -0.5
 #: C6: common sizes n (both methods with a value or a lower bound) a slice needs to decide.
-C6_MIN_SIZES = 3
+#: C6: (n, m) cells compared, and cells with exact ratios for the growth fit.
+C6_MIN_CELLS, C6_MIN_GROWTH_CELLS = 4, 5
 
 GN_FAMILY_FALLBACK = {"gn_exact", "gn_gram", "ngd", "kfac", "ggn", "gn_cg", "gn_sketch",
                       "gn_nystrom"}
@@ -95,13 +98,17 @@ RULES = {
            f"{NTK_SLOPE} ± {F.TOLERANCE:g}, fail when it lies wholly outside; (b) λ_min(G_t)/λ "
            f"≥ {LAMBDA_FRACTION} along training at the largest width. Contradicted if a part "
            f"fails; supported if (a) agrees and every other measured part holds."),
-    "C6": (f"At each (device, m, data): per n the best gn_sketch variant and gn_gram, each "
-           f"a median time to ε over seeds or, if a seed stopped first, a lower bound; the "
-           f"ratio gn_sketch/gn_gram is then an interval (a lower bound never makes a ratio of "
-           f"0). A slice decides with ≥{C6_MIN_SIZES} common sizes. Supported if in some "
-           f"deciding slice gn_sketch is surely faster (ratio interval below 1) at the "
-           f"largest common n; contradicted if in every deciding slice it is surely slower at "
-           f"every n and the ratio at the largest n is no smaller than at the smallest."),
+    "C6": (f"On the (n, m) grid of the crossover sweep (the slice with most cells): per cell, "
+           f"E/S = the best exact-Gram baseline ({', '.join(X.EXACT_BASELINES)}) over the best "
+           f"gn_sketch variant, in time to ε (median over seeds). A run that stopped before ε "
+           f"gives a lower bound, so E/S is a number, a lower bound (E stopped), an upper bound "
+           f"(S stopped) or open (both); only a bound on the right side of 1 decides a cell. "
+           f"The rule needs ≥{C6_MIN_CELLS} cells. Supported if gn_sketch surely wins some "
+           f"cell and its margin grows with m/n: the 95% interval of the slope of log(E/S) "
+           f"against log(m/n), over ≥{C6_MIN_GROWTH_CELLS} cells with exact ratios and ≥3 "
+           f"values of m/n, lies above 0. Contradicted if it surely loses every cell and the "
+           f"calibrated cost model predicts no win within the memory budget; otherwise not "
+           f"enough data."),
 }
 
 STATEMENTS = {
@@ -112,7 +119,8 @@ STATEMENTS = {
     "C3": "sketch preconditioning makes the inner iteration count independent of n",
     "C4": "gn_sketch follows the exact Gauss–Newton trajectory",
     "C5": "NTK regime: G₀ → H∞ like 1/√m, λ_min(G_t) ≥ λ/2, weights move O(1/√m)",
-    "C6": "wall-clock time to ε: gn_sketch overtakes the exact GN baseline gn_gram as n grows",
+    "C6": "wall-clock time to ε: the sketched step beats the exact Gram step where m ≫ n ≫ d, "
+          "by a margin that grows with m/n",
 }
 
 
@@ -437,82 +445,79 @@ def check_c5(cells: pd.DataFrame, rows: pd.DataFrame) -> Claim:
     return Claim("C5", STATEMENTS["C5"], "; ".join(ev), verdict, RULES["C5"])
 
 
-def time_bounds(runs: pd.DataFrame) -> tuple[float, float]:
-    """(lower, upper) bound on the median time to ε over seeds: the median itself when every
-    seed reached ε; else (median of the values and lower bounds, ∞). (nan, nan) when a seed
-    has neither (failed, or diverged before its first step)."""
-    reached = runs["time_to_target_s"].notna()
-    if reached.all():
-        med = float(runs["time_to_target_s"].median())
-        return med, med
-    value = runs["time_to_target_s"].fillna(runs["time_lower_bound_s"])
-    if value.isna().any():
-        return float("nan"), float("nan")
-    return float(value.median()), float("inf")
+def _growth(comp: pd.DataFrame) -> tuple[float, float, float, int] | None:
+    """OLS slope of log(E/S) against log(m/n) over the cells with exact ratios, with its 95%
+    t-interval: (slope, low, high, cells); None with too few cells or values of m/n."""
+    exact = comp[comp["kind"] == "exact"]
+    if len(exact) < C6_MIN_GROWTH_CELLS or exact["m_over_n"].nunique() < 3:
+        return None
+    x = np.log(exact["m_over_n"].to_numpy(float))
+    y = np.log(exact["ratio"].to_numpy(float))
+    fit = stats.linregress(x, y)
+    half = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
+    return float(fit.slope), float(fit.slope - half), float(fit.slope + half), len(x)
 
 
-def _ratio_text(lo: float, hi: float) -> str:
-    if lo == hi:
-        return f"{lo:.2g}"
-    if hi == float("inf"):
-        return f"≥{lo:.2g}" if lo > 0 else "?"
-    return f"≤{hi:.2g}"
+def _cell_text(r) -> str:
+    sign = {"exact": "", "lower bound": "≥", "upper bound": "≤", "undecided": "?"}[r.kind]
+    return f"(n={int(r.n)}, m={int(r.m)}): {sign}{r.ratio:.2g}"
 
 
-def check_c6(cells: pd.DataFrame) -> Claim:
-    keys = ["device", "dataset", "data_params", "d", "dtype", "m"]
-    sk = cells[(cells["algorithm"] == "gn_sketch") & cells["status"].isin(DONE)]
-    gr = cells[(cells["algorithm"] == "gn_gram") & cells["status"].isin(DONE)]
-    if not len(sk) or not len(gr):
-        return Claim("C6", STATEMENTS["C6"], "needs both gn_sketch and gn_gram runs",
-                     UNDECIDED, RULES["C6"])
-    ev, wins, deciding, no_sign = [], 0, 0, 0
-    for key, s in sk.groupby(keys, dropna=False):
-        g = gr
-        for k, v in zip(keys, key):
-            g = g[g[k] == v]
-        ratios = {}
-        for n in sorted(set(s["n"]) & set(g["n"])):
-            per_variant = [time_bounds(v) for _, v in s[s["n"] == n].groupby("variant")]
-            per_variant = [b for b in per_variant if b[0] == b[0]]
-            g_lo, g_hi = time_bounds(g[g["n"] == n])
-            if not per_variant or g_lo != g_lo:
-                continue
-            # the best variant is at most the fastest one that reached ε, at least the
-            # smallest value or bound of all
-            s_lo = min(b[0] for b in per_variant)
-            s_hi = min(b[1] for b in per_variant)
-            ratios[n] = (s_lo / g_hi if g_hi > 0 else 0.0, s_hi / g_lo if g_lo > 0 else
-                         float("inf"))
-        if not ratios:
-            continue
-        ns = sorted(ratios)
-        ev.append(f"{key[0]} m={int(key[-1])}: time ratio gn_sketch/gn_gram "
-                  + ", ".join(f"{_ratio_text(*ratios[n])} (n={int(n)})" for n in ns))
-        if len(ns) < C6_MIN_SIZES:
-            ev[-1] += f" ({len(ns)} common size(s): the rule needs {C6_MIN_SIZES})"
-            continue
-        deciding += 1
-        if ratios[ns[-1]][1] < 1:
-            wins += 1
-        elif all(ratios[n][0] > 1 for n in ns) and ratios[ns[-1]][0] >= ratios[ns[0]][1]:
-            no_sign += 1
-    if wins:
-        verdict = SUPPORTED
-    elif deciding and no_sign == deciding:
-        verdict = CONTRADICTED
+def check_c6(cells: pd.DataFrame, prediction: dict | None = None) -> Claim:
+    """C6 on the (n, m) grid (harness/reporting/crossover.py). ``prediction``: what the
+    calibrated cost model says beyond the measured cells, ``{"predicted_win": bool,
+    "text": str}`` (None: no profile, so a loss everywhere measured decides nothing)."""
+    comp = X.sketch_vs_exact(cells, "time_to_target")
+    if not len(comp):
+        return Claim("C6", STATEMENTS["C6"], "no (n, m) grid with both a gn_sketch variant and "
+                     f"an exact-Gram baseline ({', '.join(X.EXACT_BASELINES)})", UNDECIDED,
+                     RULES["C6"])
+    wins = comp[comp["wins"] == True]  # noqa: E712 (None is undecided)
+    losses = comp[comp["wins"] == False]  # noqa: E712
+    open_ = comp[comp["wins"].isna()]
+    ev = [f"E/S (exact-Gram baseline over best gn_sketch variant, > 1: the sketch wins) at "
+          f"{len(comp)} cells; wins: " + (", ".join(_cell_text(r) for r in
+                                                 wins.itertuples()) or "none")]
+    if len(losses):
+        worst = losses.sort_values("ratio").head(3)
+        ev.append(f"losses at {len(losses)} cells (lowest: "
+                  + ", ".join(_cell_text(r) for r in worst.itertuples()) + ")")
+    if len(open_):
+        ev.append(f"{len(open_)} cells left open by runs that stopped before ε")
+    growth = _growth(comp)
+    if growth:
+        ev.append(f"slope of log(E/S) vs log(m/n): {growth[0]:.2f} [{growth[1]:.2f}, "
+                  f"{growth[2]:.2f}] over {growth[3]} cells")
+    if prediction:
+        ev.append(f"cost model: {prediction.get('text', '')}")
+    if len(comp) < C6_MIN_CELLS:
+        ev.append(f"{len(comp)} cells compared: the rule needs {C6_MIN_CELLS}")
+        verdict = UNDECIDED
+    elif len(wins):
+        verdict = SUPPORTED if growth and growth[1] > 0 else UNDECIDED
+        if verdict == UNDECIDED:
+            ev.append("the sketch wins somewhere, but the growth of its margin with m/n is "
+                      "not established")
+    elif len(losses) == len(comp):
+        if prediction is not None and prediction.get("predicted_win") is False:
+            verdict = CONTRADICTED
+        else:
+            verdict = UNDECIDED
+            ev.append("slower in every cell measured; without a cost-model prediction of no "
+                      "win within the memory budget this is no verdict" if prediction is None
+                      else "slower in every cell measured, but the cost model predicts a win "
+                      "beyond them")
     else:
         verdict = UNDECIDED
-    return Claim("C6", STATEMENTS["C6"], "; ".join(ev) or "no common sizes with a time or a "
-                 "lower bound for both", verdict, RULES["C6"])
+    return Claim("C6", STATEMENTS["C6"], "; ".join(ev), verdict, RULES["C6"])
 
 
 def check_claims(cells: pd.DataFrame, rows: pd.DataFrame, fits_n: pd.DataFrame,
-                 fits_m: pd.DataFrame) -> list[Claim]:
+                 fits_m: pd.DataFrame, prediction: dict | None = None) -> list[Claim]:
     """All six claims; a check that fails on odd data reports it instead of raising."""
     checks = [("C1", lambda: check_c1(cells)), ("C2", lambda: check_c2(fits_n, fits_m)),
               ("C3", lambda: check_c3(cells)), ("C4", lambda: check_c4(cells, rows)),
-              ("C5", lambda: check_c5(cells, rows)), ("C6", lambda: check_c6(cells))]
+              ("C5", lambda: check_c5(cells, rows)), ("C6", lambda: check_c6(cells, prediction))]
     out = []
     for cid, fn in checks:
         if not len(cells):

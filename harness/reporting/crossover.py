@@ -54,13 +54,15 @@ def _per_iter_column(cells: pd.DataFrame) -> str:
 
 
 def grid_slice(cells: pd.DataFrame) -> pd.DataFrame:
-    """The cells of the (dataset, d, dtype, device) slice with the most (n, m) pairs, where
-    both n and m take at least two values; empty if there is none."""
+    """The cells of the (dataset, d, dtype, device) slice with the most (n, m) pairs among
+    those that form a grid (two or more n, each at two or more m); empty if there is none."""
     keys = [k for k in ("dataset", "d", "dtype", "device") if k in cells]
     best, best_size = cells.iloc[0:0], 0
     for _, g in cells.groupby(keys, dropna=False) if keys else [(None, cells)]:
         pairs = g[["n", "m"]].drop_duplicates()
-        if pairs["n"].nunique() >= 2 and pairs["m"].nunique() >= 2 and len(pairs) > best_size:
+        # a grid: at least two values of n each measured at two or more widths
+        widths = pairs.groupby("n")["m"].nunique()
+        if (widths >= 2).sum() >= 2 and len(pairs) > best_size:
             best, best_size = g, len(pairs)
     return best
 
@@ -161,7 +163,7 @@ class SketchComparison:
     def wins(self) -> bool | None:
         """True/False where decided, None where the bounds leave it open."""
         if self.kind == "exact":
-            return self.ratio > 1
+            return bool(self.ratio > 1)
         if self.kind == "lower bound":
             return True if self.ratio > 1 else None
         if self.kind == "upper bound":

@@ -148,8 +148,9 @@ def _movement(ax, rows: pd.DataFrame, cols: dict, palette: Palette) -> list[str]
         st = palette(variant)
         fit = _slope_text(g["m"], g["neuron_move"])
         label = palette.label(variant)
+        full = f"{label}, {fit}" if fit else label  # a long one: the slope is in the caption
         ax.plot(med.index, med.values, color=st["color"], marker=st["marker"],
-                ls=st["linestyle"], label=f"{label}, {fit}" if fit else label)
+                ls=st["linestyle"], label=full if len(full) <= style.MAX_LEGEND_CHARS else label)
         if fit:
             fits.append(f"{label} {fit}")
     med = last.groupby("m")["neuron_move"].median()

@@ -102,7 +102,7 @@ def _fit_caption(fits: pd.DataFrame | None, panels, var: str, y: str, palette: P
             else:
                 k = got.loc[got["variant"] == variant, var].nunique()
                 why = (f"{k} size(s) measured" if k < F.MIN_SIZES else
-                       "no 3 sizes above the time floor under one leading cost term")
+                       f"no {F.MIN_SIZES} sizes above the time floor with a cost model")
                 missing.setdefault(why, []).append(f"{tag} {label}".strip())
     text = ""
     if done:
