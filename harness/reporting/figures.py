@@ -38,7 +38,8 @@ STYLE = {
 #: colour-blind); unknown methods take the tab10 colours after these.
 COLORS = {"gd": "#000000", "sgd": "#999999", "adam": "#E69F00", "gn_exact": "#56B4E9",
           "gn_gram": "#0072B2", "ngd": "#009E73", "kfac": "#F0E442", "ggn": "#CC79A7",
-          "gn_cg": "#D55E00", "gn_sketch": "#C00000", "gn_nystrom": "#7B3294"}
+          "gn_cg": "#D55E00", "gn_sketch": "#C00000", "gn_nystrom": "#7B3294",
+          "lbfgs": "#8C510A"}
 MARKERS = ["o", "s", "D", "v", "P", "X", "*", "h"]
 LINESTYLES = ["-", "--", ":", "-."]
 SINGLE, DOUBLE = (3.4, 2.6), (7.0, 2.6)

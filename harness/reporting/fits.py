@@ -151,6 +151,14 @@ def _model_gn_cg(n, m, d, p):
     return [_t("k·nmd", 4, n, m, d, 1, 1, 1)]
 
 
+def _model_lbfgs(n, m, d, p):
+    # k function evaluations (forward + Jᵀr; k = inner_iters, usually 1) and the two-loop
+    # recursion over h pairs, about 4h·md flops
+    h = p.get("history_size") or 10
+    h = float(h) if isinstance(h, (int, float)) else 10.0
+    return [_t("k·nmd", 4, n, m, d, 1, 1, 1), _t("h·md", 4 * h, n, m, d, 0, 1, 1)]
+
+
 def _model_gn_sketch(n, m, d, p):
     c = p.get("sketch_ratio") or p.get("ratio") or p.get("c") or 2
     c = float(c) if isinstance(c, (int, float)) else 2.0
@@ -178,6 +186,7 @@ COST_MODELS: dict[str, Callable[..., list[Term]]] = {
     "gd": _model_gd, "adam": _model_gd, "sgd": _model_sgd, "gn_exact": _model_gn_exact,
     "gn_gram": _model_gn_gram, "ngd": _model_gn_gram, "kfac": _model_kfac, "ggn": _model_ggn,
     "gn_cg": _model_gn_cg, "gn_sketch": _model_gn_sketch, "gn_nystrom": _model_gn_nystrom,
+    "lbfgs": _model_lbfgs,
 }
 
 #: The per-iteration cost of each method as the spec states it (shown in the tables).
@@ -186,6 +195,7 @@ THEORY_TEXT = {
     "gn_gram": "n²(m+d) + n³", "ngd": "n²(m+d) + n³", "kfac": "n²m + n³ + d³",
     "ggn": "b²(m+d) + b³ + bmd", "gn_cg": "k·nmd",
     "gn_sketch": "nmd + n³ (gaussian sketch: + c·n²md)", "gn_nystrom": "ℓ·nmd + nℓ²",
+    "lbfgs": "k·nmd + h·md",
 }
 
 
