@@ -258,6 +258,16 @@ def _model_gn_sketch(n, m, d, p, k, f):
             _t("k·n² (triangular solves)", 2 * k, n, m, d, 2, 0, 0), *rebuild]
 
 
+def _model_lbfgs(n, m, d, p, k, f):
+    # k function evaluations (forward + Jᵀr each; k = inner_iters, usually 1) and the
+    # two-loop recursion over h stored pairs, about 4h·md flops
+    if k is None:
+        return None
+    h = p.get("history_size")
+    h = float(h) if isinstance(h, (int, float)) else 10.0
+    return [_t("k·nmd", 4 * k, n, m, d, 1, 1, 1), _t("h·md", 4 * h, n, m, d, 0, 1, 1)]
+
+
 def _model_gn_nystrom(n, m, d, p, k, f):
     if k is None:
         return None
@@ -274,6 +284,7 @@ COST_MODELS: dict[str, Callable[..., list[Term] | None]] = {
     "gd": _model_gd, "adam": _model_gd, "sgd": _model_sgd, "gn_exact": _model_gn_exact,
     "gn_gram": _model_gn_gram, "ngd": _model_gn_gram, "kfac": _model_kfac, "ggn": _model_ggn,
     "gn_cg": _model_gn_cg, "gn_sketch": _model_gn_sketch, "gn_nystrom": _model_gn_nystrom,
+    "lbfgs": _model_lbfgs,
 }
 
 #: Each method's model as the tables show it (k: measured inner iterations, f: measured share
@@ -285,6 +296,7 @@ THEORY_TEXT = {
     "gn_sketch": "(4k + 4)·nmd + 2k·n² + f·(sketch + 2(c − ⅓)n³); tensor_srht sketch: "
                  "n(m log m + d log d) + c·n²",
     "gn_nystrom": "(4k + 4)·nmd + 4k·nℓ + f·(4ℓ·nmd + 4nℓ²)",
+    "lbfgs": "4k·nmd + 4h·md (k: function evaluations)",
 }
 
 

@@ -56,9 +56,11 @@ METHOD_STYLES: dict[str, tuple[str, str, str]] = {
     "gn_cg": (_WINE, "<", "-"),
     "gn_nystrom": (_INDIGO, ">", "-"),
     "gn_sketch": (_VERMILLION, "*", "-"),
+    "gn_sketch_paper": ("#EE9966", "*", "--"),  # the paper's variant: a paler vermillion
+    "lbfgs": ("#117733", "d", "--"),
 }
 #: Colours, markers and line styles for names not listed above (picked by a hash of the name).
-_SPARE_COLORS = ("#117733", "#44AA99", "#AA4499", "#DDCC77", "#88CCEE", "#661100", "#6699CC")
+_SPARE_COLORS = ("#44AA99", "#AA4499", "#DDCC77", "#88CCEE", "#661100", "#6699CC")
 _SPARE_MARKERS = ("d", "p", "8", "H", "1", "2", "3", "4")
 _LINESTYLES = ("-", "--", "-.", ":")
 
