@@ -28,6 +28,8 @@ the table with a note instead of a number.
 
     nlt-bench                       # the issue's sizes; tens of minutes on 2 CPU cores
     nlt-bench --quick --json b.json # small sizes, seconds (what the tests run)
+    nlt-bench --calibrate           # cost-model profile of this machine (harness.costmodel)
+    nlt-bench --predict PROFILE     # per-iteration predictions and frontier from a profile
 """
 
 from __future__ import annotations
@@ -773,9 +775,21 @@ def main(argv: list[str] | None = None) -> None:
                         help="small sizes (seconds): checks that everything runs")
     parser.add_argument("--sections", default=",".join(SECTIONS), metavar="LIST",
                         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure this machine's kernel rates for the cost model "
+                             "(harness.costmodel) and write them as a JSON profile")
+    parser.add_argument("--out", type=Path, default=None, metavar="PATH",
+                        help="--calibrate: where the profile goes (default: reports/profiles/"
+                             "<device model>_<device>[_<threads>t].json)")
+    parser.add_argument("--predict", type=Path, default=None, metavar="PROFILE",
+                        help="print the cost model's per-iteration predictions from PROFILE "
+                             "at this mode's sizes, and the crossover frontier")
     # argparse's own errors are multi-line; one line and exit 2 like every nlt command
     parser.error = lambda message: fail(PROG, message)  # type: ignore[method-assign]
     args = parser.parse_args(argv)
+    if args.calibrate or args.predict is not None:
+        cost_model_main(args)
+        return
     if args.json is not None and not args.json.parent.is_dir():
         fail(PROG, f"--json: directory {str(args.json.parent)!r} does not exist")
     sections = guarded(PROG, lambda: parse_sections(args.sections))
@@ -784,6 +798,28 @@ def main(argv: list[str] | None = None) -> None:
     if args.json is not None:
         write_json(report, args.json)
     print(render(report))
+    sys.stdout.flush()
+
+
+def cost_model_main(args: argparse.Namespace) -> None:
+    """``--calibrate`` (write a profile) and ``--predict PROFILE`` (print from one)."""
+    from harness import costmodel
+
+    if args.calibrate:
+        dtypes = (args.dtype, *[d for d in costmodel.DTYPES if d != args.dtype])
+        path = guarded(PROG, lambda: costmodel.run_calibration(
+            args.device, dtypes, args.quick, args.out, log=lambda s: print(s, flush=True)))
+        print(costmodel.render_profile(costmodel.Profile.load(path)))
+        print(f"profile written to {path}")
+    if args.predict is not None:
+        profile = guarded(PROG, lambda: costmodel.Profile.load(args.predict))
+        sizes = QUICK if args.quick else FULL
+        print(guarded(PROG, lambda: costmodel.render_predictions(profile, *sizes.reference)))
+        d = sizes.crossover_d
+        table = guarded(PROG, lambda: costmodel.frontier(
+            profile, sizes.crossover_ns, [2**k for k in range(6, 22)], d))
+        print(f"smallest m (power of two) where gn_sketch beats gn_gram per iteration, d={d}:")
+        print(table.to_string(index=False))
     sys.stdout.flush()
 
 

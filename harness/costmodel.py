@@ -1,0 +1,1026 @@
+r"""A calibrated cost model: each method's time per outer iteration, phase by phase, at any size.
+
+Spec §2 counts costs in flops; a clock does not. This module measures the rates of the few
+kernels every method is made of once per machine (``nlt-bench --calibrate``) and adds them up
+along each method's phases, as its ``step`` runs them:
+
+    predicted(phase) = Σ over the kernels the phase calls of  t_kernel(work)
+    t_kernel(work)   = overhead + Σ_j work_j / rate_j
+
+with one or two kinds of work per kernel (elements touched, flops), fitted by non-negative
+least squares on relative error over a few sizes, so that a small size is not mispredicted by
+latency and a large one not by cache. The products with the pattern D are predicted on the
+route ``harness.kernels`` would take (``kernels=auto``: the route the fitted rates say is
+faster, with the selector's tie margin in favour of float).
+
+Kernels (names in the profile, work in brackets; C = A·B with A p×k, B k×q):
+
+============ ================================================ ===============================
+kernel       what is timed                                    work
+============ ================================================ ===============================
+xw           X Wᵀ (n×d · d×m), the forward GEMM                elements pq+(p+q)k, flops 2pqk
+gram_float   D Dᵀ as a float GEMM; any dense large-k GEMM      elements pq+(p+q)k, flops 2pqk
+gram_int8    D Dᵀ by ``torch._int_mm``, the int8 cast included  the same
+mm_float     D Z (n×m · m×k), float                           elements nm+(m+n)k, flops 2nmk
+mm_int8      D Z by the int8 fixed-point split                 the same
+rmm_float    Dᵀ Y (m×n · n×k), float                          the same
+rmm_int8     Dᵀ Y, int8 split                                 the same
+qr           R of an s×n matrix (``torch.linalg.qr``)          elements sn, flops 2sn² − 2n³/3
+cholesky     ``torch.linalg.cholesky`` of n×n                  elements n², flops n³/3
+trsv         ``solve_triangular`` n×n, one right-hand side     elements n²
+copy         ``dst.copy_(src)``                                bytes read + written
+elementwise  one in-place pass (``relu_``) over k elements      elements
+fwht         ``harness.hadamard.fwht`` of rows × N             elements rows·N·passes,
+                                                              flops 2·rows·N·Σ_j 2^{b_j}
+============ ================================================ ===============================
+
+Each is measured per dtype (float32 and float64; the int8 routes exist for float32 only).
+The profile is a JSON file (``Profile``), written by ``calibrate`` and read by ``predict``,
+``frontier`` and ``predicted_vs_measured``. ``reports/profiles/h100_datasheet.json`` holds an
+NVIDIA H100 SXM built from its datasheet, labelled as a prediction.
+
+Example
+-------
+>>> prof = Profile.synthetic(flops=1e9)
+>>> t = predict("gd", {}, n=10, m=100, d=2, profile=prof)
+>>> sorted(t)
+['forward', 'gradient', 'total', 'update']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import socket
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from harness import kernels
+from harness.errors import ConfigError, unknown
+from harness.hadamard import BLOCK_BITS, next_power_of_two
+
+SCHEMA = "nlt-costmodel/1"
+DTYPES = ("float32", "float64")
+DATASHEET_SOURCE = "datasheet (prediction, not measured)"
+
+#: Kinds of work per kernel, in the order of the fit's columns.
+KERNELS: dict[str, tuple[str, ...]] = {
+    "xw": ("elements", "flops"),
+    "gram_float": ("elements", "flops"),
+    "gram_int8": ("elements", "flops"),
+    "mm_float": ("elements", "flops"),
+    "mm_int8": ("elements", "flops"),
+    "rmm_float": ("elements", "flops"),
+    "rmm_int8": ("elements", "flops"),
+    "qr": ("elements", "flops"),
+    "cholesky": ("elements", "flops"),
+    "trsv": ("elements",),
+    "copy": ("bytes",),
+    "elementwise": ("elements",),
+    "fwht": ("elements", "flops"),
+}
+#: harness.kernels product → the profile's kernel name prefix.
+PRODUCT_KERNEL = {"pattern_gram": "gram", "pattern_mm": "mm", "pattern_rmm": "rmm"}
+
+# --- defaults of the model, each with where it comes from -------------------------------------
+
+#: Outer steps per sketch under ``refresh=adaptive`` when the caller gives none: a
+#: Gauss–Newton run to 1e-6 takes 2–4 outer steps and builds R once (nlt-bench's
+#: AMORTIZE_STEPS = 3, docs/performance.md).
+DEFAULT_REFRESH_EVERY = 3.0
+#: gn_sketch CG iterations at tol 0.1: 4 at every n from 64 to 2048 (README, claim C3).
+DEFAULT_SKETCH_INNER = 4.0
+#: gn_cg CG iterations at tol 0.1 grow like n^0.41 from 6 at n = 64 (README, claim C3).
+CG_INNER_AT_64, CG_INNER_SLOPE = 6.0, 0.41
+#: gn_nystrom: no fit recorded; the mean of the committed CPU sweep's cells (17.6,
+#: reports/cpu/cells.csv). Pass the measured mean where there is one.
+DEFAULT_NYSTROM_INNER = 17.6
+#: torch.optim.Adam's update: about this many elementwise passes over the m×d weights.
+ADAM_PASSES = 8
+#: gn_exact: elementwise passes over the n·m·d entries of J to form it (closed form: the
+#: product U ⊙ X and its reshape; autograd: vmap/jacrev's batched intermediates).
+JACOBIAN_PASSES = {"closed_form": 2.0, "autograd": 6.0}
+#: CG's vector work per iteration (axpys, dots, norms) in elementwise passes over n.
+CG_VECTOR_PASSES = 8
+
+
+def default_inner_iters(method: str, n: int, params: Mapping[str, Any]) -> float:
+    """Inner (CG) iterations per outer iteration when the caller has no measured mean."""
+    if method == "gn_sketch":
+        return DEFAULT_SKETCH_INNER
+    if method == "gn_cg":
+        return min(float(params.get("max_inner", 1000)),
+                   CG_INNER_AT_64 * (max(n, 1) / 64) ** CG_INNER_SLOPE)
+    if method == "gn_nystrom":
+        return min(float(params.get("max_inner", 200)), DEFAULT_NYSTROM_INNER)
+    return 0.0
+
+
+# --- the profile ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Fit:
+    """t(work) = overhead_s + Σ_j work_j / rates[j]; a rate of None means 'never limiting'."""
+
+    overhead_s: float
+    rates: dict[str, float | None]
+    points: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    note: str = ""
+
+    def seconds(self, **work: float) -> float:
+        t = self.overhead_s
+        for kind, amount in work.items():
+            if kind not in self.rates:
+                raise ConfigError(f"cost model: no rate for {kind!r} work "
+                                  f"(this kernel has {sorted(self.rates)})")
+            rate = self.rates[kind]
+            if rate:
+                t += amount / rate
+        return t
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"overhead_s": self.overhead_s, "rates": self.rates}
+        if self.points:
+            out["points"] = self.points
+        if self.note:
+            out["note"] = self.note
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Fit:
+        return cls(float(data["overhead_s"]), dict(data["rates"]), list(data.get("points", [])),
+                   str(data.get("note", "")))
+
+
+def fit_kernel(points: Sequence[Mapping[str, float]], kinds: Sequence[str]) -> Fit:
+    """Least-squares fit of t = c₀ + Σ_j c_j work_j (all c ≥ 0) on relative error.
+
+    ``points``: dicts with the work of each kind and ``seconds``. Rates are 1/c_j (None for a
+    kind the fit found no cost in).
+    """
+    from scipy.optimize import nnls
+
+    t = np.array([p["seconds"] for p in points], dtype=float)
+    cols = [np.ones_like(t)] + [np.array([p[k] for p in points], dtype=float) for k in kinds]
+    A = np.stack(cols, 1) / t[:, None]
+    scale = np.abs(A).max(0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls(A / scale, np.ones_like(t))
+    coef = coef / scale
+    rates = {k: (1.0 / c if c > 0 else None) for k, c in zip(kinds, coef[1:])}
+    if all(r is None for r in rates.values()):  # only overhead: keep the rate of the largest
+        big = int(np.argmax(cols[1]))
+        rates[kinds[0]] = float(cols[1][big] / t[big])
+        coef[0] = 0.0
+    return Fit(float(coef[0]), rates, [dict(p) for p in points])
+
+
+class Profile:
+    """A machine's measured (or datasheet) kernel rates and where they come from.
+
+    ``data`` is the JSON object: provenance keys (device, device_name, cpu, threads, torch,
+    git_commit, date, source, memory_bytes, default_dtype) and ``kernels[dtype][name]``.
+    """
+
+    def __init__(self, data: Mapping[str, Any]):
+        self.data = dict(data)
+        self.fits: dict[str, dict[str, Fit]] = {
+            dtype: {name: Fit.from_dict(f) for name, f in table.items()}
+            for dtype, table in self.data.get("kernels", {}).items()}
+
+    # provenance
+    @property
+    def memory_bytes(self) -> int | None:
+        value = self.data.get("memory_bytes")
+        return None if value is None else int(value)
+
+    @property
+    def default_dtype(self) -> str:
+        return str(self.data.get("default_dtype", "float32"))
+
+    def has(self, name: str, dtype: str) -> bool:
+        return name in self.fits.get(dtype, {})
+
+    def fit(self, name: str, dtype: str) -> Fit:
+        if dtype not in self.fits:
+            raise ConfigError(f"cost-model profile has no rates for dtype {dtype!r}. "
+                              f"Available: {sorted(self.fits)}")
+        table = self.fits[dtype]
+        if name not in table:
+            raise ConfigError(f"cost-model profile has no {name!r} kernel for {dtype}. "
+                              f"Available: {sorted(table)}")
+        return table[name]
+
+    def seconds(self, name: str, dtype: str, **work: float) -> float:
+        return self.fit(name, dtype).seconds(**work)
+
+    # files
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.data.items() if k != "kernels"}
+        out["kernels"] = {dt: {k: f.as_dict() for k, f in table.items()}
+                          for dt, table in self.fits.items()}
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Profile:
+        """Read a profile; a missing or malformed file is a ConfigError naming it."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"cost-model profile {str(path)!r} does not exist (write one with "
+                              f"nlt-bench --calibrate --out {path})") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cost-model profile {str(path)!r} is unreadable: "
+                              f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(data, dict) or not isinstance(data.get("kernels"), dict):
+            raise ConfigError(f"cost-model profile {str(path)!r} has no 'kernels' table "
+                              f"(schema {SCHEMA})")
+        try:
+            return cls(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"cost-model profile {str(path)!r} is malformed: "
+                              f"{type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def synthetic(cls, flops: float = 1e9, elements: float | None = None,
+                  overhead_s: float = 0.0, int8_speedup: float | None = None,
+                  memory_bytes: int | None = None, **per_kernel: Mapping[str, Any]) -> Profile:
+        """Every kernel at one flop rate (and element rate; None: elements cost nothing),
+        for tests and hand calculations. ``int8_speedup``: int8 routes that many times
+        faster (None: no int8 routes). ``per_kernel``: overrides, name → Fit fields."""
+        table: dict[str, dict[str, Any]] = {}
+        for name, kinds in KERNELS.items():
+            if name.endswith("_int8") and int8_speedup is None:
+                continue
+            speed = int8_speedup if name.endswith("_int8") else 1.0
+            rates: dict[str, float | None] = {}
+            for kind in kinds:
+                if kind == "flops":
+                    rates[kind] = flops * speed
+                elif kind == "elements" and name in ("trsv", "elementwise"):
+                    rates[kind] = elements if elements is not None else flops
+                else:  # bytes of copy, elements beside flops
+                    rates[kind] = elements
+            table[name] = {"overhead_s": overhead_s, "rates": rates}
+            table[name].update(per_kernel.get(name, {}))
+        return cls({"schema": SCHEMA, "source": "synthetic", "device": "synthetic",
+                    "default_dtype": "float32", "memory_bytes": memory_bytes,
+                    "kernels": {"float32": table, "float64": table}})
+
+
+# --- the kernels as the methods call them -----------------------------------------------------
+
+
+class Costs:
+    """Seconds of the building blocks of a step, on one profile, dtype and route policy."""
+
+    def __init__(self, profile: Profile, dtype: str, kernels_mode: str = "auto"):
+        self.p, self.dtype = profile, dtype
+        self.mode = kernels.check_mode(kernels_mode)
+        self.routes: dict[str, str] = {}
+
+    def _t(self, name: str, **work: float) -> float:
+        return self.p.seconds(name, self.dtype, **work)
+
+    def ew(self, elements: float) -> float:
+        """One elementwise pass over ``elements`` values."""
+        return self._t("elementwise", elements=elements) if elements > 0 else 0.0
+
+    def gemm(self, p: float, q: float, k: float, kernel: str = "gram_float") -> float:
+        """C (p×q) = A (p×k) · B (k×q); ``xw`` for small k, ``gram_float`` otherwise."""
+        return self._t(kernel, elements=p * q + (p + q) * k, flops=2 * p * q * k)
+
+    def pattern(self, product: str, n: float, m: float, k: float = 0) -> float:
+        """D Dᵀ (k unused), D Z or Dᵀ Y (k columns) on the route harness.kernels would take."""
+        prefix = PRODUCT_KERNEL[product]
+        if product == "pattern_gram":
+            work = {"elements": n * m + n * n, "flops": 2 * n * n * m}
+        else:
+            work = {"elements": n * m + (n + m) * k, "flops": 2 * n * m * k}
+        times = {"float": self._t(f"{prefix}_float", **work)}
+        if self.p.has(f"{prefix}_int8", self.dtype):  # measured where the route exists
+            times["int8"] = self._t(f"{prefix}_int8", **work)
+        if self.mode != "auto":
+            route = self.mode if self.mode in times else "float"
+        else:  # as kernels.Selector: float unless another route is faster by the margin
+            fastest = min(times, key=times.get)
+            route = ("float" if times["float"] <= (1 + kernels.TIE_MARGIN) * times[fastest]
+                     else fastest)
+        self.routes[product] = route
+        return times[route]
+
+    def qr(self, rows: float, cols: float) -> float:
+        k = min(rows, cols)
+        return self._t("qr", elements=rows * cols,
+                       flops=max(2 * rows * cols * k - 2 * k**3 / 3, rows * cols))
+
+    def cholesky(self, n: float) -> float:
+        return self._t("cholesky", elements=n * n, flops=n**3 / 3)
+
+    def trsv(self, n: float, rhs: float = 1) -> float:
+        """A triangular solve with ``rhs`` right-hand sides: one pass over the factor (the
+        measured one-column solve), the other columns' n²·(rhs − 1) flops at the Cholesky
+        rate (a blocked TRSM runs at BLAS-3 speed like the factorisation)."""
+        t = self._t("trsv", elements=n * n)
+        if rhs > 1:
+            rate = self.p.fit("cholesky", self.dtype).rates.get("flops")
+            t += (rhs - 1) * n * n / rate if rate else 0.0
+        return t
+
+    def fwht(self, rows: float, N: int) -> float:
+        bits = _split_bits(N)
+        return self._t("fwht", elements=rows * N * len(bits),
+                       flops=2 * rows * N * sum(1 << b for b in bits))
+
+    # composite operations of harness.problem
+
+    def forward(self, n: float, m: float, d: float) -> float:
+        """linearize(): X Wᵀ, relu_, (·) a, sign_ (the buffer becomes D in place)."""
+        return self.gemm(n, m, d, "xw") + 3 * self.ew(n * m) + 2 * self.ew(n)
+
+    def rmatvec(self, n: float, m: float, d: float) -> float:
+        """Jᵀ g = a ⊙ (Dᵀ (g ⊙ X)) / √m, then W −= η·(it)."""
+        return self.ew(n * d) + self.pattern("pattern_rmm", n, m, d) + 3 * self.ew(m * d)
+
+    def gram_apply(self, n: float, m: float, d: float, k: float = 1) -> float:
+        """(G + μI) P for a block of k vectors: rowsum(X ⊙ D (Dᵀ (P ⊙ X))) / m."""
+        kd = k * d
+        return (2 * self.ew(n * kd) + self.pattern("pattern_rmm", n, m, kd)
+                + self.pattern("pattern_mm", n, m, kd) + self.ew(n * k))
+
+    def hadamard_gram(self, n: float, m: float, d: float) -> float:
+        """G = (D Dᵀ) ⊙ (X Xᵀ) / m (+ μI)."""
+        return self.pattern("pattern_gram", n, m) + self.gemm(n, n, d, "xw") + 2 * self.ew(n * n)
+
+    def cholesky_solve(self, n: float, rhs: float = 1) -> float:
+        return self.cholesky(n) + 2 * self.trsv(n, rhs)
+
+    def cg(self, n: float, m: float, d: float, iters: float,
+           precondition: Callable[[], float] | None = None) -> float:
+        """``iters`` CG iterations: a Gram product, the vector work, the preconditioner."""
+        per = self.gram_apply(n, m, d) + CG_VECTOR_PASSES * self.ew(n)
+        if precondition is not None:
+            per += precondition()
+        return iters * per
+
+
+def _split_bits(N: int) -> list[int]:
+    k = max(0, int(N).bit_length() - 1)
+    passes = -(-k // BLOCK_BITS)
+    if passes == 0:
+        return []
+    base, extra = divmod(k, passes)
+    return [base + 1] * extra + [base] * (passes - extra)
+
+
+def sketch_seconds(c: Costs, sketch: str, n: int, m: int, d: int, s: int) -> float:
+    """Forming B = S Jᵀ (s×n) as ``harness.sketches`` does, kernel by kernel."""
+    if sketch == "tensor_srht":
+        mp, dp = next_power_of_two(m), next_power_of_two(d)
+        t = 2 * c.ew(n * d) + c.fwht(n, dp) + c.ew(n * s)  # H E₂ x, gather P₂
+        t += c.ew(n * m) + (c.ew(n * mp) if mp != m else 0.0)  # D ⊙ a, pad
+        t += c.fwht(n, mp)  # H E₁ u
+        return t + 3 * c.ew(n * s)  # gather P₁, product, scale
+    if sketch == "srht":
+        N = next_power_of_two(m * d)
+        return 2 * c.ew(n * m * d) + 2 * c.ew(n * N) + c.fwht(n, N) + c.ew(n * s)
+    if sketch == "gaussian":
+        return c.ew(s * m * d) + 2 * c.ew(n * m * d) + c.gemm(s, n, m * d)
+    if sketch == "countsketch":
+        return 4 * c.ew(n * m * d) + c.ew(n * s)
+    if sketch == "tensorsketch":  # FFTs of n rows of length s, costed like a Hadamard pass
+        N = next_power_of_two(s)
+        return 3 * c.ew(n * m) + 2 * c.ew(n * d) + 3 * 2 * c.fwht(n, N) + 2 * c.ew(n * s)
+    raise unknown("sketch", sketch, ("countsketch", "gaussian", "srht", "tensor_srht",
+                                     "tensorsketch"))
+
+
+# --- the methods ------------------------------------------------------------------------------
+# Each function returns {phase: seconds} for one outer iteration, in the phases (and with the
+# operations) of the method's ``step`` in algorithms/<name>.py.
+
+Phases = dict[str, float]
+
+
+def _first_order(c: Costs, p, n, m, d, inner, rows=None) -> Phases:
+    b = n if rows is None else rows
+    return {"forward": c.forward(b, m, d),
+            "gradient": c.ew(b * d) + c.pattern("pattern_rmm", b, m, d) + 2 * c.ew(m * d),
+            "update": c.ew(m * d)}
+
+
+def _gd(c, p, n, m, d, inner) -> Phases:
+    return _first_order(c, p, n, m, d, inner)
+
+
+def _sgd(c, p, n, m, d, inner) -> Phases:
+    out = _first_order(c, p, n, m, d, inner, rows=min(int(p["batch_size"]), n))
+    out["update"] = 2 * c.ew(m * d) if p.get("momentum") else c.ew(m * d)
+    return out
+
+
+def _adam(c, p, n, m, d, inner) -> Phases:
+    out = _first_order(c, p, n, m, d, inner)
+    out["gradient"] += c.ew(m * d)  # / n
+    out["update"] = ADAM_PASSES * c.ew(m * d)
+    return out
+
+
+def _gram_step(c: Costs, b: int, m: int, d: int) -> Phases:
+    return {"forward": c.forward(b, m, d), "gram": c.hadamard_gram(b, m, d),
+            "solve": c.cholesky_solve(b), "update": c.rmatvec(b, m, d)}
+
+
+def _gn_gram(c, p, n, m, d, inner) -> Phases:
+    return _gram_step(c, n, m, d)
+
+
+def _ggn(c, p, n, m, d, inner) -> Phases:
+    return _gram_step(c, min(int(p["batch_size"]), n), m, d)
+
+
+def _kfac(c, p, n, m, d, inner) -> Phases:
+    return {"forward": c.forward(n, m, d),
+            "gram": c.pattern("pattern_gram", n, m) + 2 * c.ew(n * n),
+            "solve": 2 * c.ew(n * d) + c.cholesky_solve(n, rhs=d) + c.gemm(n, d, d, "xw"),
+            "update": c.pattern("pattern_rmm", n, m, d) + 2 * c.ew(m * d)}
+
+
+def _gn_cg(c, p, n, m, d, inner) -> Phases:
+    return {"forward": c.forward(n, m, d), "solve": c.cg(n, m, d, inner),
+            "update": c.rmatvec(n, m, d)}
+
+
+def _refresh_every(p: Mapping[str, Any], refresh_every: float | None) -> float:
+    if p.get("refresh", "always") == "always":
+        return 1.0
+    every = DEFAULT_REFRESH_EVERY if refresh_every is None else float(refresh_every)
+    if not every >= 1:
+        raise ConfigError(f"refresh_every must be >= 1 (outer steps per refresh), got {every}")
+    return every
+
+
+def _gn_sketch(c, p, n, m, d, inner, refresh_every=None) -> Phases:
+    from algorithms.gn_sketch import sketch_size
+
+    s = sketch_size(float(p["sketch_ratio"]), n)
+    every = _refresh_every(p, refresh_every)
+    if p["factor"] == "qr":
+        rows = s + (n if p.get("damping") else 0)
+        factor = c.qr(rows, n) + (c.ew(rows * n) if p.get("damping") else 0.0)
+    else:  # BᵀB, Cholesky
+        factor = c.gemm(n, n, s) + c.cholesky(n)
+    factor += c.ew(n * n)  # Rᵀ made contiguous for the preconditioner
+    return {"forward": c.forward(n, m, d),
+            "sketch": sketch_seconds(c, p["sketch"], n, m, d, s) / every,
+            "factor": factor / every,
+            "solve": c.cg(n, m, d, inner, precondition=lambda: 2 * c.trsv(n)),
+            "update": c.rmatvec(n, m, d)}
+
+
+def _gn_nystrom(c, p, n, m, d, inner, refresh_every=None) -> Phases:
+    from algorithms.gn_nystrom import _block_columns
+
+    ell = min(int(p["rank"]), n)
+    every = _refresh_every(p, refresh_every)
+    kb = min(_block_columns(n, m, d), ell)
+    blocks = math.ceil(ell / kb)
+    build = c.ew(n * ell) + c.qr(n, ell)  # Ω, orthonormalised
+    build += blocks * c.gram_apply(n, m, d, kb) + 2 * c.ew(n * ell)  # Y = G Ω, shift
+    build += c.gemm(ell, ell, n) + c.cholesky(ell) + c.gemm(n, ell, ell)  # C, F = Y C⁻ᵀ
+    build += 3 * c.qr(n, ell)  # thin SVD of F (n×ℓ), costed as three QRs of its shape
+    return {"forward": c.forward(n, m, d), "nystrom": build / every,
+            "solve": c.cg(n, m, d, inner,
+                          precondition=lambda: 2 * c.gemm(n, 1, ell, "xw") + 3 * c.ew(n)),
+            "update": c.rmatvec(n, m, d)}
+
+
+def _gn_exact(c, p, n, m, d, inner) -> Phases:
+    nmd = n * m * d
+    return {"forward": c.forward(n, m, d),
+            "jacobian": JACOBIAN_PASSES[p["jacobian"]] * c.ew(nmd)
+            + (c.ew(n * m) if p["jacobian"] == "closed_form" else 0.0),
+            "gram": c.gemm(n, n, m * d),
+            "solve": c.cholesky_solve(n),
+            "update": c.ew(nmd) + c.ew(m * d)}  # Jᵀ g reads J once
+
+
+METHODS: dict[str, Callable[..., Phases]] = {
+    "gd": _gd, "sgd": _sgd, "adam": _adam, "gn_gram": _gn_gram, "ngd": _gn_gram,
+    "ggn": _ggn, "kfac": _kfac, "gn_cg": _gn_cg, "gn_sketch": _gn_sketch,
+    "gn_nystrom": _gn_nystrom, "gn_exact": _gn_exact,
+}
+#: Methods with an inner iterative solve (their time depends on ``inner_iters``).
+INNER_METHODS = ("gn_cg", "gn_sketch", "gn_nystrom")
+#: Methods that reuse a preconditioner under ``refresh=adaptive``.
+REFRESH_METHODS = ("gn_sketch", "gn_nystrom")
+
+
+def method_params(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The method's Params defaults overlaid with ``params``, validated by its dataclass."""
+    if method not in METHODS:
+        raise unknown("method for the cost model", method, METHODS)
+    from algorithms.base import ALGORITHMS, param_defaults
+
+    cls = ALGORITHMS.get(method).Params
+    merged = {**param_defaults(cls), **dict(params or {})}
+    known = {f.name for f in dataclasses.fields(cls)}
+    extra = sorted(set(merged) - known)
+    if extra:
+        raise ConfigError(f"Unknown parameter {extra[0]!r} of {method}. Available: "
+                          f"{sorted(known)}")
+    cls(**merged)  # raises the method's own ConfigError on a bad value
+    return merged
+
+
+def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: int,
+            profile: Profile, inner_iters: float | None = None, *, dtype: str | None = None,
+            kernels_mode: str = "auto", refresh_every: float | None = None) -> dict[str, float]:
+    """Predicted seconds per outer iteration of ``method`` at (n, m, d), phase by phase.
+
+    ``params``: the method's hyperparameters (missing ones take the Params defaults).
+    ``inner_iters``: mean inner (CG) iterations per outer iteration; None takes
+    ``default_inner_iters``. ``refresh_every``: outer steps per preconditioner build under
+    ``refresh=adaptive`` (sketch and factor amortised over them; default
+    ``DEFAULT_REFRESH_EVERY``). Returns {phase: seconds, ..., "total": sum}.
+    """
+    p = method_params(method, params)
+    for key, value in (("n", n), ("m", m), ("d", d)):
+        if not value >= 1:
+            raise ConfigError(f"cost model: {key} must be >= 1, got {value!r}")
+    if inner_iters is None or (isinstance(inner_iters, float) and math.isnan(inner_iters)):
+        inner_iters = default_inner_iters(method, n, p)
+    c = Costs(profile, dtype or profile.default_dtype, kernels_mode)
+    fn = METHODS[method]
+    if method in REFRESH_METHODS:
+        phases = fn(c, p, n, m, d, float(inner_iters), refresh_every=refresh_every)
+    else:
+        phases = fn(c, p, n, m, d, float(inner_iters))
+    phases = {k: float(v) for k, v in phases.items()}
+    phases["total"] = float(sum(phases.values()))
+    return phases
+
+
+def predict_routes(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: int,
+                   profile: Profile, *, dtype: str | None = None,
+                   kernels_mode: str = "auto") -> dict[str, str]:
+    """The route per pattern product the prediction used (as ``kernels.routes_used()``)."""
+    p = method_params(method, params)
+    c = Costs(profile, dtype or profile.default_dtype, kernels_mode)
+    fn = METHODS[method]
+    fn(c, p, n, m, d, default_inner_iters(method, n, p))
+    return dict(sorted(c.routes.items()))
+
+
+# --- the crossover frontier -------------------------------------------------------------------
+
+
+def fits_memory(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: int,
+                limit_bytes: float | None, itemsize: int = 4) -> bool:
+    """Whether the method's own memory plan (``memory_bytes``) stays within ``limit_bytes``."""
+    if limit_bytes is None:
+        return True
+    from algorithms.base import ALGORITHMS, Shape
+
+    cls = ALGORITHMS.get(method)
+    plan = cls.memory_bytes(cls.Params(**method_params(method, params)),
+                            Shape(n, m, d, itemsize))
+    return plan <= limit_bytes
+
+
+def frontier(profile: Profile, ns: Sequence[int], ms: Sequence[int], d: int,
+             methods: tuple[str, str] = ("gn_sketch", "gn_gram"),
+             params: Mapping[str, Mapping[str, Any]] | None = None,
+             inner_iters: Mapping[str, float] | None = None,
+             outer_iters: Mapping[str, float] | None = None, *,
+             dtype: str | None = None, kernels_mode: str = "auto",
+             refresh_every: float | None = None,
+             memory_bytes: float | None = None) -> pd.DataFrame:
+    """Per n, the smallest m of ``ms`` where ``methods[0]`` beats ``methods[1]``.
+
+    Per iteration (``m_per_iteration``) and, given ``outer_iters`` {method: outer iterations
+    to ε}, to ε (``m_to_target``: iterations × time per iteration, setup excluded). An m is
+    admissible while ``methods[0]``'s memory plan fits ``memory_bytes`` (default: the
+    profile's); a baseline that does not fit loses. None where no admissible m of the grid
+    wins. Also returns the time ratio baseline / candidate at the largest admissible m.
+    """
+    cand, base = methods
+    params = dict(params or {})
+    inner_iters = dict(inner_iters or {})
+    dtype = dtype or profile.default_dtype
+    itemsize = torch.empty((), dtype=getattr(torch, dtype)).element_size()
+    limit = profile.memory_bytes if memory_bytes is None else memory_bytes
+    if outer_iters is not None:
+        missing = [k for k in methods if k not in outer_iters]
+        if missing:
+            raise ConfigError(f"frontier: outer_iters has no count for {missing[0]!r}")
+    rows = []
+    for n in ns:
+        row: dict[str, Any] = {"n": int(n), "m_per_iteration": None, "m_to_target": None,
+                               "m_max_fits": None, "ratio_at_max": None}
+        for m in sorted(ms):
+            if not fits_memory(cand, params.get(cand), n, m, d, limit, itemsize):
+                break
+            row["m_max_fits"] = int(m)
+            t = {}
+            for name in methods:
+                if name == base and not fits_memory(base, params.get(base), n, m, d, limit,
+                                                    itemsize):
+                    t[name] = math.inf
+                    continue
+                t[name] = predict(name, params.get(name), n, m, d, profile,
+                                  inner_iters.get(name), dtype=dtype,
+                                  kernels_mode=kernels_mode,
+                                  refresh_every=refresh_every)["total"]
+            row["ratio_at_max"] = t[base] / t[cand]
+            if row["m_per_iteration"] is None and t[cand] < t[base]:
+                row["m_per_iteration"] = int(m)
+            if (outer_iters is not None and row["m_to_target"] is None
+                    and outer_iters[cand] * t[cand] < outer_iters[base] * t[base]):
+                row["m_to_target"] = int(m)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["n", "m_per_iteration", "m_to_target", "m_max_fits",
+                                       "ratio_at_max"], dtype=object)
+
+
+# --- predicted against measured ---------------------------------------------------------------
+
+#: Ratio band counted as a good prediction.
+GOOD_RATIO = 1.5
+
+
+def _params_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    raw = row.get("hyperparameters")
+    if isinstance(raw, str) and raw:
+        return dict(json.loads(raw))
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    return {}
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def predicted_vs_measured(cells: pd.DataFrame, profile: Profile,
+                          dtype: str | None = None) -> pd.DataFrame:
+    """One row per measured cell: predicted and measured seconds per iteration, their ratio.
+
+    ``cells``: the report's per-cell table (``harness.reporting.metrics.cell_metrics``):
+    algorithm, n, m, d, hyperparameters (JSON), time_per_iter_s (median), mean_step_time_s
+    (amortised), mean_inner_iters, optionally dtype and ``refresh_every`` (outer steps per
+    preconditioner build; else a run is taken to build once in ``n_steps`` steps). Methods
+    with ``refresh=adaptive`` are compared on the amortised time, the others on the median.
+    Cells without a time or of a method the model lacks are left out.
+    """
+    out = []
+    for _, r in cells.iterrows():
+        r = r.to_dict()
+        alg = r.get("algorithm")
+        if alg not in METHODS:
+            continue
+        params = _params_of(r)
+        from algorithms.base import ALGORITHMS
+
+        known = {f.name for f in dataclasses.fields(ALGORITHMS.get(alg).Params)}
+        params = {k: v for k, v in params.items() if k in known}  # renamed since the run
+        adaptive = params.get("refresh") == "adaptive"
+        col = "mean_step_time_s" if adaptive else "time_per_iter_s"
+        measured = r.get(col)
+        if not _finite(measured) or float(measured) <= 0:
+            continue
+        every = None
+        if adaptive:
+            every = r.get("refresh_every")
+            if not _finite(every) and _finite(r.get("n_steps")):
+                every = max(1.0, float(r["n_steps"]))
+            every = float(every) if _finite(every) else None
+        inner = r.get("mean_inner_iters")
+        inner = float(inner) if _finite(inner) else None
+        cell_dtype = dtype or (r.get("dtype") if isinstance(r.get("dtype"), str) else None)
+        try:
+            pred = predict(alg, params, int(r["n"]), int(r["m"]), int(r["d"]), profile,
+                           inner, dtype=cell_dtype, refresh_every=every)
+        except ConfigError:
+            continue
+        row = {"algorithm": alg, "hyperparameters": json.dumps(params, sort_keys=True),
+               "n": int(r["n"]), "m": int(r["m"]), "d": int(r["d"]),
+               "dtype": cell_dtype or profile.default_dtype, "measure": "amortised" if adaptive
+               else "median", "inner_iters": inner, "refresh_every": every,
+               "measured_s": float(measured), "predicted_s": pred["total"],
+               "ratio": pred["total"] / float(measured)}
+        if "variant" in r:
+            row["variant"] = r["variant"]
+        for phase, seconds in pred.items():
+            if phase != "total":
+                row[f"pred_{phase}"] = seconds
+                meas = r.get(f"mean_t_{phase}")
+                row[f"meas_{phase}"] = float(meas) if _finite(meas) else np.nan
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def ratio_summary(rows: pd.DataFrame, band: float = GOOD_RATIO) -> dict[str, Any]:
+    """Fraction of cells predicted within ``band``× (either way), median and worst ratio
+    (predicted / measured; the worst is the one farthest from 1 on a log scale)."""
+    if not len(rows):
+        return {"cells": 0, "within": 0, "fraction_within": None, "band": band,
+                "median_ratio": None, "worst_ratio": None, "worst_cell": None}
+    ratio = rows["ratio"].astype(float)
+    within = int(((ratio <= band) & (ratio >= 1 / band)).sum())
+    worst = int(np.argmax(np.abs(np.log(ratio.to_numpy()))))
+    w = rows.iloc[worst]
+    return {"cells": len(rows), "within": within, "fraction_within": within / len(rows),
+            "band": band, "median_ratio": float(ratio.median()),
+            "worst_ratio": float(ratio.iloc[worst]),
+            "worst_cell": f"{w['algorithm']} n={w['n']} m={w['m']} d={w['d']}"}
+
+
+def predicted_vs_bench(report: Mapping[str, Any], profile: Profile) -> pd.DataFrame:
+    """The same comparison for an ``nlt-bench --json`` report (per_iteration, crossover)."""
+    meta = report.get("meta", {})
+    dtype = meta.get("dtype", profile.default_dtype)
+    rows = []
+
+    def add(name: str, n: int, m: int, d: int, res: Mapping[str, Any], params=None,
+            every=None):
+        if "seconds" not in res:
+            return
+        inner = [k for k in res.get("inner_iters") or [] if k is not None]
+        mean_inner = float(np.mean(inner)) if inner else None
+        pred = predict(name, params, n, m, d, profile, mean_inner, dtype=dtype,
+                       refresh_every=every)
+        rows.append({"algorithm": name, "params": json.dumps(params or {}), "n": n, "m": m,
+                     "d": d, "inner_iters": mean_inner, "measured_s": res["seconds"],
+                     "predicted_s": pred["total"],
+                     "ratio": pred["total"] / res["seconds"]})
+
+    pi = report.get("per_iteration")
+    if pi:
+        for name, res in pi["methods"].items():
+            if name in METHODS:
+                add(name, pi["n"], pi["m"], pi["d"], res)
+            elif name == "gn_sketch adaptive" and "seconds" in res:
+                builds = sum(1 for x in res.get("refreshed") or [] if x)
+                every = res["steps"] / max(builds, 1)
+                add("gn_sketch", pi["n"], pi["m"], pi["d"], res, {"refresh": "adaptive"}, every)
+    cr = report.get("crossover")
+    if cr:
+        for row in cr["rows"]:
+            for name in ("gn_sketch", "gn_gram"):
+                add(name, row["n"], row["m"], row["d"], row[name])
+    return pd.DataFrame(rows)
+
+
+# --- calibration ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationSizes:
+    pattern: tuple[tuple[int, int], ...]  # (n, m) of D
+    ks: tuple[int, ...]  # columns of the skinny products; also d of X Wᵀ
+    square: tuple[int, ...]  # n of Cholesky and the triangular solve
+    qr: tuple[tuple[int, int], ...]  # (s, n)
+    elements: tuple[int, ...]  # elementwise pass and copy (elements of the dtype)
+    fwht: tuple[tuple[int, int], ...]  # (rows, N)
+    repeats: int
+    budget_s: float  # per timing
+
+
+FULL_CAL = CalibrationSizes(
+    pattern=((256, 4096), (1024, 8192), (2048, 16384)), ks=(16, 64),
+    square=(256, 1024, 2048), qr=((512, 128), (2048, 512), (4096, 1024)),
+    elements=(1 << 14, 1 << 18, 1 << 22, 1 << 24),
+    fwht=((4096, 1024), (256, 65536), (1024, 16), (1024, 4096)), repeats=5, budget_s=3.0)
+QUICK_CAL = CalibrationSizes(
+    pattern=((32, 256), (64, 512)), ks=(8, 16), square=(32, 64, 128),
+    qr=((128, 32), (256, 64)), elements=(1 << 10, 1 << 14, 1 << 16),
+    fwht=((64, 256), (32, 1024)), repeats=5, budget_s=0.1)
+
+
+#: A timing repeats a fast kernel until this much time is spent (at most MAX_CALLS calls):
+#: on a shared machine a single call can lose a scheduler slice, and the minimum of many
+#: calls is the kernel's own time.
+MIN_TIMED_S, MAX_CALLS = 0.02, 200
+
+
+def _time(fn: Callable[[], object], device: torch.device, sizes: CalibrationSizes) -> float:
+    """Minimum over at least ``sizes.repeats`` synchronised calls after one untimed call."""
+    from harness.device import synchronize
+
+    fn()
+    synchronize(device)
+    best, spent, calls = math.inf, 0.0, 0
+    while calls < sizes.repeats or (spent < MIN_TIMED_S and calls < MAX_CALLS):
+        t0 = time.perf_counter()
+        fn()
+        synchronize(device)
+        dt = time.perf_counter() - t0
+        best, spent, calls = min(best, dt), spent + dt, calls + 1
+        if spent > sizes.budget_s and calls >= 2:
+            break
+    return best
+
+
+def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationSizes,
+                   log: Callable[[str], None]) -> tuple[dict[str, Fit], dict[str, Any],
+                                                         dict[str, str]]:
+    """Every kernel's points and fit for one dtype; the pattern routes side by side."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    kw = dict(device=device, dtype=dtype)
+    points: dict[str, list[dict[str, float]]] = {k: [] for k in KERNELS}
+    unavailable: dict[str, str] = {}
+    routes: dict[str, list[dict[str, Any]]] = {p: [] for p in PRODUCT_KERNEL}
+
+    def timed(fn):
+        return _time(fn, device, sizes)
+
+    for n, m in sizes.pattern:
+        D = (torch.rand(n, m, generator=gen, device=device) > 0.5).to(dtype)
+        X = torch.randn(n, max(sizes.ks), generator=gen, device=device).to(dtype)
+        for k in sizes.ks:
+            W, Xk = torch.randn(m, k, **kw), X[:, :k].contiguous()
+            t = timed(lambda Xk=Xk, W=W: Xk @ W.T)
+            points["xw"].append({"elements": n * m + (n + m) * k, "flops": 2 * n * m * k,
+                                 "seconds": t})
+        for product, prefix in PRODUCT_KERNEL.items():
+            spec = kernels.PRODUCTS[product]
+            for k in ((0,) if product == "pattern_gram" else sizes.ks):
+                ops = () if not k else (torch.randn(m if product == "pattern_mm" else n, k,
+                                                    **kw),)
+                P = kernels.Pattern(D)
+                if product == "pattern_gram":
+                    work = {"elements": n * m + n * n, "flops": 2 * n * n * m}
+                else:
+                    work = {"elements": n * m + (n + m) * k, "flops": 2 * n * m * k}
+                rec: dict[str, Any] = {"n": n, "m": m, "k": k or None}
+                for route, impl in spec.routes.items():
+                    why = impl.unavailable(P, *ops)
+                    if why:
+                        unavailable[f"{prefix}_{route}"] = why
+                        continue
+                    if spec.cast_per_call:
+                        t = timed(lambda impl=impl, ops=ops, D=D:
+                                  impl.run(kernels.Pattern(D), *ops))
+                    else:
+                        _ = P.int8  # shared cast, as in a step
+                        t = timed(lambda impl=impl, ops=ops, P=P: impl.run(P, *ops))
+                    points[f"{prefix}_{route}"].append({**work, "seconds": t})
+                    rec[f"{route}_s"] = t
+                # the selector's own rule (tie margin, availability) on the times just taken
+                selector = kernels.Selector("auto", timer=lambda name, fn, dev, rec=rec:
+                                            rec[f"{name}_s"])
+                rec["chosen"] = selector.choose(spec, kernels.Pattern(D), *ops)
+                routes[product].append(rec)
+        log(f"  {str(dtype)[6:]} pattern products at n={n} m={m}")
+        del D
+    for n in sizes.square:
+        A = torch.randn(n, n, generator=gen, device=device).to(dtype)
+        S = A @ A.T / n + torch.eye(n, **kw)
+        points["cholesky"].append({"elements": n * n, "flops": n**3 / 3,
+                                   "seconds": timed(lambda S=S: torch.linalg.cholesky(S))})
+        L = torch.linalg.cholesky(S)
+        b = torch.randn(n, 1, **kw)
+        points["trsv"].append({"elements": n * n, "seconds": timed(
+            lambda L=L, b=b: torch.linalg.solve_triangular(L, b, upper=False))})
+    for s, n in sizes.qr:
+        B = torch.randn(s, n, generator=gen, device=device).to(dtype)
+        k = min(s, n)
+        points["qr"].append({"elements": s * n, "flops": 2 * s * n * k - 2 * k**3 / 3,
+                             "seconds": timed(lambda B=B: torch.linalg.qr(B, mode="r"))})
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    for count in sizes.elements:
+        x = torch.randn(count, generator=gen, device=device).to(dtype)
+        y = torch.empty_like(x)
+        points["elementwise"].append({"elements": count, "seconds": timed(
+            lambda x=x: torch.relu_(x))})
+        points["copy"].append({"bytes": 2 * count * itemsize, "seconds": timed(
+            lambda x=x, y=y: y.copy_(x))})
+    from harness.hadamard import fwht
+
+    for rows_, N in sizes.fwht:
+        x = torch.randn(rows_, N, generator=gen, device=device).to(dtype)
+        bits = _split_bits(N)
+        points["fwht"].append({"elements": rows_ * N * len(bits),
+                               "flops": 2 * rows_ * N * sum(1 << b for b in bits),
+                               "seconds": timed(lambda x=x: fwht(x))})
+    log(f"  {str(dtype)[6:]} factorisations, passes and transforms")
+    fits = {name: fit_kernel(pts, KERNELS[name]) for name, pts in points.items() if pts}
+    return fits, routes, unavailable
+
+
+def _memory_total(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def default_profile_path(device: torch.device, device_label: str, threads: int) -> Path:
+    """reports/profiles/<device model>_<device type>[_<threads>t].json (threads on CPU)."""
+    name = f"{slug(device_label)}_{device.type}"
+    if device.type == "cpu":
+        name += f"_{threads}t"
+    return Path("reports") / "profiles" / f"{name}.json"
+
+
+def calibrate(device: str = "cpu", dtypes: Sequence[str] = DTYPES, quick: bool = False,
+              log: Callable[[str], None] = lambda s: None) -> Profile:
+    """Measure this machine's kernel rates (see the module table) and return the profile."""
+    from harness.bench import git_commit
+    from harness.device import device_name, resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    sizes = QUICK_CAL if quick else FULL_CAL
+    for dt in dtypes:
+        resolve_dtype(dt)
+    data: dict[str, Any] = {
+        "schema": SCHEMA, "source": "measured (nlt-bench --calibrate)",
+        "device": dev.type, "device_name": device_name(dev), "cpu": kernels.cpu_facts(),
+        "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "python": platform.python_version(), "git_commit": git_commit(),
+        "hostname": socket.gethostname(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "quick": quick, "default_dtype": dtypes[0], "memory_bytes": _memory_total(dev),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "sizes": dataclasses.asdict(sizes), "kernels": {}, "routes": {}, "unavailable": {},
+    }
+    if dev.type == "cuda":
+        cc = torch.cuda.get_device_capability(dev)
+        data["cuda_capability"] = f"{cc[0]}.{cc[1]}"
+    for dt in dtypes:
+        fits, routes, unavailable = _measure_dtype(dev, resolve_dtype(dt), sizes, log)
+        data["kernels"][dt] = {k: f.as_dict() for k, f in fits.items()}
+        data["routes"][dt] = routes
+        data["unavailable"][dt] = unavailable
+    return Profile(data)
+
+
+def run_calibration(device: str, dtypes: Sequence[str], quick: bool, out: Path | None,
+                    log: Callable[[str], None] = print) -> Path:
+    """``nlt-bench --calibrate``: measure, write the profile, return its path."""
+    prof = calibrate(device, dtypes, quick, log)
+    if out is None:
+        out = default_profile_path(torch.device(prof.data["device"]),
+                                   prof.data["device_name"], prof.data["threads"])
+    return prof.save(out)
+
+
+def render_profile(prof: Profile) -> str:
+    """The fitted rates as a short table (GFLOP/s, G elements/s, GB/s, overhead µs)."""
+    d = prof.data
+    lines = [f"profile  {d.get('device_name')} ({d.get('device')}, {d.get('threads')} threads)"
+             f"  source: {d.get('source')}"]
+    for dtype, table in prof.fits.items():
+        lines.append(f"  {dtype}")
+        for name, fit in table.items():
+            rates = "  ".join(
+                f"{kind} {'-' if r is None else f'{r / 1e9:.3g} G/s'}"
+                for kind, r in fit.rates.items())
+            lines.append(f"    {name:<12} overhead {fit.overhead_s * 1e6:8.1f} us  {rates}")
+    return "\n".join(lines)
+
+
+def render_predictions(prof: Profile, n: int, m: int, d: int, dtype: str | None = None) -> str:
+    """Every modelled method's predicted seconds per iteration at (n, m, d), with phases."""
+    lines = [f"predicted seconds per outer iteration  n={n} m={m} d={d}  "
+             f"({prof.data.get('source')}, {prof.data.get('device_name')})"]
+    for name in METHODS:
+        t = predict(name, {}, n, m, d, prof, dtype=dtype)
+        phases = "  ".join(f"{k} {v:.3g}" for k, v in t.items() if k != "total")
+        lines.append(f"  {name:<11} {t['total']:10.4g} s   {phases}")
+    return "\n".join(lines)

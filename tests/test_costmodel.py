@@ -1,0 +1,225 @@
+"""The cost model (harness.costmodel): hand-computed formulas on a synthetic profile,
+monotonicity, the frontier where the answer is known, the JSON round trip, ``nlt-bench
+--calibrate --quick`` and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness import bench, costmodel
+from harness.costmodel import Profile, fit_kernel, frontier, predict
+from harness.errors import ConfigError
+
+DATASHEET = Path(__file__).resolve().parent.parent / "reports" / "profiles" / \
+    "h100_datasheet.json"
+
+# Only flops cost (1e9 flop/s); elementwise passes and triangular solves at 1e9 elements/s;
+# element traffic of GEMMs free; no fixed costs, no int8 routes.
+UNIT = Profile.synthetic(flops=1e9)
+# Only flops cost: elementwise passes, triangular solves, Hadamard passes free.
+FLOPS_ONLY = Profile.synthetic(flops=1e9, elementwise={"rates": {"elements": None}},
+                               trsv={"rates": {"elements": None}},
+                               fwht={"rates": {"elements": None, "flops": None}})
+
+
+def test_gn_gram_by_hand():
+    n, m, d = 10, 100, 2
+    t = predict("gn_gram", {}, n, m, d, UNIT)
+    forward = 2 * n * m * d + 3 * n * m + 2 * n  # X Wᵀ flops; relu_, ·a, sign_; f − y
+    gram = 2 * n * n * m + 2 * n * n * d + 2 * n * n  # D Dᵀ, X Xᵀ, ⊙ and /m
+    solve = n**3 / 3 + 2 * n * n  # Cholesky, two triangular solves
+    update = n * d + 2 * n * m * d + 3 * m * d  # g ⊙ X, Dᵀ(·), scale and W −= …
+    assert t["forward"] == pytest.approx(forward / 1e9)
+    assert t["gram"] == pytest.approx(gram / 1e9)
+    assert t["solve"] == pytest.approx(solve / 1e9)
+    assert t["update"] == pytest.approx(update / 1e9)
+    assert t["total"] == pytest.approx((forward + gram + solve + update) / 1e9)
+    assert t["total"] == pytest.approx(32773.3333e-9, rel=1e-6)
+
+
+def test_gd_and_gn_cg_by_hand():
+    n, m, d = 10, 100, 2
+    gd = predict("gd", {"lr": 0.1}, n, m, d, UNIT)
+    assert gd["gradient"] == pytest.approx((n * d + 2 * n * m * d + 2 * m * d) / 1e9)
+    assert gd["update"] == pytest.approx(m * d / 1e9)
+    cg = predict("gn_cg", {}, n, m, d, UNIT, inner_iters=3)
+    per_iter = 2 * n * d + 2 * (2 * n * m * d) + n + costmodel.CG_VECTOR_PASSES * n
+    assert cg["solve"] == pytest.approx(3 * per_iter / 1e9)
+
+
+def test_gn_sketch_phases_and_adaptive_amortisation():
+    n, m, d = 16, 64, 4
+    params = {"sketch_ratio": 2.0, "factor": "qr"}
+    always = predict("gn_sketch", params, n, m, d, FLOPS_ONLY, inner_iters=2)
+    s = 2 * n
+    assert always["factor"] == pytest.approx((2 * s * n * n - 2 * n**3 / 3) / 1e9)
+    assert always["solve"] == pytest.approx(2 * 2 * (2 * n * m * d) / 1e9)
+    adaptive = predict("gn_sketch", {**params, "refresh": "adaptive"}, n, m, d, FLOPS_ONLY,
+                       inner_iters=2, refresh_every=4)
+    assert adaptive["factor"] == pytest.approx(always["factor"] / 4)
+    assert adaptive["sketch"] == pytest.approx(always["sketch"] / 4)
+    chol = predict("gn_sketch", {**params, "factor": "cholesky_qr"}, n, m, d, FLOPS_ONLY,
+                   inner_iters=2)
+    assert chol["factor"] == pytest.approx((2 * n * n * s + n**3 / 3) / 1e9)
+
+
+def test_every_method_predicts_positive_phases():
+    for name in costmodel.METHODS:
+        t = predict(name, {}, 64, 512, 8, UNIT)
+        assert t["total"] == pytest.approx(sum(v for k, v in t.items() if k != "total"))
+        assert all(v >= 0 for v in t.values()) and t["total"] > 0, name
+
+
+def test_int8_route_is_chosen_where_faster():
+    fast = Profile.synthetic(flops=1e9, int8_speedup=4.0)
+    slow = Profile.synthetic(flops=1e9, int8_speedup=0.5)
+    assert costmodel.predict_routes("gn_gram", {}, 64, 512, 8, fast)["pattern_gram"] == "int8"
+    assert costmodel.predict_routes("gn_gram", {}, 64, 512, 8, slow)["pattern_gram"] == "float"
+    forced = costmodel.predict_routes("gn_gram", {}, 64, 512, 8, slow, kernels_mode="int8")
+    assert forced["pattern_gram"] == "int8"
+    assert (predict("gn_gram", {}, 64, 512, 8, fast)["gram"]
+            < predict("gn_gram", {}, 64, 512, 8, slow)["gram"])
+
+
+@pytest.mark.parametrize("name", sorted(costmodel.METHODS))
+def test_monotone_in_n_and_m(name):
+    prof = Profile.synthetic(flops=1e10, elements=1e9, overhead_s=1e-6)
+    by_n = [predict(name, {}, n, 4096, 16, prof)["total"] for n in (64, 128, 256, 512)]
+    by_m = [predict(name, {}, 256, m, 16, prof)["total"] for m in (1024, 2048, 4096, 8192)]
+    assert all(b >= a for a, b in zip(by_n, by_n[1:])), by_n  # sgd/ggn: batch fixed
+    assert all(b > a for a, b in zip(by_m, by_m[1:])), by_m
+
+
+def test_frontier_where_the_answer_is_known():
+    # FLOPS_ONLY, d = 1, one CG iteration, s = n (ratio 1):
+    #   gn_gram   = 2nm + (2n²m + 2n²) + n³/3 + 2nm
+    #   gn_sketch = 2nm + (2n·n² − 2n³/3) + 4nm + 2nm
+    # gn_sketch is faster iff m (2n² − 4n) > n³ − 2n², i.e. m > n/2.
+    params = {"gn_sketch": {"sketch_ratio": 1.0}}
+    table = frontier(FLOPS_ONLY, [64, 128], range(1, 200), 1, params=params,
+                     inner_iters={"gn_sketch": 1},
+                     outer_iters={"gn_sketch": 2, "gn_gram": 1})
+    assert list(table["m_per_iteration"]) == [33, 65]
+    # to ε with 2 sketch iterations against 1: m (2n² − 12n) > 7n³/3 − 2n²
+    expected = [math.floor((7 * n**3 / 3 - 2 * n**2) / (2 * n**2 - 12 * n)) + 1
+                for n in (64, 128)]
+    assert list(table["m_to_target"]) == expected
+
+
+def test_frontier_stops_at_the_memory_limit():
+    params = {"gn_sketch": {"sketch_ratio": 1.0}}
+    table = frontier(FLOPS_ONLY, [64], range(1, 200), 1, params=params,
+                     inner_iters={"gn_sketch": 1}, memory_bytes=1.0)
+    assert table["m_per_iteration"].iloc[0] is None
+    assert table["m_max_fits"].iloc[0] is None
+    with pytest.raises(ConfigError, match="outer_iters"):
+        frontier(FLOPS_ONLY, [64], [64], 1, outer_iters={"gn_sketch": 2})
+
+
+def test_fit_recovers_overhead_and_rate():
+    points = [{"elements": e, "flops": 0.0, "seconds": 1e-5 + e / 2e9}
+              for e in (1e3, 1e5, 1e7)]
+    fit = fit_kernel(points, ("elements",))
+    assert fit.overhead_s == pytest.approx(1e-5, rel=1e-3)
+    assert fit.rates["elements"] == pytest.approx(2e9, rel=1e-3)
+
+
+def test_profile_round_trip(tmp_path):
+    prof = Profile.synthetic(flops=3e9, elements=2e9, overhead_s=1e-6, int8_speedup=2.0,
+                             memory_bytes=2**30)
+    path = prof.save(tmp_path / "p.json")
+    back = Profile.load(path)
+    assert back.to_dict() == json.loads(json.dumps(prof.to_dict()))
+    assert back.memory_bytes == 2**30
+    assert predict("gn_sketch", {}, 128, 1024, 16, back) == predict("gn_sketch", {}, 128, 1024,
+                                                                    16, prof)
+
+
+def test_datasheet_profile_is_labelled_and_usable():
+    prof = Profile.load(DATASHEET)
+    assert prof.data["source"] == costmodel.DATASHEET_SOURCE
+    assert prof.memory_bytes == 80e9
+    t = predict("gn_gram", {}, 4096, 65536, 16, prof)
+    assert 0 < t["total"] < 1.0
+    table = frontier(prof, [1024], [2**k for k in range(8, 20)], 16)
+    assert table["m_max_fits"].iloc[0] is not None
+
+
+def test_predicted_vs_measured_rows_and_summary():
+    prof = Profile.synthetic(flops=1e9, elements=1e9)
+    cells = []
+    for alg, factor in (("gd", 1.0), ("gn_gram", 2.0), ("gn_cg", 1.2)):
+        pred = predict(alg, {}, 64, 512, 8, prof, inner_iters=5)["total"]
+        cells.append({"algorithm": alg, "n": 64, "m": 512, "d": 8, "hyperparameters": "{}",
+                      "time_per_iter_s": pred * factor, "mean_step_time_s": pred * factor,
+                      "mean_inner_iters": 5.0 if alg == "gn_cg" else float("nan")})
+    cells.append({"algorithm": "not_a_method", "n": 1, "m": 1, "d": 1, "time_per_iter_s": 1.0})
+    rows = costmodel.predicted_vs_measured(pd.DataFrame(cells), prof)
+    assert list(rows["algorithm"]) == ["gd", "gn_gram", "gn_cg"]
+    assert rows["ratio"].tolist() == pytest.approx([1.0, 0.5, 1 / 1.2])
+    summary = costmodel.ratio_summary(rows)
+    assert summary["cells"] == 3 and summary["within"] == 2
+    assert summary["fraction_within"] == pytest.approx(2 / 3)
+    assert summary["worst_ratio"] == pytest.approx(0.5)
+    assert summary["median_ratio"] == pytest.approx(1 / 1.2)
+
+
+def test_predicted_vs_bench_report():
+    prof = Profile.synthetic(flops=1e9, elements=1e9)
+    report = {"meta": {"dtype": "float32"}, "per_iteration": {
+        "n": 32, "m": 256, "d": 8, "methods": {
+            "gd": {"seconds": 1e-3, "inner_iters": [None]},
+            "gn_sketch adaptive": {"seconds": 2e-3, "steps": 3, "inner_iters": [3, 3, 3],
+                                   "refreshed": [1, 0, 0]},
+            "kfac": {"note": "skipped"}}}}
+    rows = costmodel.predicted_vs_bench(report, prof)
+    assert list(rows["algorithm"]) == ["gd", "gn_sketch"]
+    assert (rows["ratio"] > 0).all()
+
+
+def test_bad_inputs():
+    with pytest.raises(ConfigError, match="Unknown method"):
+        predict("newton_magic", {}, 10, 10, 2, UNIT)
+    with pytest.raises(ConfigError, match="Unknown parameter 'sketchratio'"):
+        predict("gn_sketch", {"sketchratio": 2}, 10, 10, 2, UNIT)
+    with pytest.raises(ConfigError, match="sketch"):
+        predict("gn_sketch", {"sketch": "nope"}, 10, 10, 2, UNIT)
+    with pytest.raises(ConfigError, match="n must be"):
+        predict("gd", {}, 0, 10, 2, UNIT)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Profile.load("/nonexistent/profile.json")
+
+
+def test_cli_calibrate_quick_writes_a_valid_profile(tmp_path, capsys):
+    out = tmp_path / "prof.json"
+    bench.main(["--calibrate", "--quick", "--out", str(out)])
+    prof = Profile.load(out)
+    data = prof.data
+    for key in ("device", "device_name", "cpu", "threads", "torch", "git_commit", "date",
+                "memory_bytes", "source"):
+        assert key in data, key
+    assert data["quick"] is True and data["device"] == "cpu"
+    assert set(costmodel.KERNELS) - {"mm_int8", "rmm_int8", "gram_int8"} <= set(
+        prof.fits["float32"])
+    for fit in prof.fits["float32"].values():
+        assert fit.overhead_s >= 0 and any(r for r in fit.rates.values())
+    assert {"pattern_gram", "pattern_mm", "pattern_rmm"} <= set(data["routes"]["float32"])
+    assert predict("gn_sketch", {}, 256, 2048, 16, prof)["total"] > 0
+    assert "profile written to" in capsys.readouterr().out
+
+
+def test_cli_predict_prints_and_missing_profile_exits_2(tmp_path, capsys):
+    bench.main(["--predict", str(DATASHEET), "--quick"])
+    out = capsys.readouterr().out
+    assert "gn_sketch" in out and "smallest m" in out
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--predict", str(tmp_path / "missing.json")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nlt-bench: error:") and "does not exist" in err
+    assert len(err.splitlines()) == 1
