@@ -19,6 +19,7 @@ import matplotlib
 
 from harness.reporting.fits import context_key
 from harness.reporting.tables import fmt_time
+from harness.reporting.text import plain_frame
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -691,6 +692,8 @@ def all_figures(cells: pd.DataFrame, rows: pd.DataFrame, fits_n: pd.DataFrame,
                 fits_m: pd.DataFrame, out: Path) -> list[Figure]:
     """Every figure of the report, in order; a Figure with ``missing`` set where data lacks."""
     plt.rcParams.update(STYLE)
+    # names from run.json are text, not mathtext (harness/reporting/text.py)
+    cells, rows, fits_n, fits_m = (plain_frame(f) for f in (cells, rows, fits_n, fits_m))
     if not len(cells):
         return [Figure(i, f"fig{i:02d}", "", missing="no cells") for i in range(1, 11)]
     palette = Palette(cells)
