@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from algorithms.base import ALGORITHMS
 from harness import kernels
-from harness.data import DATASETS
+from harness.data import DATASETS, validate_dataset
 from harness.device import resolve_device, resolve_dtype
 from harness.errors import ConfigError, unknown
 from harness.problem import STREAMS, stream_seed
@@ -172,16 +173,77 @@ class ResolvedRun:
 _RUNTIME_KEYS = ("isolate",)
 
 
+#: Seeds must fit torch's generator and numpy's SeedSequence.
+MAX_SEED = 2**63 - 1
+
+
 def _positive_int(key: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     return value
 
 
+def _seed(key: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{key} must be an integer in [0, 2**63 - 1], got {value!r}")
+    return value
+
+
+def _number(key: str, value, lo: float, hi: float | None = None, *, lo_open: bool = False,
+            hi_open: bool = True, nullable: bool = False) -> None:
+    """A finite number in [lo, hi) (the bounds' openness as given), or null where allowed."""
+    if value is None and nullable:
+        return
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and \
+        math.isfinite(value) and (value > lo if lo_open else value >= lo)
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi
+    if not ok:
+        rule = f"{'>' if lo_open else '>='} {lo:g}" if hi is None else \
+            f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ConfigError(f"{key} must be a finite number {rule}"
+                          f"{' or null' if nullable else ''}, got {value!r}")
+
+
+def _check_keys(node: dict[str, Any], schema: type, prefix: str = "") -> None:
+    """Keys of ``node`` against the dataclass ``schema`` (nested dataclasses recursively):
+    an unknown key (``+foo=1``) or a deleted one (``~seed``) is refused with the allowed ones.
+    The allowed keys come from the schema, so a new RunConfig field is accepted as it lands."""
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    unknown_keys = sorted(set(node) - set(fields))
+    if unknown_keys:
+        raise ConfigError(f"Unknown option {prefix + unknown_keys[0]!r}. Available: "
+                          f"{[prefix + k for k in sorted(fields)]}")
+    missing = sorted(set(fields) - set(node))
+    if missing:
+        raise ConfigError(f"Missing option {prefix + missing[0]!r}: it cannot be deleted")
+    for name, f in fields.items():
+        sub = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(sub):
+            if not isinstance(node[name], dict):
+                raise ConfigError(f"{prefix + name} must be a group of options, got "
+                                  f"{node[name]!r}")
+            _check_keys(node[name], type(sub), f"{prefix}{name}.")
+
+
+def _check_finite(node: Any, key: str = "") -> None:
+    """Every number of the configuration is finite (NaN or ±inf nowhere)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{key} must be a finite number, got {node!r}")
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, f"{key}[{i}]")
+
+
 def resolve(cfg: DictConfig) -> ResolvedRun:
     """Validate a composed config; nothing is allocated."""
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
+    _check_keys(container, RunConfig)
+    _check_finite(container)
     alg_cfg = dict(container.get("algorithm") or {})
     data_cfg = dict(container.get("data") or {})
     algorithm = ALGORITHMS.get(alg_cfg.pop("name", None))
@@ -191,21 +253,31 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
     build_params(f"{spec.name}", spec.params, {**data_params, "n": 1, "d": 1})
     n = _positive_int("data.n", data_cfg.get("n"))
     d = _positive_int("data.d", data_cfg.get("d"))
+    validate_dataset(spec.name, n, d, data_params)
     m = _positive_int("model.m", container["model"]["m"])
     device = resolve_device(container["device"])
     dtype = resolve_dtype(container["dtype"])
     _positive_int("max_iters", container["max_iters"])
-    if container["target_rel_loss"] < 0:
-        raise ConfigError(f"target_rel_loss must be >= 0, got {container['target_rel_loss']}")
+    _number("target_rel_loss", container["target_rel_loss"], 0.0, 1.0)
+    _number("time_budget_s", container["time_budget_s"], 0.0, lo_open=True, nullable=True)
+    _number("memory_budget_gb", container["memory_budget_gb"], 0.0, lo_open=True,
+            nullable=True)
+    _number("progress_interval_s", container["progress_interval_s"], 0.0)
     if container["threads"] is not None:
         _positive_int("threads", container["threads"])
     kernels.check_mode(container["kernels"])
     warmup = container["warmup_steps"]
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ConfigError(f"warmup_steps must be a non-negative integer, got {warmup!r}")
+    if container["testing"]["fail_at_iter"] is not None:
+        _positive_int("testing.fail_at_iter", container["testing"]["fail_at_iter"])
     if container["testing"]["fail_mode"] not in ("raise", "kill"):
         raise ConfigError(f"Unknown testing.fail_mode {container['testing']['fail_mode']!r}. "
                           "Available: ['kill', 'raise']")
+    _seed("seed", container["seed"])
+    for stream in STREAMS:
+        if container["seeds"][stream] is not None:
+            _seed(f"seeds.{stream}", container["seeds"][stream])
     seed = container["seed"]
     seeds = {s: (container["seeds"][s] if container["seeds"][s] is not None
                  else stream_seed(seed, s)) for s in STREAMS}

@@ -7,8 +7,10 @@ to a hyperparameter dataclass (also the Hydra schema of ``conf/data/<name>.yaml`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -23,9 +25,67 @@ class DatasetSpec:
     load: Callable[..., tuple[torch.Tensor, torch.Tensor]]
     description: str
     reference: str = ""
+    #: ``validate(n, d, **params)`` raises ConfigError for a bad option before anything runs
+    validate: Callable[..., None] | None = None
+    #: ``memory_bytes(n, d, **params)``: host bytes the loader allocates at its peak
+    memory_bytes: Callable[..., int] | None = None
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset", "harness.data", "nlt.datasets")
+
+
+TARGETS = ("teacher", "noise")
+
+
+def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"Unknown {key} {value!r}. Available: {sorted(allowed)}")
+
+
+def _check_int(key: str, value: Any, lo: int, hi: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo
+    if ok and hi is not None:
+        ok = value <= hi
+    if not ok:
+        rule = f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]"
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+def _check_positive(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{key} must be a finite number > 0, got {value!r}")
+
+
+def validate_dataset(name: str, n: int, d: int, params: dict[str, Any]) -> None:
+    """Every option of dataset ``name`` at size (n, d); a ConfigError names the bad one."""
+    spec = DATASETS.get(name)
+    if spec.validate is not None:
+        spec.validate(n, d, **params)
+
+
+#: bytes of float64 scratch a loader without its own estimate is assumed to need per element
+_GENERIC_COPIES = 4
+
+
+def dataset_memory_bytes(name: str, n: int, d: int, params: dict[str, Any]) -> int:
+    """Peak host memory of building the data (float64, on the CPU, before the move to the
+    run's device and dtype): X, its normalised copy and the targets' intermediates."""
+    spec = DATASETS.get(name)
+    if spec.memory_bytes is not None:
+        return int(spec.memory_bytes(n, d, **params))
+    return 8 * _GENERIC_COPIES * n * (d + 1)
+
+
+def _teacher_bytes(n: int, d: int, target: str, teacher_width: int) -> int:
+    # X W*ᵀ and its relu are n × width, alive together; W* is width × d
+    return 8 * (2 * n * teacher_width + teacher_width * d + 4 * n) if target == "teacher" \
+        else 8 * n
+
+
+def _validate_targets(target: Any, teacher_width: Any) -> None:
+    _one_of("data.target", target, TARGETS)
+    _check_int("data.teacher_width", teacher_width, 1)
 
 
 def normalize_rows(X: torch.Tensor) -> torch.Tensor:
@@ -72,9 +132,21 @@ def load_synthetic(n: int, d: int, gen: torch.Generator, target: str = "teacher"
     return X, make_targets(X, target, teacher_width, gen)
 
 
+def validate_synthetic(n: int, d: int, target: Any = "teacher", teacher_width: Any = 64,
+                       **_) -> None:
+    _validate_targets(target, teacher_width)
+
+
+def synthetic_bytes(n: int, d: int, target: str = "teacher", teacher_width: int = 64,
+                    **_) -> int:
+    # randn X, its row norms and the normalised copy, then the targets
+    return 8 * (2 * n * d + n) + _teacher_bytes(n, d, target, teacher_width)
+
+
 DATASETS.register("synthetic")(
     DatasetSpec("synthetic", SyntheticData, load_synthetic,
-                "x ~ N(0, I_d) normalised; y from a random teacher network or Gaussian noise")
+                "x ~ N(0, I_d) normalised; y from a random teacher network or Gaussian noise",
+                validate=validate_synthetic, memory_bytes=synthetic_bytes)
 )
 
 
@@ -119,9 +191,36 @@ def load_synthetic_hard(n: int, d: int, gen: torch.Generator, kind: str = "clust
     return X, make_targets(X, target, teacher_width, gen)
 
 
+KINDS = ("clusters", "lowdim")
+
+
+def validate_synthetic_hard(n: int, d: int, kind: Any = "clusters", clusters: Any = 8,
+                            spread: Any = 0.05, intrinsic_dim: Any = 3, target: Any = "teacher",
+                            teacher_width: Any = 64, **_) -> None:
+    _one_of("data.kind", kind, KINDS)
+    _check_int("data.clusters", clusters, 1)
+    _check_positive("data.spread", spread)
+    if kind == "lowdim":
+        _check_int("data.intrinsic_dim", intrinsic_dim, 1, d)
+    else:
+        _check_int("data.intrinsic_dim", intrinsic_dim, 1)
+    _validate_targets(target, teacher_width)
+
+
+def synthetic_hard_bytes(n: int, d: int, kind: str = "clusters", clusters: int = 8,
+                         intrinsic_dim: int = 3, target: str = "teacher",
+                         teacher_width: int = 64, **_) -> int:
+    # centres[labels] + noise + their sum (clusters), or Z, Z Bᵀ, noise and the sum (lowdim),
+    # then the normalised copy
+    core = 8 * (4 * n * d + clusters * d + 2 * n) if kind == "clusters" \
+        else 8 * (n * intrinsic_dim + 4 * n * d + d * intrinsic_dim)
+    return core + _teacher_bytes(n, d, target, teacher_width)
+
+
 DATASETS.register("synthetic_hard")(
     DatasetSpec("synthetic_hard", SyntheticHardData, load_synthetic_hard,
-                "small-λ inputs: tight clusters or a low-dimensional subspace, so κ(G) is large")
+                "small-λ inputs: tight clusters or a low-dimensional subspace, so κ(G) is large",
+                validate=validate_synthetic_hard, memory_bytes=synthetic_hard_bytes)
 )
 
 
@@ -162,8 +261,27 @@ def load_digits(n: int, d: int, gen: torch.Generator, target: str = "pm1", digit
     return normalize_rows(X), y
 
 
+DIGITS_TARGETS = ("pm1", "one_vs_rest")
+
+
+def validate_digits(n: int, d: int, target: Any = "pm1", digit: Any = 0, **_) -> None:
+    if d != DIGITS_D:
+        raise ConfigError(f"digits has d={DIGITS_D} features, got data.d={d}. Allowed: [64]")
+    if n > DIGITS_N:
+        raise ConfigError(f"digits has {DIGITS_N} samples, got data.n={n}. Allowed: n <= "
+                          f"{DIGITS_N}")
+    _one_of("data.target", target, DIGITS_TARGETS)
+    _check_int("data.digit", digit, 0, 9)
+
+
+def digits_bytes(n: int, d: int, **_) -> int:
+    # the bundled table (as float64 twice: sklearn's and torch's copy) and the selected rows
+    return 8 * (2 * DIGITS_N * DIGITS_D + 3 * n * d + 2 * n)
+
+
 DATASETS.register("digits")(
     DatasetSpec("digits", DigitsData, load_digits,
                 "scikit-learn's handwritten digits (1797 × 64), rows normalised, ±1 target",
-                reference="Alpaydin & Kaynak, UCI optical recognition of handwritten digits")
+                reference="Alpaydin & Kaynak, UCI optical recognition of handwritten digits",
+                validate=validate_digits, memory_bytes=digits_bytes)
 )

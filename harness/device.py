@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 
@@ -20,16 +21,23 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU; ``cuda:1`` style indices are accepted."""
-    base = str(name).split(":")[0]
-    if base not in DEVICES:
-        raise unknown("device", name, DEVICES)
+    """``auto`` is CUDA when available, else CPU; ``cuda:<index>`` picks one of the GPUs."""
+    text = str(name)
+    base, sep, index = text.partition(":")
+    if base not in DEVICES or (sep and base != "cuda"):
+        raise unknown("device", name, [*DEVICES, "cuda:<index>"])
+    if sep and not index.isdigit():
+        raise ConfigError(f"device {text!r}: the index after 'cuda:' must be a non-negative "
+                          "integer. Available: ['auto', 'cpu', 'cuda', 'cuda:<index>']")
     if base == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if base == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available. "
+        raise ConfigError(f"device {text!r} requested but CUDA is not available. "
                           "Available: ['auto', 'cpu']")
-    return torch.device(name)
+    if sep and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"device {text!r}: there are {torch.cuda.device_count()} CUDA "
+                          f"devices. Available: cuda:0 … cuda:{torch.cuda.device_count() - 1}")
+    return torch.device(text)
 
 
 def synchronize(device: torch.device) -> None:
@@ -73,8 +81,9 @@ SAFE_MEMORY_FRACTION = 0.6
 def memory_budget_bytes(device: torch.device, budget_gb: float | None) -> int:
     if budget_gb is None:
         return int(SAFE_MEMORY_FRACTION * available_memory_bytes(device))
-    if budget_gb <= 0:
-        raise ConfigError(f"memory_budget_gb must be positive or null, got {budget_gb!r}")
+    if not (isinstance(budget_gb, (int, float)) and math.isfinite(budget_gb) and budget_gb > 0):
+        raise ConfigError(f"memory_budget_gb must be a finite number > 0 or null, got "
+                          f"{budget_gb!r}")
     return int(budget_gb * 2**30)
 
 

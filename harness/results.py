@@ -4,7 +4,9 @@ A cell is one resolved configuration (method and hyperparameters, data, sizes, s
 dtype, stopping rules). Its directory name is readable and ends in a hash of that
 configuration, so rerunning a sweep finds the cells it already has. Files are written to a
 temporary name in the same directory and renamed into place: a killed job leaves either the
-old file, or the new one, never half of one.
+old file, or the new one, never half of one. run.json, written last, records the sha256 and row
+count of result.parquet, so the two are known to belong together; a per-cell lock makes one
+writer decide and write at a time, and a rerun of a done cell replaces it only once finished.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import datetime as _dt
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 from importlib import metadata
@@ -100,39 +104,240 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def file_sha256(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def finite_json(value: Any, path: str = "", bad: list[str] | None = None) -> Any:
+    """``value`` with every NaN or ±Infinity replaced by None (standard JSON has neither);
+    the dotted paths of the replaced values are appended to ``bad``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if bad is not None:
+            bad.append(path or "(root)")
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v, f"{path}.{k}" if path else str(k), bad)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v, f"{path}[{i}]", bad) for i, v in enumerate(value)]
+    return value
+
+
 def write_cell(cell: Path, rows: list[dict[str, Any]], run: dict[str, Any]) -> None:
-    """Write the trajectory, then ``run.json`` last: a cell counts as done only once it exists."""
+    """Write the trajectory, then ``run.json`` last: a cell counts as done only once it exists.
+
+    run.json records the parquet's sha256 and row count (``files``), so a data file that does
+    not belong to this record (copied in, damaged, or from another writer) is recognised; it is
+    standard JSON: non-finite numbers become null and are listed in ``nonfinite_fields``.
+    """
     frame = pd.DataFrame(rows, columns=list(COLUMNS) if not rows else None)
-    _atomic_write(cell / RESULT_FILE, lambda p: frame.to_parquet(p, index=False))
+    cell.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cell, prefix=f".{RESULT_FILE}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        frame.to_parquet(tmp, index=False)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        files = {RESULT_FILE: {"sha256": file_sha256(tmp), "rows": len(frame),
+                               "bytes": os.path.getsize(tmp)}}
+        os.replace(tmp, cell / RESULT_FILE)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    bad: list[str] = []
+    record = finite_json({**run, "files": files}, bad=bad)
+    if bad:
+        record["nonfinite_fields"] = bad
 
     def dump(p):
         with open(p, "w") as fh:
-            json.dump(run, fh, indent=2, default=str)
+            json.dump(record, fh, indent=2, default=str, allow_nan=False)
             fh.write("\n")
 
     _atomic_write(cell / RUN_FILE, dump)
 
 
-def read_run(cell: Path) -> dict[str, Any] | None:
-    """run.json of a cell, or None if missing or unreadable."""
+# --- reading a cell back: shape checks, data-file hashes -------------------------------------
+
+#: run.json fields and the types they must have when present (null is always allowed).
+_INT_FIELDS = ("n", "m", "d", "seed", "rows", "iterations")
+_STR_FIELDS = ("algorithm", "dataset", "device", "dtype", "reason", "config_hash", "label")
+_NUM_FIELDS = ("initial_loss", "final_loss", "final_rel_loss", "total_time_s", "setup_time_s",
+               "wall_time_s", "warmup_time_s", "estimated_memory_bytes", "memory_budget_bytes",
+               "peak_memory_bytes")
+_DICT_FIELDS = ("config", "identity", "provenance", "files", "setup_phases_s")
+
+
+def run_problem(run: Any) -> str | None:
+    """Why a parsed run.json cannot be used (wrong shape or types), or None if it can."""
+    if not isinstance(run, dict):
+        return f"not a JSON object but a {type(run).__name__}"
+    if run.get("status") not in STATUSES:
+        return f"status {run.get('status')!r} is not one of {list(STATUSES)}"
+    for key in _INT_FIELDS:
+        v = run.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            return f"{key} must be a non-negative integer, got {v!r}"
+    for key in ("n", "m", "d"):
+        if run.get(key) == 0:
+            return f"{key} must be positive, got 0"
+    for key in _STR_FIELDS:
+        v = run.get(key)
+        if v is not None and not isinstance(v, str):
+            return f"{key} must be a string, got {type(v).__name__}"
+    for key in _NUM_FIELDS:
+        v = run.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            return f"{key} must be a number or null, got {type(v).__name__}"
+    for key in _DICT_FIELDS:
+        v = run.get(key)
+        if v is not None and not isinstance(v, dict):
+            return f"{key} must be an object, got {type(v).__name__}"
+    info = (run.get("files") or {}).get(RESULT_FILE)
+    if info is not None and not (isinstance(info, dict) and isinstance(info.get("sha256"), str)
+                                 and isinstance(info.get("rows"), int)):
+        return f"files.{RESULT_FILE} must hold sha256 and rows"
+    return None
+
+
+def load_run(cell: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(run.json, None), or (None, why it cannot be used): missing, not JSON, wrong shape."""
     try:
         with open(cell / RUN_FILE) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
+            run = json.load(fh)
+    except FileNotFoundError:
+        return None, "no run.json"
+    except (OSError, ValueError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:200]
+    problem = run_problem(run)
+    return (None, problem) if problem else (run, None)
+
+
+def read_run(cell: Path) -> dict[str, Any] | None:
+    """run.json of a cell, or None if missing, unreadable or of the wrong shape."""
+    return load_run(cell)[0]
+
+
+def data_problem(cell: Path, run: dict[str, Any]) -> str | None:
+    """Why ``result.parquet`` does not belong to ``run`` (None: it does). Cells written before
+    run.json carried a hash are checked by row count alone. Reads only; never writes."""
+    path = cell / RESULT_FILE
+    info = (run.get("files") or {}).get(RESULT_FILE)
+    try:
+        if info is not None:
+            if file_sha256(path) == info["sha256"]:
+                return None
+            try:
+                rows = len(pd.read_parquet(path))
+            except Exception:
+                return f"unreadable {RESULT_FILE} (sha256 differs from run.json's)"
+            if rows != info["rows"]:
+                return f"{rows} rows, run.json promises {info['rows']}"
+            return f"{RESULT_FILE} is not the file run.json records (sha256 differs)"
+        rows = len(pd.read_parquet(path))
+    except FileNotFoundError:
+        return f"no {RESULT_FILE}"
+    except Exception as exc:  # pyarrow raises several types on a damaged file
+        return f"unreadable {RESULT_FILE}: {type(exc).__name__}"
+    if run.get("rows") is not None and rows != run["rows"]:
+        return f"{rows} rows, run.json promises {run['rows']}"
+    return None
 
 
 def cell_is_complete(cell: Path) -> bool:
-    """A cell is done when run.json has a final non-failed status and its parquet reads back
-    with the number of rows run.json promises (a truncated or corrupt file means: rerun)."""
+    """A cell is done when run.json has a final non-failed status and its parquet is the file
+    run.json records (sha256 and rows; a truncated, corrupt or foreign file means: rerun)."""
     run = read_run(cell)
     if not run or run.get("status") not in DONE_STATUSES:
         return False
+    return data_problem(cell, run) is None
+
+
+# --- writing a cell safely: a lock per cell, reruns beside the old result ---------------------
+
+
+def _stamp() -> str:
+    return f"{_dt.datetime.now(_dt.UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
+
+
+def cell_lock(cell: Path):
+    """An exclusive lock for deciding about and writing ``cell`` (a hidden file beside it):
+    one writer at a time, across threads, processes and launchers on one file system. The OS
+    releases it when its holder dies."""
+    from filelock import FileLock
+
+    cell.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(cell.parent / f".{cell.name}.lock"))
+
+
+def attempt_dir(cell: Path) -> Path:
+    """A fresh hidden directory beside ``cell`` for a rerun (``force=true``) of a done cell:
+    the rerun writes there and replaces the cell only when it finished (``replace_cell``); a
+    failed or skipped rerun stays there, and the earlier result is kept."""
+    return cell.parent / f".{cell.name}.attempt-{_stamp()}"
+
+
+def replace_cell(new: Path, cell: Path) -> None:
+    """Put the finished ``new`` in place of ``cell``. Two renames on one file system; if the
+    process dies between them, ``recover_cell`` puts the earlier result back."""
+    old = cell.parent / f".{cell.name}.replaced-{_stamp()}"
+    os.rename(cell, old)
+    os.rename(new, cell)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_cell(cell: Path) -> None:
+    """Under the cell's lock: a cell missing after an interrupted ``replace_cell`` gets its
+    earlier result back."""
+    if cell.exists():
+        return
+    for old in sorted(cell.parent.glob(f".{cell.name}.replaced-*"), reverse=True):
+        os.rename(old, cell)
+        return
+
+
+def set_aside(cell: Path) -> Path | None:
+    """Under the cell's lock, before a new run writes into ``cell``: data that no usable
+    record accounts for (a parquet beside an unreadable or wrong-shape run.json, or beside a
+    done run.json whose hash it does not match) is moved to a hidden sibling, never
+    overwritten. A cell recorded as failed or skipped is overwritten (it holds no result)."""
+    if not cell.is_dir() or not any(cell.iterdir()):
+        return None
+    run = read_run(cell)
+    if run is not None and run["status"] not in DONE_STATUSES:
+        return None
+    if run is None and not (cell / RESULT_FILE).exists():
+        return None  # a damaged run.json alone: nothing of value to keep
+    aside = cell.parent / f".{cell.name}.unverified-{_stamp()}"
+    os.rename(cell, aside)
+    return aside
+
+
+def writable_dir_problem(path: Path, what: str) -> str | None:
+    """Why ``path`` cannot be (created and) written as a directory, or None. Writes nothing:
+    the probe file in the nearest existing directory is removed at once."""
+    path = Path(os.path.expanduser(str(path)))
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        shown = f"{what} {str(path)!r}" if probe == path else \
+            f"{what} {str(path)!r}: {str(probe)!r}"
+        return f"{shown} is not a directory"
     try:
-        rows = len(pd.read_parquet(cell / RESULT_FILE))
-    except Exception:
-        return False
-    return rows == run.get("rows", rows)
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".nlt-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return f"{what} {str(path)!r} is not writable ({exc.strerror or exc} in {str(probe)!r})"
+    return None
 
 
 # --- provenance --------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -40,6 +40,7 @@ from harness.config import CONF_DIR, register_configs
 from harness.errors import ConfigError
 from harness.summary import (
     FAILED_STATUSES,
+    INTERRUPTED,
     OUTCOME_FILE,
     STARTED_FILE,
     SWEEP_FILE,
@@ -162,13 +163,60 @@ def _context():
     return _CONTEXT
 
 
-def _child(container: dict, launch: dict, log_files: list[str], conn) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _process_gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        return state in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
+
+
+def _die_with(job_pid: int) -> None:
+    """A cell process never outlives its job: the kernel SIGKILLs it when its parent (the
+    forkserver) exits (prctl PR_SET_PDEATHSIG, Linux), and a watcher thread ends it when the
+    job process is gone (any OS with /proc or kill(pid, 0)); its files are written atomically,
+    so nothing half-written is left."""
+    import ctypes
+    import threading
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while not _process_gone(job_pid):
+            time.sleep(0.2)
+        os._exit(128 + signal.SIGKILL)
+
+    threading.Thread(target=watch, name="nlt-parent-watch", daemon=True).start()
+
+
+def _child(container: dict, launch: dict, log_files: list[str], conn,
+           job_pid: int | None = None) -> None:
     """Entry point of the cell process: Hydra's logging is not inherited, so log like it.
 
     The config travels as a resolved plain dict: Hydra's structured schemas are classes made
-    at run time, which do not pickle."""
+    at run time, which do not pickle. Ctrl-C reaches the whole process group: the cell ignores
+    it and its job decides (it stops the cell and ends the sweep with its table)."""
     from omegaconf import OmegaConf
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if job_pid is not None:
+        _die_with(job_pid)
     fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     handlers += [logging.FileHandler(f) for f in log_files]
@@ -198,11 +246,22 @@ def _death_reason(exitcode: int | None, seconds: float) -> str:
 
 def record_failure(cfg: DictConfig, launch: dict, cell: Path, reason: str):
     """The cell could not record itself (its process died, or the job around it raised):
-    write a ``failed`` run.json for it, so the summary and a resume see it."""
+    write a ``failed`` run.json for it, so the summary and a resume see it. Under the cell's
+    lock; a done cell (a ``force=true`` rerun died) is kept, and the failed attempt is
+    recorded beside it. If even that cannot be written, the outcome is returned unwritten."""
     from omegaconf import OmegaConf
 
     from harness.config import resolve
-    from harness.results import config_hash, provenance, write_cell
+    from harness.results import (
+        attempt_dir,
+        cell_is_complete,
+        cell_lock,
+        config_hash,
+        provenance,
+        recover_cell,
+        set_aside,
+        write_cell,
+    )
     from harness.runner import Outcome
 
     run = resolve(cfg)
@@ -218,13 +277,27 @@ def record_failure(cfg: DictConfig, launch: dict, cell: Path, reason: str):
         "total_time_s": None, "config": OmegaConf.to_container(cfg, resolve=True),
         "identity": run.identity, "provenance": prov,
     }
-    write_cell(cell, [], record)
-    log.error("[%s] failed (%s) -> %s", record["label"], reason, cell)
-    return Outcome("failed", reason, cell)
+    target = cell
+    try:
+        with cell_lock(cell):
+            recover_cell(cell)
+            if cell_is_complete(cell):
+                target = attempt_dir(cell)
+                reason = f"{reason}; the earlier result in {cell} is kept"
+                record["reason"] = reason
+            else:
+                set_aside(cell)
+            write_cell(target, [], record)
+    except OSError as exc:
+        log.error("[%s] failed (%s); could not record it: %s", record["label"], reason, exc)
+        return Outcome("failed", f"{reason}; not recorded: {exc.strerror or exc}", cell)
+    log.error("[%s] failed (%s) -> %s", record["label"], reason, target)
+    return Outcome("failed", reason, target)
 
 
 def run_isolated(cfg: DictConfig, launch: dict, cell: Path):
-    """``run_cell`` in a child process; its death becomes a ``failed`` cell, not a lost job."""
+    """``run_cell`` in a child process; its death becomes a ``failed`` cell, not a lost job.
+    An interrupt of the job (Ctrl-C) kills the cell process and propagates."""
     from omegaconf import OmegaConf
 
     from harness.runner import Outcome
@@ -234,15 +307,21 @@ def run_isolated(cfg: DictConfig, launch: dict, cell: Path):
     log_files = [h.baseFilename for h in logging.getLogger().handlers
                  if isinstance(h, logging.FileHandler)]
     container = OmegaConf.to_container(cfg, resolve=True)
-    proc = ctx.Process(target=_child, args=(container, launch, log_files, send), daemon=True)
+    proc = ctx.Process(target=_child, args=(container, launch, log_files, send, os.getpid()),
+                       daemon=True)
     start = time.perf_counter()
     proc.start()
     send.close()
     try:
-        message = receive.recv()
-    except EOFError:  # the child died without a word
-        message = None
-    proc.join()
+        try:
+            message = receive.recv()
+        except EOFError:  # the child died without a word
+            message = None
+        proc.join()
+    except BaseException:  # KeyboardInterrupt: the cell must not outlive the sweep
+        proc.kill()
+        proc.join()
+        raise
     if message and message[0] == "config_error":
         raise ConfigError(message[1])
     if message:
@@ -294,6 +373,10 @@ def _app(cfg: DictConfig) -> str:
             outcome = run_cell(cfg, launch)
     except ConfigError as exc:
         fail(PROG, str(exc))
+    except KeyboardInterrupt:
+        if multirun:
+            write_json(job_dir / OUTCOME_FILE, {"cell": str(cell), "status": INTERRUPTED})
+        raise
     except Exception as exc:  # a harness bug around the cell: record it, the sweep goes on
         log.exception("[%s] job error", label)
         outcome = record_failure(cfg, launch, cell, f"job error {type(exc).__name__}: {exc}")
@@ -341,32 +424,92 @@ def suite_parts(argv: list[str]) -> list[list[str]] | None:
 
 
 def run_suite(parts: list[list[str]]) -> int:
-    """Each part as its own ``nlt-run`` process, in order; exit code 1 if any part failed."""
+    """Each part as its own ``nlt-run`` process, in order (``validate_command`` has checked
+    every part first); exit code 1 if any part failed, 130 on Ctrl-C (the running part
+    prints its table)."""
     import subprocess
 
     worst = 0
     for i, args in enumerate(parts, 1):
         print(f"\n[suite {i}/{len(parts)}] {PROG} {' '.join(args)}", flush=True)
-        code = subprocess.run([sys.executable, "-m", "harness.run", *args]).returncode
-        if code == 2:  # bad input: the other parts would most likely fail the same way
-            return 2
+        child = subprocess.Popen([sys.executable, "-m", "harness.run", *args])
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:  # the part got the same Ctrl-C: let it print its table
+            code = child.wait()
+            print(f"\n{PROG}: interrupted in suite part {i}/{len(parts)}; rerun the command "
+                  "to resume", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+        if code in (2, EXIT_INTERRUPTED):
+            return code
         worst = max(worst, code)
     print(f"\n[suite] {len(parts)} sweeps done, exit code {worst}", flush=True)
     return worst
 
 
-def main() -> None:
-    parts = suite_parts(sys.argv[1:])
-    if parts is not None:
-        sys.exit(run_suite(parts))
-    split = split_argv(sys.argv[1:])
-    if split is not None and not split[1]:
-        from harness.preflight import preflight
+#: the exit code of a sweep stopped by Ctrl-C (128 + SIGINT, as a shell reports it)
+EXIT_INTERRUPTED = 130
 
-        guarded(PROG, lambda: preflight(split[0]))
-    register_configs()
+
+def _own_output_dir(argv: list[str]) -> list[str]:
+    """A job directory no other command shares: Hydra names it to the second, so two sweeps
+    started in the same second would share job directories (and print each other's tables).
+    The pid and a random token make it unique; a directory the user names is kept."""
+    import secrets
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if any(a.split("=", 1)[0].lstrip("+") == key for a in argv):
+        return argv
+    kind = "sweeps" if multirun else "runs"
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return [*argv, f"{key}=${{store}}/_hydra/{kind}/{stamp}_{os.getpid()}_"
+                   f"{secrets.token_hex(3)}"]
+
+
+def _interrupted() -> NoReturn:
+    print(f"\n{PROG}: interrupted (Ctrl-C); the cells that finished are kept, rerun the "
+          "command to resume", file=sys.stderr, flush=True)
+    SweepSummary.report()
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def validate_command(argv: list[str]) -> list[list[str]] | None:
+    """Everything ``nlt-run argv`` would run, validated before the first job starts: every
+    job of the sweep, or of every part of a suite. Returns the suite's parts (None: not a
+    suite); raises a one-line ConfigError."""
+    from harness.preflight import preflight
+
+    parts = suite_parts(argv)
+    for i, args in enumerate(parts if parts is not None else [argv], 1):
+        split = split_argv(args)
+        if split is None or split[1]:
+            continue  # --help, --cfg …, or a custom config: Hydra's own handling
+        try:
+            preflight(split[0])
+        except ConfigError as exc:
+            if parts is None:
+                raise
+            raise ConfigError(f"suite part {i}/{len(parts)} ({' '.join(args[1:])}): "
+                              f"{exc}") from None
+    return parts
+
+
+def main() -> None:
+    try:
+        parts = guarded(PROG, lambda: validate_command(sys.argv[1:]))
+        if parts is not None:
+            sys.exit(run_suite(parts))
+        if split_argv(sys.argv[1:]) is not None:
+            sys.argv[1:] = _own_output_dir(sys.argv[1:])
+        register_configs()
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted before the sweep started", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     try:
         _app()
+    except KeyboardInterrupt:
+        _interrupted()
     except SystemExit as exc:
         # Hydra exits 1 when a launcher raises (joblib: a worker process was killed). Print
         # what the sweep has so far; rerunning the command resumes it.

@@ -23,16 +23,24 @@ from omegaconf import DictConfig, OmegaConf
 from algorithms.base import Shape
 from harness import kernels
 from harness.config import ResolvedRun, preset_for, resolve, store_path
-from harness.device import device_name, memory_budget_bytes
+from harness.data import dataset_memory_bytes
+from harness.device import device_name, format_bytes, memory_budget_bytes
 from harness.errors import ConfigError
 from harness.loop import warm_up
 from harness.problem import make_generator, make_problem, ntk_matrix
 from harness.results import (
+    DONE_STATUSES,
+    attempt_dir,
     cell_is_complete,
+    cell_lock,
     cell_name,
     config_hash,
     provenance,
     read_run,
+    recover_cell,
+    replace_cell,
+    set_aside,
+    writable_dir_problem,
     write_cell,
 )
 from harness.timing import PhaseClock, Stopwatch
@@ -95,20 +103,84 @@ def run_cell(cfg: DictConfig, launch: dict[str, Any] | None = None) -> Outcome:
 
     ``launch`` describes how the sweep runs the cell (launcher, parallel jobs, the thread count
     for ``threads=null``); it goes into run.json's provenance, not into the cell's hash.
+
+    Deciding and writing happen under the cell's lock, so a cell is computed once however
+    many sweeps hold it, and its two files always come from one writer. A ``force=true`` rerun
+    of a done cell runs in a directory beside it and replaces it only when it finished; data
+    without a record that accounts for it is moved aside, never overwritten.
     """
     run = resolve(cfg)
     cell = store_path(cfg) / cell_name(run.identity)
-    if not cfg.force and cell_is_complete(cell):
-        prior = read_run(cell) or {}
-        log.info("[%s] already done (%s); force=true reruns it", cell, prior.get("status"))
-        return Outcome(prior.get("status", "?"), prior.get("reason", ""), cell, reused=True)
-    _apply_runtime_options(cfg, run.device, launch)
-    return _Run(run, cell, launch).execute()
+    try:
+        lock = cell_lock(cell)
+        lock.acquire()
+    except OSError as exc:
+        raise ConfigError(f"cannot write the cell directory {str(cell.parent)!r}: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        recover_cell(cell)
+        done = cell_is_complete(cell)
+        if done and not cfg.force:
+            prior = read_run(cell) or {}
+            log.info("[%s] already done (%s); force=true reruns it", cell, prior.get("status"))
+            return Outcome(prior.get("status", "?"), prior.get("reason", ""), cell, reused=True)
+        if done:
+            target = attempt_dir(cell)
+        else:
+            target = cell
+            aside = set_aside(cell)
+            if aside is not None:
+                log.warning("[%s] files without a matching run.json moved to %s", cell, aside)
+        problem = writable_dir_problem(target, "cell directory")
+        if problem:
+            raise ConfigError(problem)
+        _apply_runtime_options(cfg, run.device, launch)
+        outcome = _Run(run, target, launch, home=cell).execute()
+        if target == cell:
+            return outcome
+        if outcome.status in DONE_STATUSES:
+            replace_cell(target, cell)
+            return Outcome(outcome.status, outcome.reason, cell)
+        reason = (f"{outcome.reason}; force rerun {outcome.status}, the earlier result in "
+                  f"{cell} is kept")
+        log.warning("[%s] %s", cell, reason)
+        return Outcome(outcome.status, reason, target)
+    finally:
+        lock.release()
+
+
+def memory_plan(run: ResolvedRun, shape: Shape, budget_gb: float | None) -> dict[str, Any]:
+    """Planned peak memory of a cell, on the host and on its device, against the budgets.
+
+    The device holds what the method plans (``memory_bytes``); the host also builds the data
+    in float64 first (``dataset_memory_bytes``: X, the teacher's n × width activations), and
+    on a CPU run holds the method's memory too. ``reason`` says why not to run, else None."""
+    r_bytes = run.algorithm.memory_bytes(run.params, shape)
+    data = dataset_memory_bytes(run.dataset, run.n, run.d, run.data_params)
+    host = data + (r_bytes if run.device.type == "cpu" else 0)
+    budget = memory_budget_bytes(run.device, budget_gb)
+    host_budget = budget if run.device.type == "cpu" else \
+        memory_budget_bytes(torch.device("cpu"), budget_gb)
+    plan = {"estimated_memory_bytes": host if run.device.type == "cpu" else r_bytes,
+            "estimated_host_memory_bytes": host, "estimated_data_memory_bytes": data,
+            "memory_budget_bytes": budget, "reason": None}
+    reason = run.algorithm.skip(run.params, shape, budget)
+    if reason is None and host > host_budget:
+        reason = (f"{run.algorithm.name} needs about {format_bytes(host)} ({host} bytes) of host "
+                  f"memory at n={run.n}, m={run.m}, d={run.d} ({format_bytes(data)} to build "
+                  f"the {run.dataset} data), above the memory budget of "
+                  f"{format_bytes(host_budget)}")
+    plan["reason"] = reason
+    return plan
 
 
 class _Run:
-    def __init__(self, run: ResolvedRun, cell: Path, launch: dict[str, Any] | None = None):
+    def __init__(self, run: ResolvedRun, cell: Path, launch: dict[str, Any] | None = None,
+                 home: Path | None = None):
+        # cell: where the files are written; home: the cell's place in the store (a rerun
+        # writes beside it and is moved there when it finished)
         self.run, self.cell, self.cfg = run, cell, run.cfg
+        self.home = home or cell
         self.rows: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
         self.label = f"{run.algorithm.name} {run.dataset} n={run.n} m={run.m} d={run.d} " \
@@ -144,7 +216,7 @@ class _Run:
             "status": status,
             "reason": reason,
             "label": self.label,
-            "cell": str(self.cell),
+            "cell": str(self.home),
             "config_hash": config_hash(self.run.identity),
             "algorithm": self.run.algorithm.name,
             # the named configuration these parameters are (gn_sketch_paper, ...), if any
@@ -167,7 +239,13 @@ class _Run:
         run.update(_peak_memory(self.run.device))
         if hasattr(self, "_wall_start"):
             run["wall_time_s"] = time.perf_counter() - self._wall_start
-        write_cell(self.cell, self.rows, run)
+        try:
+            write_cell(self.cell, self.rows, run)
+        except OSError as exc:  # the store went away or read-only under the run: one line
+            log.error("[%s] %s, but its result could not be written to %s: %s", self.label,
+                      status, self.cell, exc.strerror or exc)
+            return Outcome("failed", f"{status}; could not write {self.cell}: "
+                                     f"{exc.strerror or exc}", self.home)
         log.info("[%s] %s%s -> %s", self.label, status, f" ({reason})" if reason else "",
                  self.cell)
         return Outcome(status, reason, self.cell)
@@ -207,10 +285,9 @@ class _Run:
     def execute(self) -> Outcome:
         r, cfg = self.run, self.cfg
         shape = Shape(r.n, r.m, r.d, torch.empty((), dtype=r.dtype).element_size())
-        budget = memory_budget_bytes(r.device, cfg.memory_budget_gb)
-        self.info["estimated_memory_bytes"] = r.algorithm.memory_bytes(r.params, shape)
-        self.info["memory_budget_bytes"] = budget
-        reason = r.algorithm.skip(r.params, shape, budget)
+        plan = memory_plan(r, shape, cfg.memory_budget_gb)
+        reason = plan.pop("reason")
+        self.info.update(plan)
         if reason:
             return self._finish("skipped", reason)
         self._wall_start = time.perf_counter()

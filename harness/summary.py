@@ -7,6 +7,7 @@ built from these files alone, so it is the same whichever launcher ran the jobs 
 whichever process they ran:
 
 - ``outcome.json`` present: the row comes from the cell's ``run.json``;
+- ``outcome.json`` with status ``interrupted``: Ctrl-C stopped the cell, nothing was written;
 - ``started.json`` but no ``outcome.json``: the job process died while running the cell (a
   SIGKILL of the job itself, a node lost on a cluster): status ``killed``;
 - a job directory without either, or fewer job directories than cells: ``not_run``.
@@ -28,8 +29,11 @@ OUTCOME_FILE, STARTED_FILE, SWEEP_FILE = "outcome.json", "started.json", "sweep.
 SUMMARY_COLUMNS = ["algorithm", "dataset", "n", "m", "d", "seed", "status", "iters",
                    "rel_loss", "time_per_iter_s", "total_time_s", "reason"]
 
+#: A job whose cell was stopped by Ctrl-C: its outcome.json says so (nothing was written).
+INTERRUPTED = "interrupted"
+
 #: Statuses that make a sweep exit nonzero: the cell has no usable result.
-FAILED_STATUSES = ("failed", "killed", "not_run", "missing")
+FAILED_STATUSES = ("failed", "killed", "not_run", "missing", INTERRUPTED)
 
 _IDENTITY = ("algorithm", "dataset", "n", "m", "d", "seed")
 
@@ -71,7 +75,11 @@ def job_rows(sweep_dir: Path) -> list[dict]:
                       key=lambda p: int(p.name)) if sweep_dir.is_dir() else []
     for job in job_dirs:
         outcome, started = _read_json(job / OUTCOME_FILE), _read_json(job / STARTED_FILE)
-        if outcome and "cell" in outcome:
+        if outcome and outcome.get("status") == INTERRUPTED:
+            row = {k: (started or {}).get(k) for k in _IDENTITY}
+            row.update(status=INTERRUPTED, reason="stopped by Ctrl-C; rerun to resume")
+            rows.append(row)
+        elif outcome and "cell" in outcome:
             rows.append(cell_summary(Path(outcome["cell"])))
         elif started:
             row = {k: started.get(k) for k in _IDENTITY}

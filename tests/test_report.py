@@ -151,7 +151,7 @@ def test_report_survives_failed_skipped_and_truncated_runs(real_store, tmp_path)
     out = tmp_path / "report"
     rep = build([str(store)], out)
     kinds = sorted(p.kind for p in rep.loaded.problems)
-    assert kinds == ["truncated", "unreadable result"]
+    assert kinds == ["truncated", "unreadable result"], rep.loaded.problems
     status = rep.cells.set_index("n")["status"]
     assert set(status[48]) == {"skipped"} and status[40] == "failed"
     censor = rep.cells.groupby("n")["censor"].agg(set)
@@ -165,11 +165,13 @@ def test_report_survives_failed_skipped_and_truncated_runs(real_store, tmp_path)
         assert word in section
     merged = pd.read_parquet(out / "results.parquet")
     assert set(merged.loc[merged["n"] == 48, "status"]) == {"skipped"}  # kept, with no rows
-    # two stores at once: cell ids stay unique, every trajectory row belongs to a known cell
+    # two stores at once: cell ids stay unique, every trajectory row belongs to a known cell,
+    # and a cell both stores hold (store is a copy of real_store plus 3 cells) counts once
     both = load_stores([real_store, store])
     assert both.runs["cell"].is_unique
     assert set(both.rows["cell"]) <= set(both.runs["cell"])
-    assert len(both.runs) == len(rep.cells) + 4
+    assert len(both.runs) == len(rep.cells)
+    assert sum(p.kind == "duplicate cell" for p in both.problems) == len(rep.cells) - 3
 
 
 def test_environment_warns_when_launchers_or_machines_mix():

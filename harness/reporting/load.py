@@ -11,6 +11,10 @@ ignored.
   ``variant`` (the algorithm name with the hyperparameters that vary between its cells) and
   ``data_ok`` (the trajectory was read back whole).
 * ``rows``: the per-iteration rows of every readable trajectory, with the cell's id.
+
+A run.json of the wrong shape (a list, a string where an object belongs, a non-integer size)
+is a problem of its cell; a result.parquet that is not the file run.json records (its sha256 and
+row count) is left out; a cell held by several stores is counted once.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
-from harness.results import RESULT_FILE, RUN_FILE
+from harness.results import DONE_STATUSES, RESULT_FILE, RUN_FILE, data_problem, load_run
 
 #: run.json keys copied as they are; nested ones are flattened below.
 RUN_KEYS = ("status", "reason", "algorithm", "dataset", "n", "m", "d", "seed", "device", "dtype",
@@ -44,7 +48,9 @@ class Problem:
     """One thing the loader could not use, and why."""
 
     path: str
-    kind: str  # unreadable run.json | unreadable result | truncated | no run.json | no result
+    # unreadable run.json | unreadable result | truncated | foreign result | no run.json |
+    # no result | unreadable cell | duplicate cell
+    kind: str
     detail: str
 
 
@@ -103,19 +109,39 @@ def _run_record(run: dict[str, Any], cell_id: str, store: Path) -> dict[str, Any
     return rec
 
 
+#: result.parquet columns the report computes with, and that must be numeric.
+REQUIRED_COLUMNS = ("iter", "loss", "rel_loss", "step_time_s", "time_s")
+
+
+def _frame_problem(frame: pd.DataFrame) -> str | None:
+    if not len(frame):  # a cell without steps (skipped, failed early): nothing to compute with
+        return None
+    for col in REQUIRED_COLUMNS:
+        if col not in frame.columns:
+            return f"no column {col!r}"
+        if not pd.api.types.is_numeric_dtype(frame[col]):
+            return f"column {col!r} is not numeric ({frame[col].dtype})"
+    return None
+
+
 def _read_cell(cell: Path, store: Path, problems: list[Problem]):
+    """(run record, trajectory) of one cell; (None, None) with a Problem when run.json is
+    unusable. Anything unexpected in one cell becomes a Problem, never an exception."""
+    try:
+        return _read_cell_checked(cell, store, problems)
+    except Exception as exc:  # one bad cell never stops the report
+        problems.append(Problem(str(cell), "unreadable cell", f"{type(exc).__name__}: {exc}"
+                                [:200]))
+        return None, None
+
+
+def _read_cell_checked(cell: Path, store: Path, problems: list[Problem]):
     cell_id = os.path.relpath(cell, store)
     run = None
     if (cell / RUN_FILE).exists():
-        try:
-            with open(cell / RUN_FILE) as fh:
-                run = json.load(fh)
-            if not isinstance(run, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as exc:
-            problems.append(Problem(str(cell / RUN_FILE), "unreadable run.json",
-                                    f"{type(exc).__name__}: {exc}"[:200]))
-            run = None
+        run, why = load_run(cell)
+        if run is None:
+            problems.append(Problem(str(cell / RUN_FILE), "unreadable run.json", why or "?"))
     else:
         problems.append(Problem(str(cell), "no run.json",
                                 "trajectory without run.json: the run was interrupted"))
@@ -131,13 +157,14 @@ def _read_cell(cell: Path, store: Path, problems: list[Problem]):
     if run is None:
         return None, None
     rec = _run_record(run, cell_id, store)
-    expected = run.get("rows")
     rec["data_ok"] = frame is not None
-    if frame is not None and expected is not None and len(frame) != expected:
-        problems.append(Problem(str(cell / RESULT_FILE), "truncated",
-                                f"{len(frame)} rows, run.json promises {expected}"))
-        rec["data_ok"] = False
-        frame = None
+    if frame is not None:
+        why = data_problem(cell, run) or _frame_problem(frame)
+        if why:
+            kind = "truncated" if "rows, run.json promises" in why else "foreign result"
+            problems.append(Problem(str(cell / RESULT_FILE), kind, why))
+            rec["data_ok"] = False
+            frame = None
     if frame is not None and len(frame):
         frame = frame.copy()
         frame["cell"] = cell_id
@@ -145,6 +172,29 @@ def _read_cell(cell: Path, store: Path, problems: list[Problem]):
     else:
         frame = None  # nothing to add to the per-iteration table
     return rec, frame
+
+
+def _dedupe(found: list[tuple[Path, str, dict, Any]], problems: list[Problem]):
+    """A cell held by several stores (the same directory name: the same configuration and
+    hash) counts once: a done copy with readable data wins, then the newer one."""
+    best: dict[str, tuple[Path, str, dict, Any]] = {}
+    for item in found:
+        store, cell_id, rec, _ = item
+        held = best.get(cell_id)
+        if held is None:
+            best[cell_id] = item
+            continue
+
+        def rank(entry):
+            r = entry[2]
+            return (r.get("status") in DONE_STATUSES, bool(r.get("data_ok")),
+                    str(r.get("utc_time") or ""))
+
+        keep, drop = (item, held) if rank(item) > rank(held) else (held, item)
+        best[cell_id] = keep
+        problems.append(Problem(str(drop[0] / cell_id), "duplicate cell",
+                                f"also in {keep[0]}; counted once, from there"))
+    return list(best.values())
 
 
 def label_variants(runs: pd.DataFrame) -> pd.Series:
@@ -175,14 +225,15 @@ def load_stores(stores: list[str | Path]) -> Loaded:
             raise ConfigError(f"results store {str(s)!r} is not a directory")
         paths.append(p)
     problems: list[Problem] = []
-    records, frames = [], []
+    found = []
     for store in paths:
         for cell in find_cells(store):
             rec, frame = _read_cell(cell, store, problems)
             if rec is not None:
-                records.append(rec)
-            if frame is not None:
-                frames.append(frame)
+                found.append((store, rec["cell"], rec, frame))
+    found = _dedupe(found, problems)
+    records = [rec for _, _, rec, _ in found]
+    frames = [frame for _, _, _, frame in found if frame is not None]
     runs = pd.DataFrame(records)
     if len(runs):
         # Cell ids of several stores carry the store's name (its path where names repeat).

@@ -32,6 +32,7 @@ from harness.reporting import tables as T
 from harness.reporting.figures import Figure, all_figures
 from harness.reporting.load import Loaded, Problem, load_stores, merged_table
 from harness.reporting.metrics import DEFAULT_TARGET, cell_metrics
+from harness.results import writable_dir_problem
 
 PROG = "nlt-report"
 
@@ -95,6 +96,9 @@ def build(stores: list[str], out: Path, target: float = DEFAULT_TARGET,
         raise ConfigError(f"--target must be a positive number, got {target}")
     if not (min_time_s >= 0 and math.isfinite(min_time_s)):
         raise ConfigError(f"--min-time-s must be >= 0, got {min_time_s}")
+    problem = writable_dir_problem(out, "--out")
+    if problem:
+        raise ConfigError(problem)
     loaded = load_stores(stores)
     out.mkdir(parents=True, exist_ok=True)
     cells = cell_metrics(loaded, target)

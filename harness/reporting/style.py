@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 import zlib
 
 #: A paper's column and text widths (inches), and the height of one row of panels.
@@ -136,7 +137,7 @@ def variant_linestyles() -> tuple[str, ...]:
 def _label_text(s: object) -> str:
     """A name as matplotlib should print it: plain text, never mathtext. Outside ``$...$``
     only ``$`` starts mathtext, so escaping it is enough (``_`` and ``^`` print as they are)."""
-    return str(s).replace("$", r"\$")
+    return re.sub(r"(?<!\\)\$", r"\\$", str(s))  # idempotent: an escaped $ stays as it is
 
 
 def figsize(width: str = "page", rows: float = 1.0, extra_h: float = 0.0) -> tuple[float, float]:

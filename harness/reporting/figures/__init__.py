@@ -17,6 +17,7 @@ import pandas as pd
 
 from harness.reporting.figures.ntk import lambda_ratio, neuron_movement, ntk_columns
 from harness.reporting.figures.registry import REGISTRY, Figure, Inputs, draw_all
+from harness.reporting.text import plain_frame
 
 for _mod in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_mod.name}")
@@ -28,4 +29,6 @@ __all__ = ["REGISTRY", "Figure", "all_figures", "lambda_ratio", "neuron_movement
 def all_figures(cells: pd.DataFrame, rows: pd.DataFrame, fits_n: pd.DataFrame | None,
                 fits_m: pd.DataFrame | None, out: Path) -> list[Figure]:
     """Every figure of the report, in order; a Figure with ``missing`` set where data lack."""
+    # names from run.json are text, not mathtext (harness/reporting/text.py)
+    cells, rows, fits_n, fits_m = (plain_frame(f) for f in (cells, rows, fits_n, fits_m))
     return draw_all(Inputs(cells, rows, fits_n, fits_m), out)
