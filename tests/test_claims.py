@@ -355,9 +355,9 @@ def test_c6_needs_a_grid_and_enough_cells():
     one_m = {(n, 4096): reached(0.1) for n in (256, 512, 1024)}
     claim = _c6(one_m, {k: reached(1.0) for k in one_m})
     assert claim.verdict == C.UNDECIDED and "no (n, m) grid" in claim.evidence
-    few = {(256, 4096): reached(0.1), (512, 8192): reached(0.1), (256, 8192): reached(0.1)}
+    few = {(n, m): reached(0.1) for n in (256, 512) for m in (4096, 8192)}  # a 2×2 grid
     claim = _c6(few, {k: reached(1.0) for k in few})
-    assert claim.verdict == C.UNDECIDED and "needs 4" in claim.evidence
+    assert claim.verdict == C.UNDECIDED and "needs 6" in claim.evidence
 
 
 def test_c6_ranks_the_paper_variant_under_its_own_name():
@@ -366,7 +366,8 @@ def test_c6_ranks_the_paper_variant_under_its_own_name():
             cell("gn_gram", 256, 4096, time=1.0, preset="gn_gram"),
             cell("gn_gram", 256, 8192, time=1.0, preset="gn_gram"),
             cell("gn_sketch", 256, 8192, time=0.5, preset="gn_sketch_paper"),
-            cell("gn_gram", 512, 4096, time=1.0, preset="gn_gram")]
+            cell("gn_gram", 512, 4096, time=1.0, preset="gn_gram"),
+            cell("gn_gram", 512, 8192, time=1.0, preset="gn_gram")]
     ranked = X.rankings(frame(rows), "time_to_target")
     r = ranked[(ranked["n"] == 256) & (ranked["m"] == 4096)].iloc[0]
     assert (r["winner"], r["runner_up"], r["margin"]) == ("gn_gram", "gn_sketch", 2.0)
@@ -376,7 +377,8 @@ def test_c6_ranks_the_paper_variant_under_its_own_name():
 
 def test_c6_a_stopped_run_below_the_winner_leaves_the_cell_undecided():
     rows = [cell("gn_sketch", 256, 4096, time=2.0), cell("gn_gram", 256, 4096, **stopped(1.0)),
-            cell("gn_gram", 512, 8192, time=1.0), cell("gn_sketch", 512, 8192, time=3.0)]
+            *[cell("gn_gram", n, m, time=1.0) for n, m in ((256, 8192), (512, 4096),
+                                                          (512, 8192))]]
     ranked = X.rankings(frame(rows), "time_to_target")
     r = ranked[ranked["n"] == 256].iloc[0]
     assert r["winner"] == "gn_sketch" and not r["decided"] and r["margin_is_bound"]

@@ -53,7 +53,7 @@ LAMBDA_FRACTION = 0.5
 NTK_SLOPE = -0.5
 #: C6: common sizes n (both methods with a value or a lower bound) a slice needs to decide.
 #: C6: (n, m) cells compared, and cells with exact ratios for the growth fit.
-C6_MIN_CELLS, C6_MIN_GROWTH_CELLS = 4, 5
+C6_MIN_CELLS, C6_MIN_GROWTH_CELLS = 6, 5
 
 GN_FAMILY_FALLBACK = {"gn_exact", "gn_gram", "ngd", "kfac", "ggn", "gn_cg", "gn_sketch",
                       "gn_nystrom"}

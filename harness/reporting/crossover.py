@@ -143,11 +143,9 @@ def rank(entries: list[Entry], n: int, m: int) -> Ranking:
 def rankings(cells: pd.DataFrame, metric: str = "time_to_target") -> pd.DataFrame:
     """One row per (n, m) of the grid slice: winner, decided, runner-up, margin."""
     grid = grid_slice(cells)
-    if not len(grid):
-        return pd.DataFrame()
     rows = [rank(entries, n, m).__dict__ for (n, m), entries
-            in cell_entries(grid, metric).items()]
-    return pd.DataFrame(rows)
+            in cell_entries(grid, metric).items()] if len(grid) else []
+    return pd.DataFrame(rows, columns=list(Ranking.__dataclass_fields__))
 
 
 @dataclass
