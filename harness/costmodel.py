@@ -709,13 +709,16 @@ def predicted_vs_measured(cells: pd.DataFrame, profile: Profile,
         known = {f.name for f in dataclasses.fields(ALGORITHMS.get(alg).Params)}
         params = {k: v for k, v in params.items() if k in known}  # renamed since the run
         adaptive = params.get("refresh") == "adaptive"
-        col = "mean_step_time_s" if adaptive else "time_per_iter_s"
-        measured = r.get(col)
+        cols = (("time_per_iter_amortised_s", "mean_step_time_s") if adaptive
+                else ("time_per_iter_median_s", "time_per_iter_s"))
+        measured = next((r.get(c) for c in cols if _finite(r.get(c))), None)
         if not _finite(measured) or float(measured) <= 0:
             continue
         every = None
         if adaptive:
             every = r.get("refresh_every")
+            if not _finite(every) and _finite(r.get("refresh_frac")) and r["refresh_frac"] > 0:
+                every = 1.0 / float(r["refresh_frac"])  # measured: steps per rebuild
             if not _finite(every) and _finite(r.get("n_steps")):
                 every = max(1.0, float(r["n_steps"]))
             every = float(every) if _finite(every) else None

@@ -54,7 +54,7 @@ def test_gd_and_gn_cg_by_hand():
 
 def test_gn_sketch_phases_and_adaptive_amortisation():
     n, m, d = 16, 64, 4
-    params = {"sketch_ratio": 2.0, "factor": "qr"}
+    params = {"sketch_ratio": 2.0, "factor": "qr", "refresh": "always"}
     always = predict("gn_sketch", params, n, m, d, FLOPS_ONLY, inner_iters=2)
     s = 2 * n
     assert always["factor"] == pytest.approx((2 * s * n * n - 2 * n**3 / 3) / 1e9)
@@ -100,7 +100,7 @@ def test_frontier_where_the_answer_is_known():
     #   gn_gram   = 2nm + (2n²m + 2n²) + n³/3 + 2nm
     #   gn_sketch = 2nm + (2n·n² − 2n³/3) + 4nm + 2nm
     # gn_sketch is faster iff m (2n² − 4n) > n³ − 2n², i.e. m > n/2.
-    params = {"gn_sketch": {"sketch_ratio": 1.0}}
+    params = {"gn_sketch": {"sketch_ratio": 1.0, "factor": "qr", "refresh": "always"}}
     table = frontier(FLOPS_ONLY, [64, 128], range(1, 200), 1, params=params,
                      inner_iters={"gn_sketch": 1},
                      outer_iters={"gn_sketch": 2, "gn_gram": 1})

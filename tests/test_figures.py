@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from harness.costmodel import Profile
 from harness.reporting import fits as F
 from harness.reporting import style
 from harness.reporting.figures import REGISTRY, all_figures
@@ -98,7 +99,13 @@ def drawn(synthetic, tmp_path_factory):
     cells, rows = synthetic
     out = tmp_path_factory.mktemp("figures")
     fits_n, fits_m = F.scaling_fits(cells, "n", 0.0), F.scaling_fits(cells, "m", 0.0)
-    return all_figures(cells, rows, fits_n, fits_m, out), out
+    # a measured-like profile of "this machine" and a datasheet one: figures 12 and 13
+    mine = Profile.synthetic(flops=2e9, memory_bytes=2**33)
+    mine.data.update(device_name="test CPU", source="measured (synthetic for the tests)",
+                     date="2026-01-01")
+    sheet = Profile.synthetic(flops=5e10, memory_bytes=2**36)
+    sheet.data.update(device_name="test GPU", source="datasheet (prediction, not measured)")
+    return all_figures(cells, rows, fits_n, fits_m, out, mine, [sheet]), out
 
 
 def _pdf_size_in(path) -> tuple[float, float]:
@@ -110,7 +117,7 @@ def _pdf_size_in(path) -> tuple[float, float]:
 
 def test_every_figure_is_drawn_as_pdf_and_300_dpi_png_within_the_page_width(drawn):
     figs, out = drawn
-    assert {f.number for f in figs if f.files} == set(range(1, 12)), \
+    assert {f.number for f in figs if f.files} == set(range(1, 14)), \
         [(f.number, f.missing) for f in figs if not f.files]
     for f in figs:
         assert sorted(p.rsplit(".", 1)[1] for p in f.files) == ["pdf", "png"]
@@ -164,7 +171,7 @@ def test_censored_cells_are_drawn_and_explained(drawn):
 
 
 def test_registry_numbers_each_figure_once():
-    assert sorted(REGISTRY) == list(range(1, 12))
+    assert sorted(REGISTRY) == list(range(1, 14))
     names = [spec.name for spec in REGISTRY.values()]
     assert len(set(names)) == len(names)
     assert all(re.fullmatch(r"fig\d\d_[a-z0-9_]+", n) for n in names)
@@ -179,5 +186,5 @@ def test_label_text_never_starts_mathtext():
 
 def test_no_cells_means_every_figure_explains_itself(tmp_path):
     figs = all_figures(pd.DataFrame(), pd.DataFrame(), None, None, tmp_path)
-    assert [f.number for f in figs] == list(range(1, 12))
+    assert [f.number for f in figs] == list(range(1, 14))
     assert all(f.missing and not f.files for f in figs)

@@ -38,7 +38,7 @@ RUN_KEYS = ("status", "reason", "algorithm", "dataset", "n", "m", "d", "seed", "
             "memory_budget_bytes", "peak_memory_bytes", "peak_memory_kind", "config_hash")
 CONFIG_KEYS = ("target_rel_loss", "max_iters", "time_budget_s", "memory_budget_gb")
 PROVENANCE_KEYS = ("git_commit", "git_dirty", "threads", "device_name", "hostname", "platform",
-                   "utc_time", "launcher")
+                   "utc_time", "launcher", "cpu_model", "cpu_capability")
 #: run.json keys never turned into columns (nested or bulky).
 _SKIP_KEYS = {"config", "identity", "provenance", "setup_phases_s", "label", "cell"}
 
@@ -99,6 +99,13 @@ def _run_record(run: dict[str, Any], cell_id: str, store: Path) -> dict[str, Any
     rec["launcher"] = rec["launcher"] or launch.get("launcher")
     rec["parallel_jobs"] = launch.get("parallel_jobs")
     rec["torch_version"] = (prov.get("packages") or {}).get("torch")
+    flags = prov.get("cpu_flags")
+    rec["cpu_flags"] = " ".join(map(str, flags)) if isinstance(flags, list) else None
+    # the kernel routes this cell's products took (harness/kernels.py), as one string
+    routes = (run.get("kernels") or {}).get("routes") if isinstance(run.get("kernels"),
+                                                                     dict) else None
+    rec["kernel_routes"] = (",".join(f"{k}={v}" for k, v in sorted(routes.items()))
+                            if isinstance(routes, dict) and routes else None)
     alg = dict((run.get("identity") or {}).get("algorithm") or config.get("algorithm") or {})
     alg.pop("name", None)
     rec["hyperparameters"] = json.dumps(alg, sort_keys=True, default=str)

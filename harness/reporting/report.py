@@ -27,11 +27,14 @@ import pandas as pd
 from harness.cli import fail, guarded
 from harness.errors import ConfigError
 from harness.reporting import claims as C
+from harness.reporting import crossover as X
 from harness.reporting import fits as F
+from harness.reporting import predictions as P
 from harness.reporting import tables as T
 from harness.reporting.figures import Figure, all_figures
 from harness.reporting.load import Loaded, Problem, load_stores, merged_table
 from harness.reporting.metrics import DEFAULT_TARGET, cell_metrics
+from harness.reporting.tables import fmt_time
 from harness.results import writable_dir_problem
 
 PROG = "nlt-report"
@@ -46,6 +49,8 @@ class Report:
     claims: list[C.Claim] = field(default_factory=list)
     fits_n: pd.DataFrame | None = None
     fits_m: pd.DataFrame | None = None
+    profile: object | None = None  # the cost model's measured profile of this machine
+    datasheets: list = field(default_factory=list)
 
     @property
     def figure_files(self) -> list[Path]:
@@ -90,7 +95,8 @@ def _theory_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def build(stores: list[str], out: Path, target: float = DEFAULT_TARGET,
-          min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None) -> Report:
+          min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None,
+          profiles: list[str] | None = None) -> Report:
     """Load, compute, draw and write; returns what was made (the tests read it)."""
     if not (target > 0 and math.isfinite(target)):
         raise ConfigError(f"--target must be a positive number, got {target}")
@@ -116,8 +122,18 @@ def build(stores: list[str], out: Path, target: float = DEFAULT_TARGET,
                                                f"{type(exc).__name__}: {exc}"[:200]))
                 fits = pd.DataFrame(columns=F.FIT_COLUMNS)
             setattr(report, f"fits_{var}", fits)
-    report.figures = all_figures(cells, loaded.rows, report.fits_n, report.fits_m, out)
-    report.claims = C.check_claims(cells, loaded.rows, report.fits_n, report.fits_m)
+    report.profile, report.datasheets = P.load_profiles(cells, profiles)
+    report.figures = all_figures(cells, loaded.rows, report.fits_n, report.fits_m, out,
+                                 report.profile, report.datasheets)
+    prediction = None
+    if len(cells):
+        try:
+            prediction = P.c6_prediction(report.profile, cells)
+        except Exception as exc:  # a model that fails on odd data: the verdict waits
+            loaded.problems.append(Problem("(cost model)", "prediction failed",
+                                           f"{type(exc).__name__}: {exc}"[:200]))
+    report.claims = C.check_claims(cells, loaded.rows, report.fits_n, report.fits_m,
+                                   prediction)
     text = render(report, stores, target, min_time_s, command)
     (out / "REPORT.md").write_text(text)
     return report
@@ -175,6 +191,20 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
           "that stopped before ε is beaten only by a time below its lower bound.", "",
           md_table(T.crossover(cells) if len(cells) else pd.DataFrame())]
 
+    ranked = X.rankings(cells, "time_to_target") if len(cells) else pd.DataFrame()
+    if len(ranked):
+        L += ["## Crossover map in (n, m)", "",
+              "Per (n, m) of the grid: the fastest method to ε, the runner-up and its time "
+              "over the winner's (≥: the runner-up stopped before ε); *decided* is false "
+              "where a run that stopped early might still have won (figure 11).", "",
+              md_table(ranked.assign(
+                  winner_time=[fmt_time(t) for t in ranked["winner_time"]],
+                  margin=[f"{'≥' if b else ''}{v:.2f}" if v == v else "–"
+                          for v, b in zip(ranked["margin"], ranked["margin_is_bound"])],
+                  unmeasured=[", ".join(u) for u in ranked["unmeasured"]]).drop(
+                  columns=["margin_is_bound"]))]
+    L += _cost_model_section(r)
+
     L += ["## Figures", ""]
     for fig in r.figures:
         if fig.files:
@@ -191,6 +221,11 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
     L += ["## Environment", "", md_table(env)]
     if warnings:
         L += ["Warnings:", ""] + [f"- {w}" for w in warnings] + [""]
+    routes = T.kernel_routes(cells)
+    if len(routes):
+        L += ["Kernel routes of the products with the pattern D (chosen by timing each route "
+              "on the machine at hand, per shape; `kernels=` in run.json, docs/performance.md):",
+              "", md_table(routes)]
 
     L += ["## Problems and censored cells", "",
           "Unreadable or truncated files (their cells are left out of every figure), and cells "
@@ -198,6 +233,34 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
           md_table(T.problem_table(r.loaded.problems, cells))]
     L += ["## Regenerate", "", "```", cmd, "```", ""]
     return "\n".join(L)
+
+
+def _cost_model_section(r: Report) -> list[str]:
+    """Predicted against measured, and the predicted frontier (harness/costmodel.py)."""
+    profiles = ([r.profile] if r.profile is not None else []) + list(r.datasheets)
+    if not profiles or not len(r.cells):
+        return []
+    L = ["## Cost model", ""]
+    if r.profile is not None:
+        _, summary = P.vs_measured(r.profile, r.cells)
+        d = r.profile.data
+        L += [f"Profile of this machine: {P.label(r.profile)}, {d.get('threads')} threads, "
+              f"calibrated {str(d.get('date'))[:19]} at commit {str(d.get('git_commit'))[:10]}"
+              f" (`nlt-bench --calibrate`). "]
+        if summary["cells"]:
+            L[-1] += (f"Predicted time per iteration within {summary['band']:g}× of the "
+                      f"measured one in {summary['within']} of {summary['cells']} cells "
+                      f"({100 * summary['fraction_within']:.0f}%); median ratio predicted/"
+                      f"measured {summary['median_ratio']:.2f}, worst "
+                      f"{summary['worst_ratio']:.2g} ({summary['worst_cell']}); figure 12.")
+        L += [""]
+    else:
+        L += ["No measured profile of this machine (`nlt-bench --calibrate` writes one to "
+              "reports/profiles/): the predictions below are datasheet ones only.", ""]
+    L += ["Predicted frontier: the smallest m (a power of two up to 2^24, within the "
+          "profile's memory) where gn_sketch beats gn_gram per iteration and to ε (figure 13):",
+          "", md_table(P.frontier_table(profiles, r.cells))]
+    return L
 
 
 class _Parser(argparse.ArgumentParser):
@@ -215,13 +278,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="target relative loss ε (default 1e-6)")
     parser.add_argument("--min-time-s", type=float, default=F.DEFAULT_MIN_TIME_S,
                         help="fit slopes only on times per iteration above this (seconds)")
+    parser.add_argument("--profile", action="append", metavar="PATH",
+                        help="cost-model profile(s) (nlt-bench --calibrate); default: the "
+                             "machine's and the datasheet ones in reports/profiles/")
     args = parser.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else argv
     command = " ".join([PROG, *(shlex.quote(a) for a in argv_used)])
 
     def go():
         rep = build(args.stores or ["results"], Path(args.out), args.target, args.min_time_s,
-                    command)
+                    command, args.profile)
         drawn = sum(1 for f in rep.figures if f.files)
         verdicts = ", ".join(f"{c.id} {c.verdict}" for c in rep.claims)
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "

@@ -147,8 +147,32 @@ def crossover(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=cols)
 
 
-ENV_KEYS = ["device", "device_name", "hostname", "dtype", "threads", "launcher", "parallel_jobs",
-            "git_commit", "git_dirty", "torch_version"]
+ENV_KEYS = ["device", "device_name", "cpu_capability", "cpu_flags", "hostname", "dtype",
+            "threads", "launcher", "parallel_jobs", "git_commit", "git_dirty", "torch_version"]
+
+
+def kernel_routes(cells: pd.DataFrame) -> pd.DataFrame:
+    """Which route each product with the pattern D took (harness/kernels.py), in how many
+    cells and over which sizes: the routes are chosen by measurement per machine and shape,
+    so a report says what its times were made with."""
+    cols = ["device", "product", "route", "cells", "n", "m"]
+    if "kernel_routes" not in cells or not cells["kernel_routes"].notna().any():
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for r in cells[cells["kernel_routes"].notna()].itertuples(index=False):
+        for part in str(r.kernel_routes).split(","):
+            product, _, route = part.partition("=")
+            rows.append({"device": r.device, "product": product, "route": route, "n": r.n,
+                         "m": r.m})
+    frame = pd.DataFrame(rows)
+    out = frame.groupby(["device", "product", "route"]).agg(
+        cells=("n", "size"), n_lo=("n", "min"), n_hi=("n", "max"), m_lo=("m", "min"),
+        m_hi=("m", "max")).reset_index()
+    out["n"] = [f"{int(a)}–{int(b)}" if a != b else f"{int(a)}" for a, b in
+                zip(out["n_lo"], out["n_hi"])]
+    out["m"] = [f"{int(a)}–{int(b)}" if a != b else f"{int(a)}" for a, b in
+                zip(out["m_lo"], out["m_hi"])]
+    return out[cols]
 
 
 def environment(cells: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

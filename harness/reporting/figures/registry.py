@@ -62,6 +62,10 @@ class Inputs:
     rows: pd.DataFrame  # per-iteration rows (load.Loaded.rows)
     fits_n: pd.DataFrame | None
     fits_m: pd.DataFrame | None
+    #: the cost model's measured profile of the cells' machine, and datasheet profiles
+    #: (harness/reporting/predictions.py); figures that need them say so when missing
+    profile: object | None = None
+    datasheets: list = field(default_factory=list)
 
     @property
     def target(self) -> float:

@@ -1,0 +1,129 @@
+"""What the calibrated cost model (harness/costmodel.py) adds to a report: predicted against
+measured time per iteration, the predicted crossover frontier m*(n) on this machine and on
+datasheet machines, and the prediction C6 needs where the sketch loses every measured cell.
+
+Profiles: a measured one (``nlt-bench --calibrate``) is used for the cells' machine when its
+``device_name`` matches theirs; datasheet profiles (``"source": "datasheet ..."``) only ever
+give labelled predictions, never a comparison with measured cells.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness import costmodel as CM
+from harness.reporting.crossover import grid_slice
+from harness.results import REPO_ROOT
+
+PROFILE_DIR = REPO_ROOT / "reports" / "profiles"
+#: Widths the frontier is searched over: 2^10 … 2^24 (what fits the profile's memory).
+FRONTIER_MS = tuple(2**k for k in range(10, 25))
+FRONTIER_NS = tuple(2**k for k in range(8, 15))
+#: Outer iterations to ε when the cells measured none: 2 for the exact step, 3 for the sketch
+#: (the committed CPU report: every full-batch GN method needs 2–4).
+DEFAULT_OUTER = {"gn_gram": 2.0, "gn_sketch": 3.0}
+
+
+def is_datasheet(profile: CM.Profile) -> bool:
+    return str(profile.data.get("source", "")).startswith("datasheet")
+
+
+def label(profile: CM.Profile) -> str:
+    kind = "datasheet prediction" if is_datasheet(profile) else "measured rates"
+    return f"{profile.data.get('device_name')} ({kind})"
+
+
+def load_profiles(cells: pd.DataFrame, paths: list[str] | None = None
+                  ) -> tuple[CM.Profile | None, list[CM.Profile]]:
+    """(the measured profile of the cells' machine or None, every datasheet profile).
+
+    ``paths``: explicit profile files (the first measured one is the machine's); None: every
+    ``reports/profiles/*.json``, the machine's chosen by matching ``device_name``.
+    """
+    files = [Path(p) for p in paths] if paths else sorted(PROFILE_DIR.glob("*.json"))
+    profiles = [CM.Profile.load(p) for p in files]
+    sheets = [p for p in profiles if is_datasheet(p)]
+    measured = [p for p in profiles if not is_datasheet(p)]
+    if paths:
+        return (measured[0] if measured else None), sheets
+    names = set(cells["device_name"].dropna()) if "device_name" in cells else set()
+    mine = [p for p in measured if p.data.get("device_name") in names]
+    # several calibrations of one machine: the most recent
+    mine.sort(key=lambda p: str(p.data.get("date", "")))
+    return (mine[-1] if mine else None), sheets
+
+
+def measured_outer(cells: pd.DataFrame) -> dict[str, float]:
+    """Median outer iterations to ε of gn_gram and gn_sketch (defaults) where measured."""
+    out = dict(DEFAULT_OUTER)
+    if not len(cells) or "iters_to_target" not in cells:
+        return out
+    for method in out:
+        got = cells.loc[(cells["algorithm"] == method) & cells["iters_to_target"].notna(),
+                        "iters_to_target"]
+        if "preset" in cells and method == "gn_sketch":
+            got = cells.loc[(cells["algorithm"] == method) & (cells["preset"] == "gn_sketch")
+                            & cells["iters_to_target"].notna(), "iters_to_target"]
+        if len(got):
+            out[method] = float(got.median())
+    return out
+
+
+def frontier(profile: CM.Profile, cells: pd.DataFrame, d: int | None = None) -> pd.DataFrame:
+    """The predicted m*(n) of gn_sketch (its defaults) against gn_gram, per iteration and
+    to ε, for n in the cells' grid (else ``FRONTIER_NS``)."""
+    grid = grid_slice(cells) if len(cells) else cells
+    ns = sorted(int(v) for v in grid["n"].unique()) if len(grid) else list(FRONTIER_NS)
+    if d is None:
+        d = int(grid["d"].iloc[0]) if len(grid) else 16
+    return CM.frontier(profile, ns, FRONTIER_MS, d, outer_iters=measured_outer(cells))
+
+
+def c6_prediction(profile: CM.Profile | None, cells: pd.DataFrame) -> dict | None:
+    """What C6 needs from the model: does it predict a win to ε within the machine's
+    memory at the grid's n? None without a measured profile of this machine."""
+    if profile is None or is_datasheet(profile):
+        return None
+    table = frontier(profile, cells)
+    wins = table[table["m_to_target"].notna()]
+    parts = [f"n={int(r.n)}: m*={int(r.m_to_target)}" for r in wins.itertuples()]
+    fits = [f"n={int(r.n)}: none up to m={r.m_max_fits}" for r in
+            table[table["m_to_target"].isna()].itertuples()]
+    text = (f"predicted frontier to ε from {label(profile)}: "
+            + "; ".join(parts + fits))
+    return {"predicted_win": bool(len(wins)), "text": text}
+
+
+def vs_measured(profile: CM.Profile | None, cells: pd.DataFrame
+                ) -> tuple[pd.DataFrame, dict]:
+    """Predicted against measured per cell (both sweeps' cells that the model covers)."""
+    if profile is None or not len(cells):
+        return pd.DataFrame(), CM.ratio_summary(pd.DataFrame())
+    rows = CM.predicted_vs_measured(cells, profile)
+    return rows, CM.ratio_summary(rows)
+
+
+def pow2_text(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    k = math.log2(float(v))
+    return f"2^{int(k)}" if k == int(k) else f"{float(v):g}"
+
+
+def frontier_table(profiles: list[CM.Profile], cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per (profile, n): m* per iteration and to ε, the largest m that fits."""
+    out = []
+    for prof in profiles:
+        for r in frontier(prof, cells).itertuples():
+            out.append({"profile": label(prof), "n": int(r.n),
+                        "m* per iteration": pow2_text(r.m_per_iteration),
+                        "m* to ε": pow2_text(r.m_to_target),
+                        "largest m in memory": pow2_text(r.m_max_fits),
+                        "gram/sketch at that m": (f"{r.ratio_at_max:.2f}"
+                                                  if r.ratio_at_max is not None
+                                                  and np.isfinite(r.ratio_at_max) else "–")})
+    return pd.DataFrame(out)
