@@ -78,6 +78,10 @@ class RunConfig:
     # untimed steps of a throw-away copy of the method before the clock starts (first-call
     # costs, kernel calibration); the same for every method, recorded as warmup_time_s
     warmup_steps: int = 1
+    # cost-model profile (nlt-bench --calibrate) used to skip, with the prediction as reason,
+    # a cell whose one step is predicted to outlast time_budget_s: "auto" = this machine's
+    # profile in reports/profiles/ if there is one, a path, or null (never skip)
+    cost_profile: str | None = "auto"
     max_iters: int = 100
     target_rel_loss: float = 1e-6
     time_budget_s: float | None = None  # cumulative step time after which a run stops
@@ -266,6 +270,10 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
     if container["threads"] is not None:
         _positive_int("threads", container["threads"])
     kernels.check_mode(container["kernels"])
+    profile = container.get("cost_profile")
+    if profile not in (None, "auto") and not Path(os.path.expanduser(str(profile))).is_file():
+        raise ConfigError(f"cost_profile {profile!r} is not a file; use 'auto', null or a "
+                          f"profile written by nlt-bench --calibrate")
     warmup = container["warmup_steps"]
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ConfigError(f"warmup_steps must be a non-negative integer, got {warmup!r}")

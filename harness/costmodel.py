@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
@@ -1027,3 +1028,31 @@ def render_predictions(prof: Profile, n: int, m: int, d: int, dtype: str | None 
         phases = "  ".join(f"{k} {v:.3g}" for k, v in t.items() if k != "total")
         lines.append(f"  {name:<11} {t['total']:10.4g} s   {phases}")
     return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=8)
+def _profiles_in(folder: str) -> tuple[Profile, ...]:
+    out = []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            out.append(Profile.load(path))
+        except ConfigError:
+            continue  # an unreadable profile is no profile of this machine
+    return tuple(out)
+
+
+def machine_profile(choice: str, device: torch.device) -> Profile | None:
+    """The measured profile to predict this machine with: ``choice`` is a path, or "auto"
+    for the newest measured profile in reports/profiles/ whose device name and type are this
+    machine's (None if there is none)."""
+    if choice != "auto":
+        return Profile.load(choice)
+    from harness.device import device_name
+    from harness.results import REPO_ROOT
+
+    name = device_name(device)
+    mine = [p for p in _profiles_in(str(REPO_ROOT / "reports" / "profiles"))
+            if not str(p.data.get("source", "")).startswith("datasheet")
+            and p.data.get("device_name") == name and p.data.get("device") == device.type]
+    mine.sort(key=lambda p: str(p.data.get("date", "")))
+    return mine[-1] if mine else None

@@ -50,7 +50,8 @@ COLUMNS = {
 
 #: Keys of the run configuration that do not change what is computed: they are left out of
 #: the cell hash so that changing them never reruns a cell.
-NON_IDENTITY_KEYS = ("store", "force", "progress_interval_s", "testing", "memory_budget_gb")
+NON_IDENTITY_KEYS = ("store", "force", "progress_interval_s", "testing", "memory_budget_gb",
+                     "cost_profile")
 
 RESULT_FILE, RUN_FILE = "result.parquet", "run.json"
 

@@ -290,6 +290,9 @@ class _Run:
         self.info.update(plan)
         if reason:
             return self._finish("skipped", reason)
+        reason = self._predicted_too_slow()
+        if reason:
+            return self._finish("skipped", reason)
         self._wall_start = time.perf_counter()
         try:
             return self._loop()
@@ -300,6 +303,32 @@ class _Run:
         except Exception as exc:  # recorded, never lost: the sweep goes on
             log.exception("[%s] failed", self.label)
             return self._finish("failed", f"{type(exc).__name__}: {exc}")
+
+    def _predicted_too_slow(self) -> str | None:
+        """With a time budget and a cost-model profile of this machine (``cost_profile``):
+        a reason to skip a cell whose one outer iteration is predicted to take longer than
+        the whole budget (it could not give more than a lower bound); else None."""
+        cfg, r = self.cfg, self.run
+        if cfg.time_budget_s is None or not cfg.cost_profile:
+            return None
+        from harness import costmodel
+
+        profile = costmodel.machine_profile(cfg.cost_profile, r.device)
+        if profile is None:
+            return None
+        try:
+            params = {k: v for k, v in r.identity["algorithm"].items() if k != "name"}
+            step = costmodel.predict(r.algorithm.name, params, r.n, r.m, r.d, profile,
+                                     dtype=str(cfg.dtype))["total"]
+        except ConfigError:  # a method the model does not cover
+            return None
+        self.info["predicted_step_time_s"] = step
+        if step <= cfg.time_budget_s:
+            return None
+        return (f"the cost model predicts {step:.3g} s per outer iteration "
+                f"({profile.data.get('device_name')}, calibrated "
+                f"{str(profile.data.get('date'))[:10]}), above time_budget_s="
+                f"{cfg.time_budget_s:g}")
 
     def _loop(self) -> Outcome:
         r, cfg = self.run, self.cfg

@@ -223,3 +223,26 @@ def test_cli_predict_prints_and_missing_profile_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("nlt-bench: error:") and "does not exist" in err
     assert len(err.splitlines()) == 1
+
+
+def test_runner_skips_a_cell_predicted_to_outlast_its_budget(tmp_path):
+    """cost_profile: one step predicted above time_budget_s is skipped with the prediction;
+    a fast prediction runs; a missing profile file is a one-line ConfigError."""
+    from harness.config import resolve
+    from tests.helpers import compose_cfg, run_in_process
+
+    slow = Profile.synthetic(flops=1.0, elements=1.0)  # one flop a second
+    slow.data.update(device_name="slow test machine", date="2026-01-01")
+    fast = Profile.synthetic(flops=1e15, elements=1e15)
+    fast.data.update(device_name="fast test machine", date="2026-01-01")
+    paths = {k: p.save(tmp_path / f"{k}.json") for k, p in (("slow", slow), ("fast", fast))}
+    small = ("algorithm=gn_gram", "data.n=16", "model.m=32", "time_budget_s=5")
+    store = tmp_path / "store"
+    outcome, run, _ = run_in_process(store, *small, f"cost_profile={paths['slow']}")
+    assert outcome.status == "skipped" and "cost model predicts" in run["reason"]
+    assert run["predicted_step_time_s"] > 5
+    outcome, run, _ = run_in_process(store, *small, f"cost_profile={paths['fast']}",
+                                     "force=true")
+    assert outcome.status == "converged" and run["predicted_step_time_s"] < 5
+    with pytest.raises(ConfigError, match="cost_profile"):
+        resolve(compose_cfg(*small, f"cost_profile={tmp_path / 'none.json'}"))
