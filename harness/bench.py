@@ -379,6 +379,54 @@ def sketch_variants() -> dict[str, dict[str, Any]]:
     return {"gn_sketch": {}, "gn_sketch paper": algorithm_preset("gn_sketch_paper")[1]}
 
 
+#: The gn_sketch variants the defaults were chosen from (docs/methods.md, "gn_sketch
+#: defaults"): the paper's, then one change at a time towards the defaults, then beyond.
+SKETCH_CANDIDATES: dict[str, dict[str, Any]] = {
+    "paper: always, s=4n, qr": dict(refresh="always", sketch_ratio=4.0, factor="qr"),
+    "always, s=4n, cholesky_qr": dict(refresh="always", sketch_ratio=4.0,
+                                      factor="cholesky_qr"),
+    "always, s=2n, cholesky_qr": dict(refresh="always", sketch_ratio=2.0,
+                                      factor="cholesky_qr"),
+    "adaptive, s=4n, qr": dict(refresh="adaptive", sketch_ratio=4.0, factor="qr"),
+    "adaptive, s=4n, cholesky_qr": dict(refresh="adaptive", sketch_ratio=4.0,
+                                        factor="cholesky_qr"),
+    "defaults: adaptive, s=2n, cholesky_qr": dict(refresh="adaptive", sketch_ratio=2.0,
+                                                  factor="cholesky_qr"),
+    "adaptive, s=1.5n, cholesky_qr": dict(refresh="adaptive", sketch_ratio=1.5,
+                                          factor="cholesky_qr"),
+    "adaptive, s=2n, cholesky_qr, countsketch": dict(refresh="adaptive", sketch_ratio=2.0,
+                                                     factor="cholesky_qr",
+                                                     sketch="countsketch"),
+}
+
+
+def sketch_choice(sizes: Sizes, device, dtype) -> dict[str, Any]:
+    """Every candidate gn_sketch variant at the reference sizes, amortised over a run's
+    length (the first step builds the preconditioner; adaptive variants reuse it)."""
+    n, m, d = sizes.reference
+    steps = min(AMORTIZE_STEPS, sizes.max_steps + 1)
+    rows = {label: time_per_iteration("gn_sketch", n, m, d, device, dtype, sizes, steps,
+                                      **params)
+            for label, params in SKETCH_CANDIDATES.items()}
+    timed = {k: v["amortised_s"] for k, v in rows.items() if "amortised_s" in v}
+    return {"n": n, "m": m, "d": d, "steps": steps, "variants": rows,
+            "fastest": min(timed, key=timed.get) if timed else None}
+
+
+def _render_sketch_choice(sc: dict[str, Any]) -> list[str]:
+    lines = [f"gn_sketch variants  n={sc['n']} m={sc['m']} d={sc['d']}  (mean of {sc['steps']}"
+             " steps, preconditioner builds included)"]
+    for label, res in sc["variants"].items():
+        if "amortised_s" in res:
+            lines.append(f"  {label:<42} {res['amortised_s'] * 1e3:10.2f} ms  inner "
+                         f"{res['inner_iters']}"
+                         + (f"  refreshed {res['refreshed']}" if "refreshed" in res else ""))
+        else:
+            lines.append(f"  {label:<42} {res['note']}")
+    lines.append(f"  fastest: {sc['fastest']}")
+    return lines
+
+
 def per_iteration(sizes: Sizes, device, dtype) -> dict[str, Any]:
     n, m, d = sizes.reference
     unit = xw_unit(problem_at(n, m, d, device, dtype), device)
@@ -687,6 +735,7 @@ SECTIONS: dict[str, Section] = {
     "roofline": Section(roofline, _render_roofline, _targets_roofline),
     "per_iteration": Section(per_iteration, _render_per_iteration, _targets_per_iteration),
     "sketches": Section(sketch_times, _render_sketches),
+    "sketch_choice": Section(sketch_choice, _render_sketch_choice),
     "crossover": Section(crossover, _render_crossover, _targets_crossover),
     "practice": Section(practice, _render_practice, _targets_practice),
 }
