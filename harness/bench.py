@@ -166,8 +166,9 @@ def feasibility(cls, params, n: int, m: int, d: int, device, dtype) -> str | Non
 
 
 def prepared(name: str, n: int, m: int, d: int, device, dtype, **overrides):
-    """(algorithm, problem) ready for ``setup``, or ``{"note": why not}`` for a method that is
-    not registered or does not fit the memory budget."""
+    """(algorithm, problem) ready for ``setup`` after the harness's warm-up rule
+    (``harness.loop.warm_up``: an untimed step of a throw-away copy), or ``{"note": why not}``
+    for a method that is not registered or does not fit the memory budget."""
     if not registered(name):
         return {"note": "not registered"}
     cls = ALGORITHMS.get(name)
@@ -176,6 +177,7 @@ def prepared(name: str, n: int, m: int, d: int, device, dtype, **overrides):
     if reason:
         return {"note": f"skipped: {reason}"}
     problem = problem_at(n, m, d, device, dtype)
+    warm_up(problem, lambda: cls(problem, params, make_generator(0, device)))
     return cls(problem, params, make_generator(0, device)), problem
 
 
@@ -195,7 +197,6 @@ def time_per_iteration(name: str, n: int, m: int, d: int, device, dtype, sizes: 
         if isinstance(ready, dict):
             return ready
         alg, problem = ready
-        warm_up(problem, lambda: prepared_algorithm(name, problem, device, **overrides))
         alg.setup(NullClock())
         times, inner, refreshed = [], [], []
         start = time.perf_counter()
@@ -218,12 +219,6 @@ def time_per_iteration(name: str, n: int, m: int, d: int, device, dtype, sizes: 
     return out
 
 
-def prepared_algorithm(name: str, problem, device, **overrides):
-    """A fresh instance of ``name`` on an existing problem (the warm-up's throw-away copy)."""
-    cls = ALGORITHMS.get(name)
-    return cls(problem, with_params(cls, **overrides), make_generator(0, device))
-
-
 def time_to_target(name: str, n: int, m: int, d: int, device, dtype, sizes: Sizes,
                    budget_s: float | None = None, **overrides) -> dict[str, Any]:
     """Seconds (setup + steps, loss evaluation excluded) until L_t / L_0 ≤ 1e-6.
@@ -237,7 +232,6 @@ def time_to_target(name: str, n: int, m: int, d: int, device, dtype, sizes: Size
         if isinstance(ready, dict):
             return ready
         alg, problem = ready
-        warm_up(problem, lambda: prepared_algorithm(name, problem, device, **overrides))
         loss0 = problem.loss()
         with Stopwatch(device) as sw:
             alg.setup(NullClock())

@@ -937,19 +937,6 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
     return fits, routes, unavailable
 
 
-def _memory_total(device: torch.device) -> int | None:
-    if device.type == "cuda":
-        return int(torch.cuda.get_device_properties(device).total_memory)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
@@ -966,7 +953,7 @@ def calibrate(device: str = "cpu", dtypes: Sequence[str] = DTYPES, quick: bool =
               log: Callable[[str], None] = lambda s: None) -> Profile:
     """Measure this machine's kernel rates (see the module table) and return the profile."""
     from harness.bench import git_commit
-    from harness.device import device_name, resolve_device, resolve_dtype
+    from harness.device import device_name, resolve_device, resolve_dtype, total_memory_bytes
 
     dev = resolve_device(device)
     sizes = QUICK_CAL if quick else FULL_CAL
@@ -979,7 +966,7 @@ def calibrate(device: str = "cpu", dtypes: Sequence[str] = DTYPES, quick: bool =
         "python": platform.python_version(), "git_commit": git_commit(),
         "hostname": socket.gethostname(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "quick": quick, "default_dtype": dtypes[0], "memory_bytes": _memory_total(dev),
+        "quick": quick, "default_dtype": dtypes[0], "memory_bytes": total_memory_bytes(dev),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "sizes": dataclasses.asdict(sizes), "kernels": {}, "routes": {}, "unavailable": {},
     }

@@ -64,14 +64,28 @@ def available_memory_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
+    found = _meminfo("MemAvailable")
+    return found if found is not None else int(os.sysconf("SC_PAGE_SIZE")
+                                               * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def total_memory_bytes(device: torch.device) -> int | None:
+    """All memory of ``device``: the GPU's, or MemTotal of the host (None if unreadable)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    return _meminfo("MemTotal")
+
+
+def _meminfo(key: str) -> int | None:
+    """A /proc/meminfo field in bytes (None where there is no /proc)."""
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(f"{key}:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    return None
 
 
 #: Fraction of free memory a run may plan to use when ``memory_budget_gb`` is not given.
