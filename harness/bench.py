@@ -65,7 +65,7 @@ from harness.device import (
     resolve_dtype,
 )
 from harness.errors import ConfigError
-from harness.loop import warm_up
+from harness.loop import Stopping, timed_step, warm_up
 from harness.problem import make_generator, make_problem
 from harness.timing import NullClock, Stopwatch
 
@@ -235,28 +235,27 @@ def time_to_target(name: str, n: int, m: int, d: int, device, dtype, sizes: Size
         loss0 = problem.loss()
         with Stopwatch(device) as sw:
             alg.setup(NullClock())
-        total, rel, it = sw.seconds, 1.0, 0
+        total, rel, it, ended = sw.seconds, 1.0, 0, None
+        # the budget counts timed seconds, setup included (what the ratio compares); the
+        # wall cap covers the loss evaluations between steps
+        stopping = Stopping(sizes.max_iters, TARGET_REL_LOSS, budget_s)
         wall0 = time.perf_counter()
-        # the budget counts timed seconds (what the ratio compares); the wall cap covers
-        # the loss evaluations between steps
-        while (it < sizes.max_iters and total < budget_s
-               and time.perf_counter() - wall0 < 3 * budget_s):
-            with Stopwatch(device) as sw:
-                alg.step(NullClock())
-            total += sw.seconds
+        while ended is None and time.perf_counter() - wall0 < 3 * budget_s:
+            _, step_s, _ = timed_step(alg, NullClock(), device)
+            total += step_s
             it += 1
-            rel = problem.loss() / loss0
-            if not math.isfinite(rel) or rel > 1e6:
-                return {"seconds": total, "iterations": it, "rel_loss": rel,
-                        "converged": False, "note": "diverged"}
-            if rel <= TARGET_REL_LOSS:
-                break
+            loss = problem.loss()
+            rel = loss / loss0
+            ended = stopping.verdict(it, loss, loss0, total)
     except torch.OutOfMemoryError:
         return {"note": "out of memory"}
     except Exception as exc:
         return {"note": f"failed: {type(exc).__name__}: {exc}"}
-    return {"seconds": total, "iterations": it, "rel_loss": rel,
-            "converged": rel <= TARGET_REL_LOSS}
+    out = {"seconds": total, "iterations": it, "rel_loss": rel,
+           "converged": ended is not None and ended[0] == "converged"}
+    if ended is not None and ended[0] == "diverged":
+        out["note"] = "diverged"
+    return out
 
 
 # --- sections ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Driving an algorithm on a problem: what the runner, ``nlt-bench`` and the asv suite share.
+"""Driving an algorithm on a problem: what the runner, ``nlt-bench`` and the asv suite share:
+the warm-up rule, one timed step, and the stopping rule.
 
 ``warm_up`` is the one warm-up rule of the harness: every method, wherever it is timed, first
 runs untimed steps of a throw-away copy of itself on the problem, which is then put back to
@@ -10,11 +11,14 @@ first timed step means what every other step means.
 from __future__ import annotations
 
 import gc
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from harness import kernels
 from harness.timing import NullClock, Stopwatch
 
 
@@ -36,3 +40,43 @@ def warm_up(problem, make_algorithm: Callable[[], Any], steps: int = 1, clock=No
         gc.collect()
     clock.pop()
     return sw.seconds
+
+
+#: A run diverges when its loss is not finite or exceeds this multiple of the initial loss.
+DIVERGENCE_FACTOR = 1e4
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """When a run ends, the same for the runner and ``nlt-bench``: diverged, converged
+    (L_t/L_0 ≤ target), over its time budget (cumulative timed seconds), or at max_iters."""
+
+    max_iters: int
+    target_rel_loss: float
+    time_budget_s: float | None = None
+    divergence_factor: float = DIVERGENCE_FACTOR
+
+    def verdict(self, it: int, loss: float, loss0: float,
+                timed_s: float) -> tuple[str, str] | None:
+        """(status, reason) once iteration ``it`` ends the run, else None."""
+        rel = loss / loss0 if loss0 > 0 else 0.0
+        if not math.isfinite(loss) or loss > self.divergence_factor * loss0:
+            return "diverged", f"loss {loss:.3e} at iteration {it} (initial {loss0:.3e})"
+        if rel <= self.target_rel_loss:
+            return "converged", (f"rel_loss {rel:.3e} <= {self.target_rel_loss:g} at "
+                                 f"iteration {it}")
+        if self.time_budget_s is not None and timed_s >= self.time_budget_s:
+            return "time_budget", f"{timed_s:.1f}s of steps >= {self.time_budget_s:g}s"
+        if it >= self.max_iters:
+            return "max_iters", f"rel_loss {rel:.3e} after {self.max_iters} iterations"
+        return None
+
+
+def timed_step(algorithm, clock, device: torch.device) -> tuple[Any, float, float]:
+    """One outer step under a synchronised clock: (its StepInfo, its seconds, the seconds of
+    kernel-route calibration that happened inside it and are not in its seconds)."""
+    cal0 = kernels.calibration_seconds()
+    with Stopwatch(device) as sw:
+        info = algorithm.step(clock)
+    cal = kernels.calibration_seconds() - cal0
+    return info, sw.seconds - cal, cal

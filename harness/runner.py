@@ -26,7 +26,7 @@ from harness.config import ResolvedRun, preset_for, resolve, store_path
 from harness.data import dataset_memory_bytes
 from harness.device import device_name, format_bytes, memory_budget_bytes
 from harness.errors import ConfigError
-from harness.loop import warm_up
+from harness.loop import Stopping, timed_step, warm_up
 from harness.problem import make_generator, make_problem, ntk_matrix
 from harness.results import (
     DONE_STATUSES,
@@ -50,8 +50,6 @@ log = logging.getLogger("harness")
 #: The setup phase that is recorded as ``warmup_time_s`` instead of ``setup_time_s``.
 WARMUP_PHASE = "warmup"
 
-#: A run diverges when its loss is not finite or exceeds this multiple of the initial loss.
-DIVERGENCE_FACTOR = 1e4
 
 
 @dataclass
@@ -361,15 +359,11 @@ class _Run:
         if not math.isfinite(loss0):
             return self._finish("diverged", f"initial loss is {loss0}")
         total, last_print = 0.0, time.perf_counter()
+        stopping = Stopping(cfg.max_iters, cfg.target_rel_loss, cfg.time_budget_s)
         for it in range(1, cfg.max_iters + 1):
             _inject_fault(cfg, it)
-            cal0 = kernels.calibration_seconds()
-            with Stopwatch(r.device) as sw:
-                info = algorithm.step(clock)
-            # a shape met for the first time calibrates inside the step: not the step's cost
-            cal = kernels.calibration_seconds() - cal0
-            step_s = sw.seconds - cal
-            if cal:
+            info, step_s, cal = timed_step(algorithm, clock, r.device)
+            if cal:  # a shape met for the first time calibrated inside the step
                 self.info["calibration_in_steps_s"] += cal
                 self.info["warmup_time_s"] += cal
             total += step_s
@@ -377,19 +371,12 @@ class _Run:
             self.rows.append(self._row(it, loss, loss0, step_s, total, info.inner_iters,
                                        clock.pop(), {**info.extras,
                                                      **self._ntk_columns(problem)}))
-            rel = loss / loss0 if loss0 > 0 else 0.0
             now = time.perf_counter()
             if now - last_print >= cfg.progress_interval_s:
                 last_print = now
                 log.info("[%s] iter %d  loss %.3e  rel %.3e  step time %.2fs", self.label, it,
-                         loss, rel, total)
-            if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * loss0:
-                return self._finish("diverged", f"loss {loss:.3e} at iteration {it} "
-                                                f"(initial {loss0:.3e})")
-            if rel <= cfg.target_rel_loss:
-                return self._finish("converged", f"rel_loss {rel:.3e} <= "
-                                                 f"{cfg.target_rel_loss:g} at iteration {it}")
-            if cfg.time_budget_s is not None and total >= cfg.time_budget_s:
-                return self._finish("time_budget", f"{total:.1f}s of steps >= "
-                                                   f"{cfg.time_budget_s:g}s")
-        return self._finish("max_iters", f"rel_loss {rel:.3e} after {cfg.max_iters} iterations")
+                         loss, loss / loss0 if loss0 > 0 else 0.0, total)
+            ended = stopping.verdict(it, loss, loss0, total)
+            if ended:
+                return self._finish(*ended)
+        return self._finish("max_iters", f"{cfg.max_iters} iterations")
