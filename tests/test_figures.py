@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from harness.reporting import fits as F
-from harness.reporting import style
+from harness.reporting import fits, style
 from harness.reporting.figures import REGISTRY, all_figures
 from harness.reporting.figures.common import Palette
 
@@ -97,7 +96,7 @@ def synthetic():
 def drawn(synthetic, tmp_path_factory):
     cells, rows = synthetic
     out = tmp_path_factory.mktemp("figures")
-    fits_n, fits_m = F.scaling_fits(cells, "n", 0.0), F.scaling_fits(cells, "m", 0.0)
+    fits_n, fits_m = fits.scaling_fits(cells, "n", 0.0), fits.scaling_fits(cells, "m", 0.0)
     return all_figures(cells, rows, fits_n, fits_m, out), out
 
 
