@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register, require
+from algorithms.solvers import gradient_terms
 
 
 @dataclass
@@ -48,10 +49,16 @@ class Adam(Algorithm):
     Params = AdamParams
     references = ("Kingma, Ba. Adam: a method for stochastic optimization. ICLR 2015, "
                   "arXiv 1412.6980",)
+    cost_text = "4nmd"
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        return gradient_terms(n, m, d)  # the elementwise moment updates are O(md)
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:
-        return base_memory(shape) + shape.bytes(2 * shape.m * shape.d)  # Adam's m and v
+        # Adam's m and v, and two m×d temporaries of its update (√v, then √v̂ + ε)
+        return base_memory(shape) + shape.bytes(4 * shape.m * shape.d)
 
     def setup(self, phase) -> None:
         p = self.params

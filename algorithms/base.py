@@ -5,6 +5,9 @@ An algorithm is one class in one file (benchopt's solver, torch.optim's optimize
 * ``name``: the registry key, also ``conf/algorithm/<name>.yaml``;
 * ``Params``: a dataclass of hyperparameters with defaults, also the Hydra schema;
 * ``references``: the papers the update rule comes from;
+* ``cost_terms(n, m, d, params, inner, refresh)`` and ``cost_text``: its flops per outer
+  iteration as terms (``harness.flops``) and as the tables print them, which the report fits
+  measured times against; ``family`` and ``reports_inner_iters`` say how reports group it;
 * ``memory_bytes(params, shape)``: the planned peak memory, which the runner compares with the
   budget (``skip`` may refuse for other reasons, returning a sentence instead of crashing);
 * ``step(phase)``: one outer iteration, updating ``problem.W`` in place and returning a
@@ -21,6 +24,7 @@ import torch
 
 from harness.device import format_bytes
 from harness.errors import ConfigError
+from harness.flops import Term
 from harness.problem import TwoLayerReLU
 from harness.registry import Registry
 
@@ -47,10 +51,11 @@ class StepInfo:
 
 
 def base_memory(shape: Shape) -> int:
-    """X, y, W, W0, a, plus one linearisation (the n×m pattern D, and its one-byte int8 copy
-    for the integer products of ``harness.problem``) and an m×d gradient."""
+    """X, y, W, W0, a, plus one linearisation (the n×m pattern D, its one-byte mask and the
+    mask's int8 copy for the integer products of ``harness.problem``) and an m×d gradient
+    with the n×d product it is reduced from (tests/test_contract.py measures the lot)."""
     n, m, d = shape.n, shape.m, shape.d
-    return shape.bytes(n * d + n + 3 * m * d + m + n * m + 2 * n) + n * m
+    return shape.bytes(n * d + n + 3 * m * d + m + n * m + 2 * n + n * d) + 2 * n * m
 
 
 class Algorithm:
@@ -59,6 +64,11 @@ class Algorithm:
     references: ClassVar[tuple[str, ...]] = ()
     #: ``first_order`` or ``gauss_newton``: reports group methods by family.
     family: ClassVar[str] = "first_order"
+    #: True when ``StepInfo.inner_iters`` counts iterations of an inner linear solve (CG),
+    #: which the report draws against n (claim C3's figure).
+    reports_inner_iters: ClassVar[bool] = False
+    #: The flop model of ``cost_terms`` as the report's tables print it.
+    cost_text: ClassVar[str] = ""
 
     def __init__(self, problem: TwoLayerReLU, params: Any, generator: torch.Generator):
         self.problem = problem
@@ -68,6 +78,18 @@ class Algorithm:
     @classmethod
     def summary(cls) -> str:
         return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def cost_terms(cls, n: float, m: float, d: float, params: dict[str, Any],
+                   inner: float | None, refresh: float) -> list[Term] | None:
+        """Flops of one outer iteration at sizes n, m, d, term by term (``harness.flops``).
+
+        ``params`` are a cell's recorded hyperparameters (a dict; a missing key takes the
+        model's default), ``inner`` its measured mean inner iterations per step (None when
+        not recorded), ``refresh`` its share of steps that rebuilt a preconditioner. None: no
+        model, or one that needs ``inner`` and has none; the report then fits without theory.
+        """
+        return None
 
     @classmethod
     def memory_bytes(cls, params: Any, shape: Shape) -> int:

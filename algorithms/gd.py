@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from algorithms.base import Algorithm, StepInfo, check_number_or_auto, check_positive_int, register
-from harness.linalg import power_iteration
+from algorithms.solvers import gradient_terms, resolve_lr
 
 
 @dataclass
@@ -26,16 +26,6 @@ class GDParams:
         check_positive_int("power_iters", self.power_iters)
 
 
-def resolve_lr(lr, problem, generator, power_iters: int) -> float:
-    """The given step (checked by the Params), or 1/λ_max(G_0) for ``auto``."""
-    if lr != "auto":
-        return float(lr)
-    G = problem.linearize().gram_operator()
-    lam = power_iteration(G, problem.n, iters=power_iters, generator=generator,
-                          dtype=problem.dtype, device=problem.device)
-    return 1.0 / lam
-
-
 @register
 class GD(Algorithm):
     """Full-batch gradient descent, W ← W − η Jᵀr."""
@@ -44,6 +34,11 @@ class GD(Algorithm):
     Params = GDParams
     references = ("Du, Zhai, Poczos, Singh. Gradient descent provably optimizes "
                   "over-parameterized neural networks. ICLR 2019, arXiv 1810.02054",)
+    cost_text = "4nmd"
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        return gradient_terms(n, m, d)
 
     def setup(self, phase) -> None:
         with phase("step_size"):

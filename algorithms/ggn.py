@@ -31,7 +31,8 @@ from algorithms.base import (
     check_positive_int,
     register,
 )
-from algorithms.gn_gram import check_step, damped_gram_step
+from algorithms.solvers import check_step, damped_gram_step
+from harness.flops import Term, batch_size
 
 
 @dataclass
@@ -55,6 +56,14 @@ class GGN(Algorithm):
     references = ("Cai, Gao, Hou, Chen, Wang, He, Zhang, Wang. Gram-Gauss-Newton method: "
                   "learning overparameterized neural networks for regression problems. "
                   "arXiv 1905.11675",)
+    cost_text = "2b²m + b³/3 + 4bmd"
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        b, eb = batch_size(params, n)
+        return [Term("b²m", 2 * b * b * m, {"n": 2 * eb, "m": 1, "d": 0}),
+                Term("b³", b**3 / 3, {"n": 3 * eb, "m": 0, "d": 0}),
+                Term("bmd", 4 * b * m * d, {"n": eb, "m": 1, "d": 1})]
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

@@ -21,11 +21,9 @@ from algorithms.base import (
     Shape,
     StepInfo,
     base_memory,
-    check_positive_int,
     register,
-    require,
 )
-from algorithms.gn_gram import check_step
+from algorithms.solvers import cg_terms, check_solver
 from harness.linalg import conjugate_gradient
 
 
@@ -37,9 +35,7 @@ class GNCGParams:
     step_size: float = 1.0  # η
 
     def __post_init__(self) -> None:
-        check_step(self.step_size, self.damping)
-        require(0 < self.tol < 1, "tol", "in (0, 1)", self.tol)
-        check_positive_int("max_inner", self.max_inner)
+        check_solver(self.tol, self.max_inner, self.step_size, self.damping)
 
 
 @register
@@ -54,6 +50,12 @@ class GNCG(Algorithm):
                   "van den Brand, Peng, Song, Weinstein. Training (overparametrized) neural "
                   "networks in near-linear time. ITCS 2021, arXiv 2006.11648 (the "
                   "unpreconditioned solve their sketch improves on)")
+    reports_inner_iters = True
+    cost_text = "(4k + 4)·nmd"
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        return None if inner is None else cg_terms(inner, n, m, d)
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

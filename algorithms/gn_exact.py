@@ -23,8 +23,9 @@ import torch
 from torch.func import jacrev, vmap
 
 from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
-from algorithms.gn_gram import check_step, cholesky_solve
+from algorithms.solvers import check_step, cholesky_solve
 from harness.errors import unknown
+from harness.flops import monomial
 
 JACOBIANS = ("autograd", "closed_form")
 
@@ -61,6 +62,12 @@ class GNExact(Algorithm):
     references = ("Cai, Gao, Hou, Chen, Wang, He, Zhang, Wang. Gram-Gauss-Newton method: "
                   "learning overparameterized neural networks for regression problems. "
                   "arXiv 1905.11675 (GGN with the Jacobian formed explicitly)",)
+    cost_text = "2n²md + n³/3 + 5nmd"
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        return [monomial("n²md", 2, n, m, d, 2, 1, 1), monomial("n³", 1 / 3, n, m, d, 3, 0, 0),
+                monomial("nmd", 5, n, m, d, 1, 1, 1)]  # forward, J written out, Jᵀg
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

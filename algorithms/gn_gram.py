@@ -12,10 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
-from harness.errors import ConfigError
+from algorithms.solvers import check_step, damped_gram_step, damped_gram_terms
 
 
 @dataclass
@@ -25,38 +23,6 @@ class GNGramParams:
 
     def __post_init__(self) -> None:
         check_step(self.step_size, self.damping)
-
-
-def cholesky_solve(G: torch.Tensor, r: torch.Tensor, damping: float) -> torch.Tensor:
-    """(G + μI)⁻¹ r by Cholesky (r of shape (n,) or (n, k)); a clear error if not PD."""
-    L, info = torch.linalg.cholesky_ex(G)
-    if int(info) != 0:
-        raise FloatingPointError(
-            f"G + μI is not numerically positive definite (μ={damping}, pivot {int(info)}); "
-            f"raise algorithm.damping or use dtype=float64")
-    if r.ndim == 2:
-        return torch.cholesky_solve(r, L)
-    return torch.cholesky_solve(r[:, None], L)[:, 0]
-
-
-def damped_gram_step(W: torch.Tensor, lin, step_size: float, damping: float, phase) -> None:
-    """W ← W − η Jᵀ (G + μI)⁻¹ r for one linearisation (all rows, or a mini-batch's).
-
-    G by the Hadamard identity, Cholesky solve; shared by gn_gram, ngd and ggn.
-    """
-    with phase("gram"):
-        G = lin.jacobian.gram(damping)
-    with phase("solve"):
-        g = cholesky_solve(G, lin.residual, damping)
-    with phase("update"):
-        W.sub_(lin.jacobian.rmatvec(g), alpha=step_size)
-
-
-def check_step(step_size: float, damping: float) -> None:
-    if not step_size > 0:
-        raise ConfigError(f"algorithm.step_size must be positive, got {step_size}")
-    if not damping >= 0:
-        raise ConfigError(f"algorithm.damping must be >= 0, got {damping}")
 
 
 @register
@@ -69,6 +35,11 @@ class GNGram(Algorithm):
     references = ("Cai, Gao, Hou, Chen, Wang, He, Zhang, Wang. Gram-Gauss-Newton method: "
                   "learning overparameterized neural networks for regression problems. "
                   "arXiv 1905.11675 (full-batch GGN, Gram formed by the Hadamard identity)",)
+    cost_text = "2n²(m+d) + n³/3 + 4nmd"
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        return damped_gram_terms(n, m, d)
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

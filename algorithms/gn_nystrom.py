@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
-from algorithms.gn_sketch import RefreshingSolver, check_refresh, check_solver
-from harness.errors import ConfigError
+from algorithms.base import Algorithm, Shape, StepInfo, base_memory, check_positive_int, register
+from algorithms.solvers import RefreshingSolver, cg_terms, check_refresh, check_solver
+from harness.flops import Term, number_param
 from harness.problem import GramOperator
 
 
@@ -42,8 +42,7 @@ class GNNystromParams:
     step_size: float = 1.0  # η
 
     def __post_init__(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
-            raise ConfigError(f"algorithm.rank must be a positive integer, got {self.rank!r}")
+        check_positive_int("rank", self.rank)
         check_refresh(self.refresh, self.refresh_factor)
         check_solver(self.tol, self.max_inner, self.step_size, self.damping)
 
@@ -87,6 +86,18 @@ class GNNystrom(Algorithm):
     family = "gauss_newton"
     references = ("Frangella, Tropp, Udell. Randomized Nyström preconditioning. SIAM J. Matrix "
                   "Anal. Appl. 44(2), 2023, arXiv 2110.02820",)
+    reports_inner_iters = True
+    cost_text = "(4k + 4)·nmd + 4k·nℓ + f·(4ℓ·nmd + 4nℓ²)"
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        if inner is None:
+            return None
+        ell = min(number_param(params, ("rank", "ell"), 64.0), n)
+        return [*cg_terms(inner, n, m, d),
+                Term("k·nℓ (preconditioner)", 4 * inner * n * ell, {"n": 1, "m": 0, "d": 0}),
+                Term("ℓnmd (build)", refresh * 4 * ell * n * m * d, {"n": 1, "m": 1, "d": 1}),
+                Term("nℓ² (build)", refresh * 4 * n * ell * ell, {"n": 1, "m": 0, "d": 0})]
 
     @classmethod
     def memory_bytes(cls, params: GNNystromParams, shape: Shape) -> int:

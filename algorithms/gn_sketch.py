@@ -35,36 +35,17 @@ Phases: forward, sketch, factor, solve, update. Extras: ``refreshed`` (0/1), ``r
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
-from harness.errors import ConfigError, unknown
-from harness.linalg import CGResult, conjugate_gradient
+from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register, require
+from algorithms.solvers import RefreshingSolver, cg_terms, check_refresh, check_solver
+from harness.errors import unknown
+from harness.flops import Term, monomial, number_param, sketch_terms
 from harness.sketches import SKETCHES, make_sketch
 
 FACTORS = ("qr", "cholesky_qr")
-REFRESH = ("always", "adaptive")
-
-
-def check_refresh(refresh: str, refresh_factor: float) -> None:
-    if refresh not in REFRESH:
-        raise unknown("refresh policy", refresh, REFRESH)
-    if not refresh_factor >= 1:
-        raise ConfigError(f"algorithm.refresh_factor must be >= 1, got {refresh_factor}")
-
-
-def check_solver(tol: float, max_inner: int, step_size: float, damping: float) -> None:
-    if not 0 < tol < 1:
-        raise ConfigError(f"algorithm.tol must be in (0, 1), got {tol}")
-    if isinstance(max_inner, bool) or not isinstance(max_inner, int) or max_inner < 1:
-        raise ConfigError(f"algorithm.max_inner must be a positive integer, got {max_inner!r}")
-    if not step_size > 0:
-        raise ConfigError(f"algorithm.step_size must be positive, got {step_size}")
-    if not damping >= 0:
-        raise ConfigError(f"algorithm.damping must be >= 0, got {damping}")
 
 
 @dataclass
@@ -85,8 +66,7 @@ class GNSketchParams:
         # validated here so that the pre-flight (harness.config.resolve) rejects bad values
         if self.sketch not in SKETCHES:
             raise unknown("sketch", self.sketch, SKETCHES.names())
-        if not self.sketch_ratio > 0:
-            raise ConfigError(f"algorithm.sketch_ratio must be positive, got {self.sketch_ratio}")
+        require(self.sketch_ratio > 0, "sketch_ratio", "positive", self.sketch_ratio)
         if self.factor not in FACTORS:
             raise unknown("factor", self.factor, FACTORS)
         check_refresh(self.refresh, self.refresh_factor)
@@ -141,49 +121,6 @@ class TriangularPreconditioner:
         return torch.linalg.solve_triangular(self.R, y, upper=True)[:, 0]
 
 
-class RefreshingSolver:
-    """CG on (G + μI) g = r with a preconditioner rebuilt by policy (gn_sketch, gn_nystrom).
-
-    ``always``: ``build()`` a new preconditioner every step. ``adaptive``: keep the last one;
-    a step that reuses it may take at most ⌈``factor`` · k₀⌉ CG iterations (k₀: the count of
-    the solve right after the last build). If that is not enough, the preconditioner is
-    rebuilt at once and CG continues from the partial solution, so a stale preconditioner
-    costs at most factor · k₀ wasted iterations. ``solve`` returns (CG result of the last
-    solve, total inner iterations, whether it rebuilt).
-    """
-
-    def __init__(self, policy: str, factor: float):
-        self.policy, self.factor = policy, factor
-        self.count = 0  # rebuilds so far
-        self.preconditioner: Callable[[torch.Tensor], torch.Tensor] | None = None
-        self._k0 = 1
-
-    def budget(self, max_inner: int) -> int:
-        """CG iterations a reused preconditioner may spend before it is replaced."""
-        return min(max_inner, max(1, math.ceil(self.factor * self._k0)))
-
-    def solve(self, phase, lin, params, build: Callable[[], Callable]) -> tuple[CGResult, int,
-                                                                                 bool]:
-        A = lin.gram_operator(params.damping)
-
-        def run(max_iter: int, x0: torch.Tensor | None = None) -> CGResult:
-            with phase("solve"):
-                return conjugate_gradient(A, lin.residual, tol=params.tol, max_iter=max_iter,
-                                          precondition=self.preconditioner, x0=x0)
-
-        stale = None
-        if self.policy == "adaptive" and self.preconditioner is not None:
-            stale = run(self.budget(params.max_inner))
-            if stale.converged:
-                return stale, stale.iterations, False
-        self.preconditioner = None  # free the old one before building the new
-        self.preconditioner = build()
-        self.count += 1
-        cg = run(params.max_inner, None if stale is None else stale.x)
-        self._k0 = max(1, cg.iterations)
-        return cg, cg.iterations + (0 if stale is None else stale.iterations), True
-
-
 @register
 class GNSketch(Algorithm):
     """BPSW21: Gauss–Newton, CG preconditioned by R from a sketch of Jᵀ."""
@@ -195,6 +132,25 @@ class GNSketch(Algorithm):
                   "networks in near-linear time. ITCS 2021, arXiv 2006.11648",
                   "Rokhlin, Tygert. A fast randomized algorithm for overdetermined linear "
                   "least-squares regression. PNAS 105(36), 2008 (sketch-and-precondition)")
+    reports_inner_iters = True
+    cost_text = ("(4k + 4)·nmd + 2k·n² + f·(sketch + 2(c − ⅓)n³); tensor_srht sketch: "
+                 "n(m log m + d log d) + c·n²")
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        if inner is None:
+            return None
+        s = max(1.0, math.ceil(number_param(params, ("sketch_ratio", "ratio", "c"), 4.0) * n))
+        rows = s + (n if params.get("damping") and params.get("factor", "qr") == "qr" else 0)
+        if params.get("factor") == "cholesky_qr":  # BᵀB, then its Cholesky factor
+            factor = Term("n³ (factor)", 2 * rows * n * n + n**3 / 3, {"n": 3, "m": 0, "d": 0})
+        else:  # Householder QR of a rows × n matrix
+            factor = Term("n³ (factor)", 2 * rows * n * n - 2 * n**3 / 3,
+                          {"n": 3, "m": 0, "d": 0})
+        sketch = sketch_terms(str(params.get("sketch", "tensor_srht")), n, m, d, s)
+        return [*cg_terms(inner, n, m, d),
+                monomial("k·n² (triangular solves)", 2 * inner, n, m, d, 2, 0, 0),
+                *(t.scaled(refresh) for t in [*sketch, factor])]
 
     @classmethod
     def memory_bytes(cls, params: GNSketchParams, shape: Shape) -> int:

@@ -50,8 +50,9 @@ from algorithms.base import (
     register,
     require,
 )
-from algorithms.gn_gram import cholesky_solve
+from algorithms.solvers import cholesky_solve
 from harness import kernels
+from harness.flops import monomial
 
 
 @dataclass
@@ -75,6 +76,12 @@ class KFAC(Algorithm):
                   "overparameterized neural networks. NeurIPS 2019, arXiv 1905.10961 (K-FAC)",
                   "Martens, Grosse. Optimizing neural networks with Kronecker-factored "
                   "approximate curvature. ICML 2015, arXiv 1503.05671")
+    cost_text = "2n²m + n³/3 + d³ + 4nmd"
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        return [monomial("n²m", 2, n, m, d, 2, 1, 0), monomial("n³", 1 / 3, n, m, d, 3, 0, 0),
+                monomial("d³", 1, n, m, d, 0, 0, 3), monomial("nmd", 4, n, m, d, 1, 1, 1)]
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

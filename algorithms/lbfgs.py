@@ -58,6 +58,7 @@ from algorithms.base import (
     register,
     require,
 )
+from harness.flops import monomial
 
 LINE_SEARCHES = ("strong_wolfe", "none")
 
@@ -106,6 +107,21 @@ class LBFGS(Algorithm):
                   "optimization. Math. Programming 45, 1989",
                   "Nocedal, Wright. Numerical Optimization, 2nd ed., §7.2 and §3.5 "
                   "(strong-Wolfe line search). Springer 2006")
+    # inner_iters counts function evaluations of the line search, not a linear solve's
+    # iterations: it enters the cost model, not the inner-iterations figure
+    reports_inner_iters = False
+    cost_text = "4k·nmd + 4h·md (k: function evaluations)"
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        # k function evaluations (forward + Jᵀr each; k = inner, usually 1) and the two-loop
+        # recursion over h stored pairs, about 4h·md flops
+        if inner is None:
+            return None
+        h = params.get("history_size")
+        h = float(h) if isinstance(h, (int, float)) else 10.0
+        return [monomial("k·nmd", 4 * inner, n, m, d, 1, 1, 1),
+                monomial("h·md", 4 * h, n, m, d, 0, 1, 1)]
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

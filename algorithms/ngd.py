@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
-from algorithms.gn_gram import check_step, damped_gram_step
+from algorithms.solvers import check_step, damped_gram_step, damped_gram_terms
 
 
 @dataclass
@@ -46,6 +46,11 @@ class NGD(Algorithm):
     family = "gauss_newton"
     references = ("Zhang, Martens, Grosse. Fast convergence of natural gradient descent for "
                   "overparameterized neural networks. NeurIPS 2019, arXiv 1905.10961",)
+    cost_text = "2n²(m+d) + n³/3 + 4nmd"  # gn_gram's: the same step
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        return damped_gram_terms(n, m, d)
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

@@ -19,13 +19,16 @@ import torch
 from algorithms.base import (
     Algorithm,
     EpochBatches,
+    Shape,
     StepInfo,
+    base_memory,
     check_number_or_auto,
     check_positive_int,
     register,
     require,
 )
-from algorithms.gd import resolve_lr
+from algorithms.solvers import resolve_lr
+from harness.flops import Term, batch_size
 
 
 @dataclass
@@ -49,6 +52,18 @@ class SGD(Algorithm):
     name = "sgd"
     Params = SGDParams
     references = ("Robbins, Monro. A stochastic approximation method. 1951",)
+    cost_text = "4bmd"
+
+    @classmethod
+    def cost_terms(cls, n, m, d, params, inner, refresh):
+        b, eb = batch_size(params, n)
+        return [Term("bmd", 4 * b * m * d, {"n": eb, "m": 1, "d": 1})]
+
+    @classmethod
+    def memory_bytes(cls, params, shape: Shape) -> int:
+        b = min(max(int(params.batch_size), 1), shape.n)
+        # the batch's rows of X and their int64 indices; torch's update temporary (m×d)
+        return base_memory(shape) + shape.bytes(b * shape.d + shape.m * shape.d) + 8 * b
 
     def setup(self, phase) -> None:
         p, n = self.params, self.problem.n

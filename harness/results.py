@@ -31,6 +31,9 @@ import pandas as pd
 #: (a skipped cell costs one feasibility check, and the memory budget may have changed).
 STATUSES = ("converged", "max_iters", "time_budget", "diverged", "skipped", "failed")
 DONE_STATUSES = ("converged", "max_iters", "time_budget", "diverged")
+#: The spec's headline target ε for the relative loss L_t / L_0: a run's default stopping
+#: target, the report's time to target, the asv iteration counts.
+TARGET_REL_LOSS = 1e-6
 
 #: Columns of ``result.parquet``, one row per outer iteration (row 0: the initial point).
 #: Phase times add ``t_<phase>`` columns (seconds within the step).

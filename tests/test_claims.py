@@ -9,10 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.reporting import claims as C
-from harness.reporting import crossover as X
-from harness.reporting import fits as F
-from harness.reporting import tables as T
+from harness.reporting import claims, crossover, fits, tables
 from harness.reporting.load import Loaded
 from harness.reporting.metrics import cell_metrics
 
@@ -58,29 +55,29 @@ def _c1_table(gn_sizes, gd_top: dict) -> pd.DataFrame:
 
 
 def test_c1_supported_with_flat_gn_iterations_at_five_sizes_and_growing_gd():
-    claim = C.check_c1(_c1_table(NS, {"iters": 400}))
-    assert claim.verdict == C.SUPPORTED, claim.evidence
+    claim = claims.check_c1(_c1_table(NS, {"iters": 400}))
+    assert claim.verdict == claims.SUPPORTED, claim.evidence
 
 
 def test_c1_contradicted_when_gn_iterations_grow_with_n():
     rows = [cell("gn_gram", n, iters=int(2 * np.sqrt(n))) for n in NS]
     rows += [cell("gd", 64, iters=40), cell("gd", 2048, iters=400)]
-    assert C.check_c1(frame(rows)).verdict == C.CONTRADICTED
+    assert claims.check_c1(frame(rows)).verdict == claims.CONTRADICTED
 
 
 def test_c1_needs_five_sizes():
-    claim = C.check_c1(_c1_table(NS[:4], {"iters": 400}))
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    claim = claims.check_c1(_c1_table(NS[:4], {"iters": 400}))
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
 
 
 def test_c1_gd_stopped_at_its_cap_below_the_growth_factor_is_evidence_of_the_cap_only():
     # gd at n=2048 stopped by max_iters=50: ≥50 is not ≥1.5 × 40
-    claim = C.check_c1(_c1_table(NS, {"iters": None, "status": "max_iters", "lower": 50}))
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    claim = claims.check_c1(_c1_table(NS, {"iters": None, "status": "max_iters", "lower": 50}))
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
     assert "the cap, not the method" in claim.evidence
     # a cap far above what n=64 needed is evidence of growth
-    claim = C.check_c1(_c1_table(NS, {"iters": None, "status": "max_iters", "lower": 500}))
-    assert claim.verdict == C.SUPPORTED, claim.evidence
+    claim = claims.check_c1(_c1_table(NS, {"iters": None, "status": "max_iters", "lower": 500}))
+    assert claim.verdict == claims.SUPPORTED, claim.evidence
 
 
 # --- C2 -----------------------------------------------------------------------------------------
@@ -89,7 +86,7 @@ SKETCH_HP = {"sketch": "tensor_srht", "sketch_ratio": 4.0}
 
 
 def flops(alg: str, n: float, m: float, d: float = 16, k: float = 4.0, c: float = 4.0) -> float:
-    """The spec's per-iteration flop counts, written out here apart from fits.COST_MODELS."""
+    """The spec's per-iteration flop counts, written apart from the methods' cost_terms."""
     if alg == "gd":
         return 4 * n * m * d
     if alg == "gn_exact":
@@ -125,18 +122,18 @@ def _c2_cells(*, exact_exponent=None, noisy_gram_m=False, sketch_sizes=NS,
     return frame(rows)
 
 
-def _c2(cells: pd.DataFrame) -> C.Claim:
-    return C.check_c2(F.scaling_fits(cells, "n"), F.scaling_fits(cells, "m"))
+def _c2(cells: pd.DataFrame) -> claims.Claim:
+    return claims.check_c2(fits.scaling_fits(cells, "n"), fits.scaling_fits(cells, "m"))
 
 
 def test_c2_supported_when_every_method_follows_its_model_in_n_and_m():
     claim = _c2(_c2_cells())
-    assert claim.verdict == C.SUPPORTED, claim.evidence
+    assert claim.verdict == claims.SUPPORTED, claim.evidence
 
 
 def test_c2_contradicted_by_gn_exact_growing_like_n_to_the_1_43():
     claim = _c2(_c2_cells(exact_exponent=1.43))
-    assert claim.verdict == C.CONTRADICTED, claim.evidence
+    assert claim.verdict == claims.CONTRADICTED, claim.evidence
     assert "disagree: gn_exact in n" in claim.evidence
 
 
@@ -146,19 +143,19 @@ def test_c2_one_disagreeing_fit_makes_the_method_disagree():
     rng = np.random.default_rng(5)
     extra = [_timed("gn_exact", n, 4096, np.exp(rng.normal(0, 0.02)), 1.43) for n in NS]
     claim = _c2(pd.concat([cells, frame(extra)], ignore_index=True))
-    assert claim.verdict == C.CONTRADICTED, claim.evidence
+    assert claim.verdict == claims.CONTRADICTED, claim.evidence
 
 
 def test_c2_a_noisy_method_decides_nothing_and_is_not_supported():
     claim = _c2(_c2_cells(noisy_gram_m=True))
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
     assert "gn_gram in m: no deciding fit" in claim.evidence
 
 
 def test_c2_needs_gn_sketch_fitted_where_its_cubic_term_leads():
     # at m=65536 and n=64..1024 the CG products lead throughout: n³ is never tested
     claim = _c2(_c2_cells(sketch_sizes=NS[:5], sketch_m=65536))
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
     assert "n³ (factor) never lead" in claim.evidence
 
 
@@ -170,26 +167,26 @@ def _c3_cells(inner, capped=0.0, sizes=NS) -> pd.DataFrame:
 
 
 def test_c3_supported_with_a_flat_inner_count():
-    claim = C.check_c3(_c3_cells(lambda n: 4.0 + 0.01 * np.log(n)))
-    assert claim.verdict == C.SUPPORTED, claim.evidence
+    claim = claims.check_c3(_c3_cells(lambda n: 4.0 + 0.01 * np.log(n)))
+    assert claim.verdict == claims.SUPPORTED, claim.evidence
 
 
 def test_c3_contradicted_by_an_inner_count_growing_like_sqrt_n():
-    claim = C.check_c3(_c3_cells(lambda n: 2.0 * np.sqrt(n)))
-    assert claim.verdict == C.CONTRADICTED, claim.evidence
+    claim = claims.check_c3(_c3_cells(lambda n: 2.0 * np.sqrt(n)))
+    assert claim.verdict == claims.CONTRADICTED, claim.evidence
 
 
 def test_c3_a_solver_stuck_at_max_inner_at_every_n_is_not_flat():
-    claim = C.check_c3(_c3_cells(lambda n: 200.0, capped=1.0))
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    claim = claims.check_c3(_c3_cells(lambda n: 200.0, capped=1.0))
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
     assert "max_inner" in claim.evidence
 
 
 def test_c3_stuck_at_the_largest_n_only_cannot_support():
     cells = _c3_cells(lambda n: 4.0)
     cells.loc[cells["n"] == 2048, ["mean_inner_iters", "inner_capped_frac"]] = [200.0, 1.0]
-    claim = C.check_c3(cells)
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    claim = claims.check_c3(cells)
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
 
 
 def test_stuck_steps_are_found_from_the_residual_or_the_cap():
@@ -215,7 +212,7 @@ def _c4(pairs: list[tuple[str, str, list[float], list[float]]]):
             cells.append(c)
             rows += [{"cell": c["cell"], "iter": i, "rel_loss": v}
                      for i, v in enumerate([1.0, *losses])]
-    return C.check_c4(frame(cells), frame(rows))
+    return claims.check_c4(frame(cells), frame(rows))
 
 
 GOOD = [1e-2, 1e-4, 1e-8]
@@ -223,55 +220,55 @@ GOOD = [1e-2, 1e-4, 1e-8]
 
 def test_c4_supported_by_three_pairs_that_follow_each_other():
     claim = _c4([("converged", "converged", [2e-2, 2e-4, 1e-8], GOOD)] * 3)
-    assert claim.verdict == C.SUPPORTED, claim.evidence
+    assert claim.verdict == claims.SUPPORTED, claim.evidence
 
 
 def test_c4_contradicted_by_three_pairs_far_apart():
     claim = _c4([("converged", "converged", [1e-1, 1e-1, 1e-2, 1e-8], GOOD)] * 3)
-    assert claim.verdict == C.CONTRADICTED, claim.evidence
+    assert claim.verdict == claims.CONTRADICTED, claim.evidence
 
 
 def test_c4_one_pair_of_diverged_runs_is_not_enough():
     diverging = [10.0, 1e3, 1e5]
     claim = _c4([("diverged", "diverged", diverging, diverging)])
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
     # nor are three: a diverged exact run is no reference trajectory
     claim = _c4([("diverged", "diverged", diverging, diverging)] * 3)
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
 
 
 def test_c4_a_sketch_run_that_stops_short_of_eps_cannot_support():
     claim = _c4([("max_iters", "converged", [2e-2, 2e-4, 2e-6], GOOD)] * 3)
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
 
 
 # --- C5 -----------------------------------------------------------------------------------------
 
-def _c5(gaps) -> C.Claim:
+def _c5(gaps) -> claims.Claim:
     cells = frame([cell("gn_gram", 256, m, ntk_gram_gap=g) for m, g in zip(MS, gaps)])
-    return C.check_c5(cells, pd.DataFrame())
+    return claims.check_c5(cells, pd.DataFrame())
 
 
 def test_c5_supported_when_the_gap_falls_like_one_over_sqrt_m():
     claim = _c5([3.0 / np.sqrt(m) * (1 + 0.01 * i) for i, m in enumerate(MS)])
-    assert claim.verdict == C.SUPPORTED, claim.evidence
+    assert claim.verdict == claims.SUPPORTED, claim.evidence
 
 
 def test_c5_contradicted_when_the_gap_does_not_fall():
     claim = _c5([0.2 * (1 + 0.01 * i) for i in range(len(MS))])
-    assert claim.verdict == C.CONTRADICTED, claim.evidence
+    assert claim.verdict == claims.CONTRADICTED, claim.evidence
 
 
 def test_c5_very_noisy_data_decide_nothing():
     noise = [3.0, 0.3, 2.5, 0.25, 1.0]
     claim = _c5([3.0 / np.sqrt(m) * e for m, e in zip(MS, noise)])
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
     assert "decides nothing" in claim.evidence
 
 
 def test_c5_needs_five_widths():
     claim = _c5([3.0 / np.sqrt(m) for m in MS[:4]] + [np.nan])
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
 
 
 # --- C6 -----------------------------------------------------------------------------------------
@@ -288,11 +285,11 @@ def stopped(bound: float) -> dict:
 GRID = [(n, m) for n in (256, 1024) for m in (4096, 16384, 65536)]
 
 
-def _c6(sketch: dict, gram: dict, prediction=None, **kw) -> C.Claim:
+def _c6(sketch: dict, gram: dict, prediction=None, **kw) -> claims.Claim:
     """sketch/gram: (n, m) -> cell kwargs (reached(t) or stopped(bound))."""
     rows = [cell("gn_sketch", n, m, **kw_) for (n, m), kw_ in sketch.items()]
     rows += [cell("gn_gram", n, m, **kw_) for (n, m), kw_ in gram.items()]
-    return C.check_c6(frame(rows), prediction, **kw)
+    return claims.check_c6(frame(rows), prediction, **kw)
 
 
 def _ratio_grid(ratio) -> tuple[dict, dict]:
@@ -302,36 +299,36 @@ def _ratio_grid(ratio) -> tuple[dict, dict]:
 
 def test_c6_supported_where_the_sketch_wins_by_a_margin_growing_with_m_over_n():
     claim = _c6(*_ratio_grid(lambda n, m: 0.3 * (m / n) ** 0.4))
-    assert claim.verdict == C.SUPPORTED, claim.evidence
+    assert claim.verdict == claims.SUPPORTED, claim.evidence
     assert "(n=256, m=65536)" in claim.evidence  # the cells are named
 
 
 def test_c6_a_win_without_growth_in_m_over_n_is_no_verdict():
     noise = {4096: 1.3, 16384: 0.9, 65536: 1.2}
     claim = _c6(*_ratio_grid(lambda n, m: noise[m] * (1.0 if n == 256 else 0.95)))
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
     assert "not established" in claim.evidence
 
 
 def test_c6_contradicted_only_with_a_cost_model_predicting_no_win():
     sketch, gram = _ratio_grid(lambda n, m: 0.5)
-    assert _c6(sketch, gram).verdict == C.UNDECIDED  # no model: a loss decides nothing
+    assert _c6(sketch, gram).verdict == claims.UNDECIDED  # no model: a loss decides nothing
     win = _c6(sketch, gram, {"predicted_win": True, "text": "wins at m ≥ 2^20"})
-    assert win.verdict == C.UNDECIDED and "beyond" in win.evidence
+    assert win.verdict == claims.UNDECIDED and "beyond" in win.evidence
     lose = _c6(sketch, gram, {"predicted_win": False, "text": "no win within 14 GB"})
-    assert lose.verdict == C.CONTRADICTED, lose.evidence
+    assert lose.verdict == claims.CONTRADICTED, lose.evidence
 
 
 def test_c6_a_censored_gn_gram_at_one_size_is_no_win():
     # gn_gram stopped after 1 s without reaching ε; a 100 s gn_sketch run did reach it
     claim = _c6({(256, 4096): reached(100.0)}, {(256, 4096): stopped(1.0)})
-    assert claim.verdict == C.UNDECIDED, claim.evidence
+    assert claim.verdict == claims.UNDECIDED, claim.evidence
 
 
 def _comparison(sketch: dict, gram: dict, n: int, m: int) -> pd.Series:
     rows = [cell("gn_sketch", *nm, **k) for nm, k in sketch.items()]
     rows += [cell("gn_gram", *nm, **k) for nm, k in gram.items()]
-    comp = X.sketch_vs_exact(frame(rows))
+    comp = crossover.sketch_vs_exact(frame(rows))
     return comp[(comp["n"] == n) & (comp["m"] == m)].iloc[0]
 
 
@@ -354,10 +351,10 @@ def test_c6_censoring_decides_a_cell_only_on_the_right_side_of_one():
 def test_c6_needs_a_grid_and_enough_cells():
     one_m = {(n, 4096): reached(0.1) for n in (256, 512, 1024)}
     claim = _c6(one_m, {k: reached(1.0) for k in one_m})
-    assert claim.verdict == C.UNDECIDED and "no (n, m) grid" in claim.evidence
+    assert claim.verdict == claims.UNDECIDED and "no (n, m) grid" in claim.evidence
     few = {(n, m): reached(0.1) for n in (256, 512) for m in (4096, 8192)}  # a 2×2 grid
     claim = _c6(few, {k: reached(1.0) for k in few})
-    assert claim.verdict == C.UNDECIDED and "needs 6" in claim.evidence
+    assert claim.verdict == claims.UNDECIDED and "needs 6" in claim.evidence
 
 
 def test_c6_ranks_the_paper_variant_under_its_own_name():
@@ -368,7 +365,7 @@ def test_c6_ranks_the_paper_variant_under_its_own_name():
             cell("gn_sketch", 256, 8192, time=0.5, preset="gn_sketch_paper"),
             cell("gn_gram", 512, 4096, time=1.0, preset="gn_gram"),
             cell("gn_gram", 512, 8192, time=1.0, preset="gn_gram")]
-    ranked = X.rankings(frame(rows), "time_to_target")
+    ranked = crossover.rankings(frame(rows), "time_to_target")
     r = ranked[(ranked["n"] == 256) & (ranked["m"] == 4096)].iloc[0]
     assert (r["winner"], r["runner_up"], r["margin"]) == ("gn_gram", "gn_sketch", 2.0)
     r = ranked[(ranked["n"] == 256) & (ranked["m"] == 8192)].iloc[0]
@@ -379,7 +376,7 @@ def test_c6_a_stopped_run_below_the_winner_leaves_the_cell_undecided():
     rows = [cell("gn_sketch", 256, 4096, time=2.0), cell("gn_gram", 256, 4096, **stopped(1.0)),
             *[cell("gn_gram", n, m, time=1.0) for n, m in ((256, 8192), (512, 4096),
                                                           (512, 8192))]]
-    ranked = X.rankings(frame(rows), "time_to_target")
+    ranked = crossover.rankings(frame(rows), "time_to_target")
     r = ranked[ranked["n"] == 256].iloc[0]
     assert r["winner"] == "gn_sketch" and not r["decided"] and r["margin_is_bound"]
 
@@ -416,15 +413,15 @@ def test_crossover_per_iteration_uses_the_amortised_time():
         rows.append(cell("gn_sketch", n, tpi=0.001, time=1.0))
         rows[-1]["time_per_iter_amortised_s"] = 0.0048
         rows.append(cell("gn_gram", n, tpi=0.002, time=0.5))
-    table = T.crossover(frame(rows))
+    table = tables.crossover(frame(rows))
     assert table["per iteration (amortised)"].tolist() == ["not reached in the measured range"]
 
 
 def test_crossover_to_target_respects_a_censored_gn_gram():
     rows = [cell("gn_sketch", 256, time=100.0, tpi=1.0), cell("gn_gram", 256, tpi=1.0,
                                                              **stopped(1.0))]
-    assert T.crossover(frame(rows))["to target"].tolist() == [
+    assert tables.crossover(frame(rows))["to target"].tolist() == [
         "not reached in the measured range"]
     rows = [cell("gn_sketch", 256, time=10.0, tpi=1.0), cell("gn_gram", 256, tpi=1.0,
                                                             **stopped(50.0))]
-    assert "> 50 s (stopped)" in T.crossover(frame(rows))["to target"].iloc[0]
+    assert "> 50 s (stopped)" in tables.crossover(frame(rows))["to target"].iloc[0]

@@ -14,8 +14,7 @@ import pytest
 from PIL import Image
 
 from harness.costmodel import Profile
-from harness.reporting import fits as F
-from harness.reporting import style
+from harness.reporting import fits, style
 from harness.reporting.figures import REGISTRY, all_figures
 from harness.reporting.figures.common import Palette
 
@@ -98,7 +97,7 @@ def synthetic():
 def drawn(synthetic, tmp_path_factory):
     cells, rows = synthetic
     out = tmp_path_factory.mktemp("figures")
-    fits_n, fits_m = F.scaling_fits(cells, "n", 0.0), F.scaling_fits(cells, "m", 0.0)
+    fits_n, fits_m = fits.scaling_fits(cells, "n", 0.0), fits.scaling_fits(cells, "m", 0.0)
     # a measured-like profile of "this machine" and a datasheet one: figures 12 and 13
     mine = Profile.synthetic(flops=2e9, memory_bytes=2**33)
     mine.data.update(device_name="test CPU", source="measured (synthetic for the tests)",

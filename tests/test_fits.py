@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.reporting import fits as F
+from harness.reporting import fits
 
 #: The sizes the committed report measures: n = 64..2048 at fixed m, m = 256..16384 at fixed n.
 REPORT_N = 64 * 2.0 ** np.arange(6)
@@ -23,9 +23,9 @@ def coverage(x, seeds: int, reps: int = 300, sigma: float = 0.15,
     for rep in range(reps):
         noise = np.exp(np.random.default_rng(rep).normal(0.0, sigma, x.size))
         if flops is None:
-            fit, truth = F.fit_loglog(x, 3e-9 * x**2 * noise, n_boot=1000, seed=rep), 2.0
+            fit, truth = fits.fit_loglog(x, 3e-9 * x**2 * noise, n_boot=1000, seed=rep), 2.0
         else:
-            fit, truth = F.fit_against_model(x, 1e-10 * flops * noise, flops)
+            fit, truth = fits.fit_against_model(x, 1e-10 * flops * noise, flops)
         hits += fit.lo <= truth <= fit.hi
         widths.append(fit.hi - fit.lo)
     return hits / reps, float(np.median(widths))
@@ -34,7 +34,7 @@ def coverage(x, seeds: int, reps: int = 300, sigma: float = 0.15,
 @pytest.mark.parametrize("sizes,seeds", [(REPORT_N[:5], 1), (REPORT_N, 1), (REPORT_N, 2),
                                          (REPORT_M, 1), (REPORT_M, 2)])
 def test_intervals_cover_at_the_report_sizes(sizes, seeds):
-    assert len(sizes) >= F.MIN_SIZES
+    assert len(sizes) >= fits.MIN_SIZES
     share, _ = coverage(sizes, seeds)
     assert 0.90 <= share <= 0.99, share
 
@@ -45,18 +45,18 @@ def test_intervals_undercover_below_the_minimum_number_of_sizes():
     three, _ = coverage(REPORT_N[:3], 1)
     four, _ = coverage(REPORT_N[:4], 1)
     assert three < 0.8 and four < 0.95, (three, four)
-    assert F.MIN_SIZES == 5
+    assert fits.MIN_SIZES == 5
 
 
 def test_intervals_cover_the_slope_of_a_curved_cost_model():
     # gn_sketch at m=2048 over n=64..2048: k·nmd leads at small n, the cubic factor at large n;
     # the interval of the fit against the model covers the model's own slope
     def model(n):
-        return sum(t.value for t in F.cost_terms("gn_sketch", n, 2048, 16,
+        return sum(t.value for t in fits.cost_terms("gn_sketch", n, 2048, 16,
                                                  {"sketch_ratio": 4.0}, inner=4.0))
 
     share, width = coverage(REPORT_N, 1, model=model)
-    assert 0.90 <= share <= 0.99 and width < F.MAX_CI_WIDTH, (share, width)
+    assert 0.90 <= share <= 0.99 and width < fits.MAX_CI_WIDTH, (share, width)
 
 
 @pytest.mark.parametrize("lo,hi,theory,verdict", [
@@ -69,26 +69,26 @@ def test_intervals_cover_the_slope_of_a_curved_cost_model():
     (2.5, 3.2, 2.0, None),  # wholly outside, but wider than MAX_CI_WIDTH
 ])
 def test_agreement_is_judged_on_the_whole_interval(lo, hi, theory, verdict):
-    assert F.agreement(lo, hi, theory) is verdict
+    assert fits.agreement(lo, hi, theory) is verdict
 
 
 def test_sketch_cost_model_uses_measured_inner_iterations_and_the_sketch_transform():
     n, m, d = 256, 2048, 16
     params = {"sketch": "tensor_srht", "sketch_ratio": 4.0}
-    terms = {t.label: t.value for t in F.cost_terms("gn_sketch", n, m, d, params, inner=4)}
+    terms = {t.label: t.value for t in fits.cost_terms("gn_sketch", n, m, d, params, inner=4)}
     assert terms["k·nmd"] == pytest.approx(4 * 4 * n * m * d)  # 4 CG products measured
     assert any("(sketch)" in label for label in terms)  # the transform is a term
     assert "n³ (factor)" in terms and "k·n² (triangular solves)" in terms
-    more = {t.label: t.value for t in F.cost_terms("gn_sketch", n, m, d, params, inner=40)}
+    more = {t.label: t.value for t in fits.cost_terms("gn_sketch", n, m, d, params, inner=40)}
     assert more["k·nmd"] == pytest.approx(10 * terms["k·nmd"])
     # a preconditioner rebuilt on a quarter of the steps costs a quarter per step
-    adaptive = {t.label: t.value for t in F.cost_terms("gn_sketch", n, m, d, params, inner=4,
+    adaptive = {t.label: t.value for t in fits.cost_terms("gn_sketch", n, m, d, params, inner=4,
                                                        refresh=0.25)}
     assert adaptive["n³ (factor)"] == pytest.approx(terms["n³ (factor)"] / 4)
     # without a measured inner count there is no model to judge against
-    assert F.cost_terms("gn_sketch", n, m, d, params) is None
-    assert F.cost_terms("gn_cg", n, m, d, {}) is None
+    assert fits.cost_terms("gn_sketch", n, m, d, params) is None
+    assert fits.cost_terms("gn_cg", n, m, d, {}) is None
     for sketch in ("gaussian", "srht", "countsketch", "tensorsketch"):
-        labels = [t.label for t in F.cost_terms("gn_sketch", n, m, d, {"sketch": sketch},
+        labels = [t.label for t in fits.cost_terms("gn_sketch", n, m, d, {"sketch": sketch},
                                                 inner=4)]
         assert any("(sketch)" in label for label in labels), sketch

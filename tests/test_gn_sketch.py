@@ -11,10 +11,10 @@ from algorithms.gn_nystrom import GNNystrom, GNNystromParams, NystromPreconditio
 from algorithms.gn_sketch import (
     GNSketch,
     GNSketchParams,
-    RefreshingSolver,
     TriangularPreconditioner,
     triangular_factor,
 )
+from algorithms.solvers import RefreshingSolver
 from harness.errors import ConfigError
 from harness.linalg import conjugate_gradient
 from harness.problem import make_problem

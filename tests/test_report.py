@@ -9,9 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.reporting import claims as C
-from harness.reporting import fits as F
-from harness.reporting import tables as T
+from harness.reporting import claims, fits, tables
 from harness.reporting.load import load_stores
 from harness.reporting.metrics import cell_metrics
 from harness.reporting.report import build, main
@@ -26,7 +24,7 @@ def test_fit_recovers_known_exponent_with_covering_interval(exponent):
     rng = np.random.default_rng(7)
     n = np.repeat(2.0 ** np.arange(6, 12), 3)  # 6 sizes, 3 seeds
     t = 1e-9 * n**exponent * np.exp(rng.normal(0.0, 0.1, n.size))  # 10% multiplicative noise
-    fit = F.fit_loglog(n, t)
+    fit = fits.fit_loglog(n, t)
     assert abs(fit.slope - exponent) < 0.1
     assert fit.lo < exponent < fit.hi
     assert fit.hi - fit.lo < 0.3
@@ -39,14 +37,14 @@ def test_fit_intervals_have_close_to_nominal_coverage_with_few_sizes():
         rng = np.random.default_rng(seed)
         n = 2.0 ** np.arange(7, 12)
         t = 3e-8 * n**2 * np.exp(rng.normal(0.0, 0.15, n.size))
-        fit = F.fit_loglog(n, t, n_boot=1000, seed=seed)
+        fit = fits.fit_loglog(n, t, n_boot=1000, seed=seed)
         hits += fit.lo <= 2.0 <= fit.hi
     assert 0.88 <= hits / 200 <= 1.0
 
 
 def test_fit_needs_three_points():
     with pytest.raises(ValueError, match="at least 3 points"):
-        F.fit_loglog([1, 2], [1, 4])
+        fits.fit_loglog([1, 2], [1, 4])
 
 
 def _cells_frame(alg: str, ns, m: int, times, d: int = 16) -> pd.DataFrame:
@@ -58,7 +56,7 @@ def _cells_frame(alg: str, ns, m: int, times, d: int = 16) -> pd.DataFrame:
 
 
 def _model_times(alg: str, ns, m: int, d: int = 16, inner=None, scale: float = 1e-12):
-    return np.array([sum(t.value for t in F.cost_terms(alg, n, m, d, {}, inner)) for n in ns]) \
+    return np.array([sum(t.value for t in fits.cost_terms(alg, n, m, d, {}, inner)) for n in ns]) \
         * scale
 
 
@@ -68,8 +66,8 @@ def test_fits_judge_the_whole_model_over_a_range_where_the_leading_term_changes(
     # curvature; the table names every term that leads somewhere in the range.
     ns = 2.0 ** np.arange(3, 17)
     times = _model_times("gn_gram", ns, 1024)
-    fits = F.scaling_fits(_cells_frame("gn_gram", ns, 1024, times), "n", min_time_s=0.0)
-    (fit,) = fits.itertuples()
+    table = fits.scaling_fits(_cells_frame("gn_gram", ns, 1024, times), "n", min_time_s=0.0)
+    (fit,) = table.itertuples()
     assert fit.term == "nmd → n²m → n³"
     assert 2.0 < fit.theory < 3.0 and fit.slope == pytest.approx(fit.theory)
     assert fit.agrees is True
@@ -77,11 +75,11 @@ def test_fits_judge_the_whole_model_over_a_range_where_the_leading_term_changes(
     # the model's 2.09, but the model's curvature is missing from the data, so the interval
     # straddles the band's edge and decides nothing
     for law, verdict in ((ns**3, False), (ns**2, None)):
-        fits = F.scaling_fits(_cells_frame("gn_gram", ns, 1024, 1e-9 * law), "n", min_time_s=0)
-        assert fits["agrees"].tolist() == [verdict]
+        table = fits.scaling_fits(_cells_frame("gn_gram", ns, 1024, 1e-9 * law), "n", min_time_s=0)
+        assert table["agrees"].tolist() == [verdict]
     # points below the overhead floor are left out
-    fits = F.scaling_fits(_cells_frame("gn_gram", ns, 1024, times), "n", min_time_s=times[6])
-    assert fits["range"].tolist() == [f"n={int(ns[6])}–{int(ns[-1])}"]
+    table = fits.scaling_fits(_cells_frame("gn_gram", ns, 1024, times), "n", min_time_s=times[6])
+    assert table["range"].tolist() == [f"n={int(ns[6])}–{int(ns[-1])}"]
 
 
 # --- stores -------------------------------------------------------------------------------------
@@ -179,7 +177,7 @@ def test_environment_warns_when_launchers_or_machines_mix():
                           "hostname": ["a", "a", "b"], "dtype": "float32", "threads": [2, 2, 1],
                           "launcher": ["basic", None, "joblib"], "parallel_jobs": [1, None, 2],
                           "git_commit": "abc", "git_dirty": False, "torch_version": "2"})
-    table, warnings = T.environment(cells)
+    table, warnings = tables.environment(cells)
     assert table["cells"].sum() == 3
     text = " ".join(warnings)
     for word in ("machines: a, b", "processors", "launchers: basic, joblib, not recorded",
@@ -228,11 +226,11 @@ def _craft(store: Path, alg: str, n: int, m: int, step_time: float, rel_losses,
     write_cell(store / alg / f"n{n}_m{m}_s{seed}_{tag}", rows, run)
 
 
-def _claims(store: Path) -> dict[str, C.Claim]:
+def _claims(store: Path) -> dict[str, claims.Claim]:
     loaded = load_stores([store])
     cells = cell_metrics(loaded)
-    fits_n, fits_m = F.scaling_fits(cells, "n"), F.scaling_fits(cells, "m")
-    return {c.id: c for c in C.check_claims(cells, loaded.rows, fits_n, fits_m)}
+    fits_n, fits_m = fits.scaling_fits(cells, "n"), fits.scaling_fits(cells, "m")
+    return {c.id: c for c in claims.check_claims(cells, loaded.rows, fits_n, fits_m)}
 
 
 GN_LOSSES = [1e-2, 1e-4, 1e-8]
@@ -252,18 +250,18 @@ def _crafted_store(tmp_path: Path, gd_exponent: float) -> Path:
 
 
 def test_claims_check_supports_right_slopes(tmp_path):
-    claims = _claims(_crafted_store(tmp_path, gd_exponent=1.0))
-    assert claims["C1"].verdict == C.SUPPORTED, claims["C1"].evidence
+    verdicts = _claims(_crafted_store(tmp_path, gd_exponent=1.0))
+    assert verdicts["C1"].verdict == claims.SUPPORTED, verdicts["C1"].evidence
     # gd and gn_gram agree in n, but the claim names four methods, in n and in m
-    assert claims["C2"].verdict == C.UNDECIDED, claims["C2"].evidence
-    assert "gn_sketch in n: no deciding fit" in claims["C2"].evidence
-    assert claims["C6"].verdict == C.UNDECIDED  # no gn_sketch runs
+    assert verdicts["C2"].verdict == claims.UNDECIDED, verdicts["C2"].evidence
+    assert "gn_sketch in n: no deciding fit" in verdicts["C2"].evidence
+    assert verdicts["C6"].verdict == claims.UNDECIDED  # no gn_sketch runs
 
 
 def test_claims_check_flags_a_wrong_slope(tmp_path):
-    claims = _claims(_crafted_store(tmp_path, gd_exponent=2.0))
-    c2 = claims["C2"]
-    assert c2.verdict == C.CONTRADICTED
+    verdicts = _claims(_crafted_store(tmp_path, gd_exponent=2.0))
+    c2 = verdicts["C2"]
+    assert c2.verdict == claims.CONTRADICTED
     assert "disagree: gd in n" in c2.evidence and "gn_gram" not in c2.evidence.split(";")[0]
 
 
@@ -274,12 +272,13 @@ def test_claims_check_flags_growing_inner_iterations_and_trajectory_gap(tmp_path
         # inner iterations growing like √n: not the flat count BPSW21 promise
         _craft(store, "gn_sketch", n, 2048, 2e-3, [3e-2, 3e-4, 3e-7, 1e-9],
                inner=2.0 * np.sqrt(n), hp={"sketch_ratio": 2})
-    claims = _claims(store)
-    assert claims["C3"].verdict == C.CONTRADICTED, claims["C3"].evidence
+    verdicts = _claims(store)
+    assert verdicts["C3"].verdict == claims.CONTRADICTED, verdicts["C3"].evidence
     # the loss is 3× the exact GN loss at every step above ε: log10(3) = 0.48 decades
-    assert claims["C4"].verdict == C.SUPPORTED and "0.48 decades" in claims["C4"].evidence
+    assert verdicts["C4"].verdict == claims.SUPPORTED and "0.48 decades" in verdicts["C4"].evidence
     # one width only: C6 is decided on an (n, m) grid (tests/test_claims.py), not here
-    assert claims["C6"].verdict == C.UNDECIDED and "no (n, m) grid" in claims["C6"].evidence
+    assert (verdicts["C6"].verdict == claims.UNDECIDED
+            and "no (n, m) grid" in verdicts["C6"].evidence)
 
 
 def test_c1_ignores_mini_batch_runs_but_not_full_batch_ones(tmp_path):
@@ -292,5 +291,5 @@ def test_c1_ignores_mini_batch_runs_but_not_full_batch_ones(tmp_path):
                    hp={"batch_size": batch})
         return store
 
-    assert _claims(store_with(64, "mini"))["C1"].verdict == C.SUPPORTED
-    assert _claims(store_with(4096, "full"))["C1"].verdict == C.CONTRADICTED
+    assert _claims(store_with(64, "mini"))["C1"].verdict == claims.SUPPORTED
+    assert _claims(store_with(4096, "full"))["C1"].verdict == claims.CONTRADICTED

@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.reporting import crossover as X
-from harness.reporting import fits as F
+from algorithms.base import ALGORITHMS
+from harness.reporting import crossover, fits
 from harness.reporting.figures import lambda_ratio, neuron_movement, ntk_columns
+from harness.results import DONE_STATUSES as DONE
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not enough data"
-DONE = ("converged", "max_iters", "time_budget", "diverged")
 
 # Censoring, for every claim: a run that did not reach ε gives a lower bound on its iterations
 # and time to ε (metrics: ``iters_lower_bound``, ``time_lower_bound_s``), never a value and
@@ -55,11 +55,8 @@ NTK_SLOPE = -0.5
 #: C6: (n, m) cells compared, and cells with exact ratios for the growth fit.
 C6_MIN_CELLS, C6_MIN_GROWTH_CELLS = 6, 5
 
-GN_FAMILY_FALLBACK = {"gn_exact", "gn_gram", "ngd", "kfac", "ggn", "gn_cg", "gn_sketch",
-                      "gn_nystrom"}
-
-_FIT = (f"≥{F.MIN_SIZES} sizes; a fit decides only when its 95% interval is at most "
-        f"{F.MAX_CI_WIDTH:g} wide")
+_FIT = (f"≥{fits.MIN_SIZES} sizes; a fit decides only when its 95% interval is at most "
+        f"{fits.MAX_CI_WIDTH:g} wide")
 
 RULES = {
     "C1": (f"Per full-batch Gauss–Newton-type variant (batch_size < n excluded) and slice "
@@ -74,7 +71,7 @@ RULES = {
     "C2": (f"Fit time per iteration (amortised: mean over all steps, refreshes included) vs n "
            f"and vs m ({_FIT}), against the slope θ of the method's cost model over the same "
            f"cells (every term, with the measured inner iterations k and refresh share f). A "
-           f"fit agrees when its interval lies within θ ± {F.TOLERANCE:g}, disagrees when it "
+           f"fit agrees when its interval lies within θ ± {fits.TOLERANCE:g}, disagrees when it "
            f"lies wholly outside. A method agrees in n (m) when it has ≥1 deciding fit and all "
            f"its deciding fits agree. Contradicted if any deciding fit of "
            f"{', '.join(C2_METHODS)} disagrees; supported if each of them agrees in n and in "
@@ -95,11 +92,12 @@ RULES = {
            f"{C4_DISAGREE}."),
     "C5": (f"(a) log-log slope of ‖G₀ − H∞‖ vs m and (c) of the final per-neuron movement "
            f"‖W_t − W₀‖_F/√m vs m ({_FIT}) agree when the interval lies within "
-           f"{NTK_SLOPE} ± {F.TOLERANCE:g}, fail when it lies wholly outside; (b) λ_min(G_t)/λ "
+           f"{NTK_SLOPE} ± {fits.TOLERANCE:g}, fail when it lies wholly outside; (b) λ_min(G_t)/λ "
            f"≥ {LAMBDA_FRACTION} along training at the largest width. Contradicted if a part "
            f"fails; supported if (a) agrees and every other measured part holds."),
     "C6": (f"On the (n, m) grid of the crossover sweep (the slice with most cells): per cell, "
-           f"E/S = the best exact-Gram baseline ({', '.join(X.EXACT_BASELINES)}) over the best "
+           f"E/S = the best exact-Gram baseline ({', '.join(crossover.EXACT_BASELINES)}) over "
+           f"the best "
            f"gn_sketch variant, in time to ε (median over seeds). A run that stopped before ε "
            f"gives a lower bound, so E/S is a number, a lower bound (E stopped), an upper bound "
            f"(S stopped) or open (both); only a bound on the right side of 1 decides a cell. "
@@ -134,21 +132,8 @@ class Claim:
 
 
 def _family(algorithm: str) -> str:
-    try:
-        from algorithms.base import ALGORITHMS
-
-        return ALGORITHMS.get(algorithm).family
-    except Exception:
-        return "gauss_newton" if algorithm in GN_FAMILY_FALLBACK else "first_order"
-
-
-def _family(algorithm: str) -> str:
-    try:
-        from algorithms.base import ALGORITHMS
-
-        return ALGORITHMS.get(algorithm).family
-    except Exception:
-        return "gauss_newton" if algorithm in GN_FAMILY_FALLBACK else "first_order"
+    """The method's ``family``; a method not registered here counts as first order."""
+    return ALGORITHMS.get(algorithm).family if algorithm in ALGORITHMS else "first_order"
 
 
 def _slices(frame: pd.DataFrame, other: str):
@@ -156,12 +141,12 @@ def _slices(frame: pd.DataFrame, other: str):
     return frame.groupby(keys, dropna=False)
 
 
-def _fmt_fit(f: F.SlopeFit) -> str:
+def _fmt_fit(f: fits.SlopeFit) -> str:
     return f"{f.slope:.2f} [{f.lo:.2f}, {f.hi:.2f}]"
 
 
-def _decides(f: F.SlopeFit) -> bool:
-    return f.hi - f.lo <= F.MAX_CI_WIDTH
+def _decides(f: fits.SlopeFit) -> bool:
+    return f.hi - f.lo <= fits.MAX_CI_WIDTH
 
 
 def _full_batch(row) -> bool:
@@ -184,12 +169,12 @@ def check_c1(cells: pd.DataFrame) -> Claim:
     for variant, g in gn.groupby("variant"):
         conv = g[g["iters_to_target"].notna()]
         for key, s in _slices(conv, "m"):
-            if s["n"].nunique() < F.MIN_SIZES:
+            if s["n"].nunique() < fits.MIN_SIZES:
                 if s["n"].nunique() > 1:  # single-size slices (m sweeps) are not news
                     ev.append(f"{variant} (m={int(key[-1])}): reached ε at only "
                               f"{s['n'].nunique()} sizes n")
                 continue
-            fit = F.fit_loglog(s["n"], s["iters_to_target"], n_boot=1000)
+            fit = fits.fit_loglog(s["n"], s["iters_to_target"], n_boot=1000)
             text = (f"{variant} (m={int(key[-1])}): iterations {int(s['iters_to_target'].min())}"
                     f"–{int(s['iters_to_target'].max())} over n={int(s['n'].min())}–"
                     f"{int(s['n'].max())}, slope {_fmt_fit(fit)}")
@@ -239,23 +224,23 @@ def check_c1(cells: pd.DataFrame) -> Claim:
     else:
         verdict = UNDECIDED
         if not flat:
-            ev.append(f"no GN-type variant has a deciding slope (reached ε at ≥{F.MIN_SIZES} "
+            ev.append(f"no GN-type variant has a deciding slope (reached ε at ≥{fits.MIN_SIZES} "
                       f"sizes n)")
         if gd_grows is None:
             ev.append(f"no gd slice shows growth ≥{GD_GROWTH}× from a converged smallest n")
     return Claim("C1", STATEMENTS["C1"], "; ".join(ev) or "no runs", verdict, RULES["C1"])
 
 
-def _leading_terms(fits: pd.DataFrame) -> set[str]:
-    return {t.strip() for terms in fits["term"].dropna() for t in str(terms).split("→")}
+def _leading_terms(table: pd.DataFrame) -> set[str]:
+    return {t.strip() for terms in table["term"].dropna() for t in str(terms).split("→")}
 
 
 def check_c2(fits_n: pd.DataFrame, fits_m: pd.DataFrame) -> Claim:
     ev, agree, disagree, missing = [], [], [], []
-    for var, fits in (("n", fits_n), ("m", fits_m)):
-        fits = fits if fits is not None else pd.DataFrame(columns=F.FIT_COLUMNS)
+    for var, table in (("n", fits_n), ("m", fits_m)):
+        table = table if table is not None else pd.DataFrame(columns=fits.FIT_COLUMNS)
         for alg in C2_METHODS:
-            mine = fits[fits["algorithm"] == alg]
+            mine = table[table["algorithm"] == alg]
             deciding = mine[mine["agrees"].notna()]
             for r in mine.itertuples():
                 state = {True: "agrees", False: "disagrees"}.get(r.agrees, "decides nothing")
@@ -306,9 +291,9 @@ def check_c3(cells: pd.DataFrame) -> Claim:
                               f"n={sorted(int(x) for x in stuck['n'].unique())} (evidence of "
                               f"the cap only)")
                 free = s[~s["_stuck"]]
-                if free["n"].nunique() < F.MIN_SIZES:
+                if free["n"].nunique() < fits.MIN_SIZES:
                     continue
-                fit = F.fit_loglog(free["n"], free["mean_inner_iters"], n_boot=1000)
+                fit = fits.fit_loglog(free["n"], free["mean_inner_iters"], n_boot=1000)
                 text = (f"{where}: inner iterations {free['mean_inner_iters'].min():.1f}–"
                         f"{free['mean_inner_iters'].max():.1f} over n={int(free['n'].min())}–"
                         f"{int(free['n'].max())}, slope {_fmt_fit(fit)}")
@@ -332,7 +317,7 @@ def check_c3(cells: pd.DataFrame) -> Claim:
         verdict = UNDECIDED
         if not fitted_variants:
             ev.append(f"no gn_sketch variant with a deciding slope (inner iterations below "
-                      f"the cap at ≥{F.MIN_SIZES} sizes n)")
+                      f"the cap at ≥{fits.MIN_SIZES} sizes n)")
     return Claim("C3", STATEMENTS["C3"], "; ".join(ev), verdict, RULES["C3"])
 
 
@@ -409,13 +394,13 @@ def check_c5(cells: pd.DataFrame, rows: pd.DataFrame) -> Claim:
 
     def slope_part(name, frame, col, label):
         frame = frame[frame[col].notna()]
-        if frame["m"].nunique() < F.MIN_SIZES:
+        if frame["m"].nunique() < fits.MIN_SIZES:
             if len(frame):
                 ev.append(f"{label}: only {frame['m'].nunique()} widths (rule: "
-                          f"≥{F.MIN_SIZES})")
+                          f"≥{fits.MIN_SIZES})")
             return
-        fit = F.fit_loglog(frame["m"], frame[col], n_boot=1000)
-        parts[name] = F.agreement(fit.lo, fit.hi, NTK_SLOPE)
+        fit = fits.fit_loglog(frame["m"], frame[col], n_boot=1000)
+        parts[name] = fits.agreement(fit.lo, fit.hi, NTK_SLOPE)
         state = {True: "agrees", False: "fails"}.get(parts[name], "decides nothing")
         ev.append(f"{label} vs m: slope {_fmt_fit(fit)} (theory {NTK_SLOPE}) over m="
                   f"{int(frame['m'].min())}–{int(frame['m'].max())}: {state}")
@@ -467,10 +452,10 @@ def check_c6(cells: pd.DataFrame, prediction: dict | None = None) -> Claim:
     """C6 on the (n, m) grid (harness/reporting/crossover.py). ``prediction``: what the
     calibrated cost model says beyond the measured cells, ``{"predicted_win": bool,
     "text": str}`` (None: no profile, so a loss everywhere measured decides nothing)."""
-    comp = X.sketch_vs_exact(cells, "time_to_target")
+    comp = crossover.sketch_vs_exact(cells, "time_to_target")
     if not len(comp):
         return Claim("C6", STATEMENTS["C6"], "no (n, m) grid with both a gn_sketch variant and "
-                     f"an exact-Gram baseline ({', '.join(X.EXACT_BASELINES)})", UNDECIDED,
+                     f"an exact-Gram baseline ({', '.join(crossover.EXACT_BASELINES)})", UNDECIDED,
                      RULES["C6"])
     wins = comp[comp["wins"] == True]  # noqa: E712 (None is undecided)
     losses = comp[comp["wins"] == False]  # noqa: E712

@@ -14,11 +14,13 @@ same for any noise scale (the interval is studentised). Hence ``MIN_SIZES`` = 5.
 
 The spec's costs (§3) are sums of monomials, and some carry measured quantities: the inner
 iteration count k of the CG methods and, for a preconditioner that is rebuilt only sometimes
-(``refresh=adaptive``), the share f of steps that rebuilt it. ``cost_terms`` gives every term
-of a method's model at one measured cell. A fit of T against x is compared with the slope the
-model itself has over the same points (``theory``): if T = C·model·noise the two agree whatever
-the curvature, so a fit can run over a range where the leading term changes (``term`` names
-the terms that lead somewhere in the range). The interval is the bootstrap-t interval of the
+(``refresh=adaptive``), the share f of steps that rebuilt it. Each method declares its own
+model on its class (``Algorithm.cost_terms``, ``cost_text``; terms from ``harness.flops``);
+``cost_terms`` here gives every term of a registered method's model at one measured cell.
+A fit of T against x is compared with the slope the model itself has over the same points
+(``theory``): if T = C·model·noise the two agree whatever the curvature, so a fit can run
+over a range where the leading term changes (``term`` names the terms that lead somewhere in
+the range). The interval is the bootstrap-t interval of the
 slope of log(T/model), shifted by the model's slope: curvature of the model is not mistaken
 for noise. The point estimate is the ordinary least-squares slope of log T.
 
@@ -31,11 +33,15 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from algorithms.base import ALGORITHMS
+from harness.flops import Term
+from harness.results import DONE_STATUSES
 
 #: A fit agrees with theory when its whole 95% interval lies within θ ± TOLERANCE. The models
 #: count flops; what they cannot know is how the flop rate changes with size (cache, BLAS
@@ -145,171 +151,47 @@ def agreement(lo: float, hi: float, theory: float, tolerance: float = TOLERANCE,
     return None
 
 
-# --- cost models of the spec, §3 ---------------------------------------------------------------
-#
-# Flops per outer iteration. One forward pass Z = XWᵀ and each product with J or Jᵀ cost 2nmd;
-# one CG iteration applies G = J Jᵀ once (4nmd) plus what its preconditioner costs. k: the
-# cell's measured mean inner iterations per step; f: its measured share of steps that rebuilt
-# the preconditioner (1 with refresh=always).
-
-@dataclass
-class Term:
-    label: str
-    value: float
-    exponents: dict[str, float]  # exponent of n, m, d in this term (log factors left out)
+# --- cost models: each method's own (``Algorithm.cost_terms``, spec §3) --------------------------
 
 
-def _t(label: str, coef: float, n: float, m: float, d: float, en: float, em: float,
-       ed: float) -> Term:
-    return Term(label, coef * n**en * m**em * d**ed, {"n": en, "m": em, "d": ed})
+def _method(algorithm: str):
+    """The registered class of ``algorithm``, or None (results of a method not installed)."""
+    return ALGORITHMS.get(algorithm) if algorithm in ALGORITHMS else None
 
 
-def _pow2(x: float) -> float:
-    return float(2 ** math.ceil(math.log2(max(x, 2.0))))
+class _CostTexts(Mapping):
+    """``THEORY_TEXT[name]``: a registered method's ``cost_text``, as the tables print it
+    (k: measured inner iterations, f: measured share of steps that rebuilt the
+    preconditioner, c = s/n). Methods without a model are absent."""
+
+    def __getitem__(self, algorithm: str) -> str:
+        cls = _method(algorithm)
+        if cls is None or not cls.cost_text:
+            raise KeyError(algorithm)
+        return cls.cost_text
+
+    def __iter__(self):
+        return (name for name in ALGORITHMS.names() if ALGORITHMS.get(name).cost_text)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
-def _num_param(p: dict, names: tuple[str, ...], default: float) -> float:
-    for name in names:
-        v = p.get(name)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return float(v)
-    return default
-
-
-def _batch(params: dict, n: float) -> tuple[float, float]:
-    """(b, exponent of n in b): a mini-batch of fixed size b < n does not grow with n."""
-    b = params.get("batch_size") or params.get("b")
-    if b is None or not isinstance(b, (int, float)) or b >= n:
-        return n, 1.0
-    return float(b), 0.0
-
-
-def _model_gd(n, m, d, p, k, f):
-    return [_t("nmd", 4, n, m, d, 1, 1, 1)]  # forward + Jᵀr
-
-
-def _model_sgd(n, m, d, p, k, f):
-    b, eb = _batch(p, n)
-    return [Term("bmd", 4 * b * m * d, {"n": eb, "m": 1, "d": 1})]
-
-
-def _model_gn_exact(n, m, d, p, k, f):
-    return [_t("n²md", 2, n, m, d, 2, 1, 1), _t("n³", 1 / 3, n, m, d, 3, 0, 0),
-            _t("nmd", 5, n, m, d, 1, 1, 1)]  # forward, J written out, Jᵀg
-
-
-def _model_gn_gram(n, m, d, p, k, f):
-    return [_t("n²m", 2, n, m, d, 2, 1, 0), _t("n²d", 2, n, m, d, 2, 0, 1),
-            _t("n³", 1 / 3, n, m, d, 3, 0, 0), _t("nmd", 4, n, m, d, 1, 1, 1)]
-
-
-def _model_kfac(n, m, d, p, k, f):
-    return [_t("n²m", 2, n, m, d, 2, 1, 0), _t("n³", 1 / 3, n, m, d, 3, 0, 0),
-            _t("d³", 1, n, m, d, 0, 0, 3), _t("nmd", 4, n, m, d, 1, 1, 1)]
-
-
-def _model_ggn(n, m, d, p, k, f):
-    b, eb = _batch(p, n)
-    return [Term("b²m", 2 * b * b * m, {"n": 2 * eb, "m": 1, "d": 0}),
-            Term("b³", b**3 / 3, {"n": 3 * eb, "m": 0, "d": 0}),
-            Term("bmd", 4 * b * m * d, {"n": eb, "m": 1, "d": 1})]
-
-
-def _model_gn_cg(n, m, d, p, k, f):
-    if k is None:
-        return None
-    return [_t("k·nmd", 4 * k, n, m, d, 1, 1, 1), _t("nmd", 4, n, m, d, 1, 1, 1)]
-
-
-def sketch_terms(sketch: str, n: float, m: float, d: float, s: float) -> list[Term]:
-    """Flops of forming S Jᵀ ∈ R^{s×n} (spec §4; ``harness.sketches``)."""
-    c = s / n
-    if sketch == "gaussian":
-        return [_t("n²md (sketch)", 2 * c, n, m, d, 2, 1, 1)]
-    if sketch == "srht":
-        big = _pow2(m * d)
-        return [Term("nmd·log(md) (sketch)", n * big * math.log2(big), {"n": 1, "m": 1, "d": 1})]
-    if sketch == "countsketch":
-        return [_t("nmd (sketch)", 1, n, m, d, 1, 1, 1)]
-    if sketch == "tensorsketch":
-        return [Term("n(m+d) (sketch)", n * (m + d), {"n": 1, "m": 1, "d": 0}),
-                Term("ns·log s (sketch)", n * s * math.log2(max(s, 2.0)),
-                     {"n": 2, "m": 0, "d": 0})]
-    # tensor_srht (the default): Hadamard transforms of u_i and x_i, then s products
-    mp, dp = _pow2(m), _pow2(d)
-    return [Term("nm·log m (sketch)", n * mp * math.log2(mp), {"n": 1, "m": 1, "d": 0}),
-            Term("nd·log d (sketch)", n * dp * math.log2(dp), {"n": 1, "m": 0, "d": 1}),
-            Term("ns (sketch)", n * s, {"n": 2, "m": 0, "d": 0})]
-
-
-def _model_gn_sketch(n, m, d, p, k, f):
-    if k is None:
-        return None
-    c = _num_param(p, ("sketch_ratio", "ratio", "c"), 4.0)
-    s = max(1.0, math.ceil(c * n))
-    rows = s + (n if p.get("damping") and p.get("factor", "qr") == "qr" else 0)
-    if p.get("factor") == "cholesky_qr":
-        factor = Term("n³ (factor)", 2 * rows * n * n + n**3 / 3, {"n": 3, "m": 0, "d": 0})
-    else:  # Householder QR of a rows × n matrix
-        factor = Term("n³ (factor)", 2 * rows * n * n - 2 * n**3 / 3, {"n": 3, "m": 0, "d": 0})
-    rebuild = [Term(t.label, f * t.value, t.exponents)
-               for t in [*sketch_terms(str(p.get("sketch", "tensor_srht")), n, m, d, s), factor]]
-    return [_t("k·nmd", 4 * k, n, m, d, 1, 1, 1), _t("nmd", 4, n, m, d, 1, 1, 1),
-            _t("k·n² (triangular solves)", 2 * k, n, m, d, 2, 0, 0), *rebuild]
-
-
-def _model_lbfgs(n, m, d, p, k, f):
-    # k function evaluations (forward + Jᵀr each; k = inner_iters, usually 1) and the
-    # two-loop recursion over h stored pairs, about 4h·md flops
-    if k is None:
-        return None
-    h = p.get("history_size")
-    h = float(h) if isinstance(h, (int, float)) else 10.0
-    return [_t("k·nmd", 4 * k, n, m, d, 1, 1, 1), _t("h·md", 4 * h, n, m, d, 0, 1, 1)]
-
-
-def _model_gn_nystrom(n, m, d, p, k, f):
-    if k is None:
-        return None
-    ell = min(_num_param(p, ("rank", "ell"), 64.0), n)
-    return [_t("k·nmd", 4 * k, n, m, d, 1, 1, 1), _t("nmd", 4, n, m, d, 1, 1, 1),
-            Term("k·nℓ (preconditioner)", 4 * k * n * ell, {"n": 1, "m": 0, "d": 0}),
-            Term("ℓnmd (build)", f * 4 * ell * n * m * d, {"n": 1, "m": 1, "d": 1}),
-            Term("nℓ² (build)", f * 4 * n * ell * ell, {"n": 1, "m": 0, "d": 0})]
-
-
-#: Flop models per registry name: f(n, m, d, params, k, f) -> terms, or None when the model
-#: needs a measured inner iteration count k that the cell does not have.
-COST_MODELS: dict[str, Callable[..., list[Term] | None]] = {
-    "gd": _model_gd, "adam": _model_gd, "sgd": _model_sgd, "gn_exact": _model_gn_exact,
-    "gn_gram": _model_gn_gram, "ngd": _model_gn_gram, "kfac": _model_kfac, "ggn": _model_ggn,
-    "gn_cg": _model_gn_cg, "gn_sketch": _model_gn_sketch, "gn_nystrom": _model_gn_nystrom,
-    "lbfgs": _model_lbfgs,
-}
-
-#: Each method's model as the tables show it (k: measured inner iterations, f: measured share
-#: of steps that rebuilt the preconditioner, c = s/n).
-THEORY_TEXT = {
-    "gd": "4nmd", "adam": "4nmd", "sgd": "4bmd", "gn_exact": "2n²md + n³/3 + 5nmd",
-    "gn_gram": "2n²(m+d) + n³/3 + 4nmd", "ngd": "2n²(m+d) + n³/3 + 4nmd",
-    "kfac": "2n²m + n³/3 + d³ + 4nmd", "ggn": "2b²m + b³/3 + 4bmd", "gn_cg": "(4k + 4)·nmd",
-    "gn_sketch": "(4k + 4)·nmd + 2k·n² + f·(sketch + 2(c − ⅓)n³); tensor_srht sketch: "
-                 "n(m log m + d log d) + c·n²",
-    "gn_nystrom": "(4k + 4)·nmd + 4k·nℓ + f·(4ℓ·nmd + 4nℓ²)",
-    "lbfgs": "4k·nmd + 4h·md (k: function evaluations)",
-}
+THEORY_TEXT: Mapping[str, str] = _CostTexts()
 
 
 def cost_terms(algorithm: str, n: float, m: float, d: float, params: dict,
                inner: float | None = None, refresh: float | None = None) -> list[Term] | None:
-    """Every term of ``algorithm``'s model at one cell; None without a model, or when the
-    model needs the measured inner iteration count ``inner`` and it is missing."""
-    model = COST_MODELS.get(algorithm)
-    if model is None:
+    """Every term of ``algorithm``'s model at one cell (its class's ``cost_terms``); None for
+    a method not registered, without a model, or whose model needs the measured inner
+    iteration count ``inner`` and it is missing (None or NaN). A missing ``refresh`` share
+    counts as 1: every step rebuilt."""
+    cls = _method(algorithm)
+    if cls is None:
         return None
     k = None if inner is None or inner != inner else float(inner)
     f = 1.0 if refresh is None or refresh != refresh else float(refresh)
-    return model(float(n), float(m), float(d), params, k, f)
+    return cls.cost_terms(float(n), float(m), float(d), params, k, f)
 
 
 def dominant_term(algorithm: str, n: float, m: float, d: float, params: dict,
@@ -354,7 +236,7 @@ def scaling_fits(cells: pd.DataFrame, var: str, min_time_s: float = DEFAULT_MIN_
     other = "m" if var == "n" else "n"
     if value not in cells:
         return pd.DataFrame(columns=FIT_COLUMNS)
-    ok = cells[cells["status"].isin(["converged", "max_iters", "time_budget", "diverged"])
+    ok = cells[cells["status"].isin(DONE_STATUSES)
                & cells[value].notna()]
     out = []
     keys = ["variant", "algorithm", "device", "dataset", "data_params", "d", "dtype", other]

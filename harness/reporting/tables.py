@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from harness.reporting.load import Problem
+from harness.results import DONE_STATUSES as DONE
 
-DONE = ("converged", "max_iters", "time_budget", "diverged")
 #: Time per iteration, by rule (metrics.cell_metrics): the median step over steps 1..T, and the
 #: mean over all steps 1..T with refreshes (what comparisons between methods use).
 MEDIAN, AMORTISED = "time_per_iter_median_s", "time_per_iter_amortised_s"

@@ -14,8 +14,8 @@ from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter
 
 from harness.reporting import style
 from harness.reporting.style import _label_text
+from harness.results import DONE_STATUSES as DONE
 
-DONE = ("converged", "max_iters", "time_budget", "diverged")
 CONTEXT_COLS = ["dataset", "data_params", "d", "dtype"]
 #: Short names of hyperparameters in legends (the caption spells out the rest).
 PARAM_ABBREV = {"sketch_ratio": "s/n", "batch_size": "b", "rank": "ℓ"}

@@ -7,6 +7,7 @@ import textwrap
 
 import pandas as pd
 
+from algorithms.base import ALGORITHMS
 from harness.reporting import fits as F
 from harness.reporting import style
 from harness.reporting.figures.common import (
@@ -188,15 +189,18 @@ def time_vs_m(data: Inputs) -> list[Drawn]:
                           theory=True)
 
 
-INNER_METHODS = ("gn_cg", "gn_sketch", "gn_nystrom")
+def inner_methods() -> list[str]:
+    """Registered methods whose inner_iters count a linear solve's iterations."""
+    return [a for a in ALGORITHMS.names() if ALGORITHMS.get(a).reports_inner_iters]
 
 
 @figure(5, "inner_iters_vs_n", "Inner (CG) iterations per outer iteration vs n")
 def inner_iters_vs_n(data: Inputs) -> list[Drawn]:
     cells = data.cells
-    sub = cells[cells["algorithm"].isin(INNER_METHODS) & cells["mean_inner_iters"].notna()]
+    methods = inner_methods()
+    sub = cells[cells["algorithm"].isin(methods) & cells["mean_inner_iters"].notna()]
     if not len(sub):
-        raise NotDrawn("no gn_cg / gn_sketch / gn_nystrom runs with inner iterations")
+        raise NotDrawn(f"no {' / '.join(methods)} runs with inner iterations")
     return scaling_figure(sub, "n", "mean_inner_iters", "mean inner iterations",
                           "Mean inner iterations per outer iteration against n: "
                           "unpreconditioned CG and Nyström-preconditioned CG against the "
