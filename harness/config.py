@@ -1,6 +1,6 @@
 """Configuration: the run schema, per-plugin Hydra schemas, and validation into plain objects.
 
-``conf/config.yaml`` composes a run from the groups ``algorithm`` and ``data``; this module
+``harness/conf/config.yaml`` composes a run from the groups ``algorithm`` and ``data``; this module
 registers their schemas with Hydra's ConfigStore (each algorithm's ``Params`` dataclass with a
 ``name`` field added), and turns a composed config into validated objects the runner uses.
 Every error it raises is a ``ConfigError`` naming the bad value and the allowed ones.
@@ -28,7 +28,9 @@ from harness.errors import ConfigError, unknown
 from harness.problem import STREAMS, stream_seed
 from harness.results import NON_IDENTITY_KEYS
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+#: the Hydra configs, shipped inside the package (package data), so that an installed wheel
+#: finds them as well as a source checkout does
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
     nlt-run algorithm=gn_gram data.n=256 model.m=4096
     nlt-run -m algorithm=gd,gn_gram data.n=64,128,256
-    nlt-run -m +sweep=demo                                   # a preset, conf/sweep/demo.yaml
+    nlt-run -m +sweep=demo                          # a preset, harness/conf/sweep/demo.yaml
     nlt-run -m +sweep=demo hydra/launcher=joblib hydra.launcher.n_jobs=2
 
 Every command line is validated before any job starts (one line and exit code 2 on bad
@@ -124,7 +124,8 @@ def launch_info(hc: Any) -> dict[str, Any]:
       submitit_local starts every job of the sweep at once.
     """
     launcher = hc.runtime.choices.get("hydra/launcher") or "basic"
-    target = str(hc.launcher.get("_target_", ""))  # conf/hydra/launcher/slurm.yaml: submitit
+    # harness/conf/hydra/launcher/slurm.yaml: submitit
+    target = str(hc.launcher.get("_target_", ""))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info: dict[str, Any] = {"launcher": launcher, "mode": hc.mode.name, "cores": cores,
                             "parallel_jobs": 1, "threads": None}
@@ -396,10 +397,10 @@ def _app(cfg: DictConfig) -> str:
 def suite_parts(argv: list[str]) -> list[list[str]] | None:
     """The sweeps of a suite preset named by ``+sweep=<name>`` in ``argv``, else None.
 
-    A suite (``conf/sweep/paper.yaml``) has a ``suite:`` list instead of sweep settings; each
-    entry is the arguments of one sweep (``+sweep=sample_scaling data.n=...``). The rest of the
-    command line is appended to every entry, so ``store=...`` or a launcher applies to all and
-    wins over the entry.
+    A suite (``harness/conf/sweep/paper.yaml``) has a ``suite:`` list instead of sweep
+    settings; each entry is the arguments of one sweep (``+sweep=sample_scaling data.n=...``).
+    The rest of the command line is appended to every entry, so ``store=...`` or a launcher
+    applies to all and wins over the entry.
     """
     import shlex
 
