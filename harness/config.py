@@ -135,12 +135,39 @@ def register_configs() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="_run_schema", node=RunConfig)
+    OmegaConf.register_new_resolver("nlt_help_groups", help_groups, replace=True)
     for group, (registry, _) in _GROUPS.items():
         for name in registry.names():
             schema = _schema(group, name)
             cs.store(group=group, name=f"_schema_{name}", node=schema)
             if not (CONF_DIR / group / f"{name}.yaml").exists():
                 cs.store(group=group, name=name, node=schema)
+
+
+def _yaml_stems(*parts: str) -> set[str]:
+    return {p.stem for p in CONF_DIR.joinpath(*parts).glob("*.yaml")}
+
+
+def help_groups() -> str:
+    """The config groups of ``nlt-run --help`` (hydra/help/nlt.yaml), with the choices a user
+    has: Hydra's own listing would also offer the ``_schema_*`` configs, which are internal."""
+    from hydra.core.config_store import ConfigStore
+
+    launchers = {"basic"} | _yaml_stems("hydra", "launcher")
+    launchers |= {name.removesuffix(".yaml")
+                  for name in ConfigStore.instance().list("hydra/launcher")}
+    groups = [
+        ("algorithm", sorted(set(ALGORITHMS.names()) | _yaml_stems("algorithm")),
+         "the method; its parameters as algorithm.<param>=value (nlt-list)"),
+        ("data", sorted(set(DATASETS.names()) | _yaml_stems("data")),
+         "the dataset; data.n, data.d and its options as data.<param>=value"),
+        ("+sweep", sorted(_yaml_stems("sweep")),
+         "a preset sweep, with -m only (docs/sweeps.md)"),
+        ("hydra/launcher", sorted(launchers),
+         "how a sweep's cells run: one at a time, in parallel, on SLURM (docs/sweeps.md)"),
+    ]
+    return "\n".join(f"{name}: {', '.join(choices)}\n    {what}"
+                     for name, choices, what in groups) + "\n"
 
 
 def build_params(kind: str, params_cls: type, values: dict[str, Any]):
