@@ -263,10 +263,13 @@ def decidable(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     add("C4", f"{C.C4_MIN_PAIRS} gn_sketch runs with an exact partner (same problem and "
         f"seed) that reached ε", f"{pairs} pairs", pairs >= C.C4_MIN_PAIRS)
     ntk = ntk_columns(cells, rows) if len(cells) else {}
-    widths = most_sizes(list(done["algorithm"].unique()) if len(done) else [], "m", "n") \
-        if any(ntk.values()) else 0
+    widths = 0
+    if ntk.get("g0_hinf"):  # ‖G₀ − H∞‖ is per run: the widths that have it
+        with_ntk = done[done[ntk["g0_hinf"]].notna()]
+        widths = int(with_ntk.groupby([*slice_keys, "n"])["m"].nunique().max()) \
+            if len(with_ntk) else 0
     add("C5", f"NTK diagnostics (record.ntk=true) at {k} widths m",
-        f"{widths} widths m with diagnostics" if any(ntk.values()) else "no diagnostics",
+        f"{widths} widths m with ‖G₀ − H∞‖" if any(ntk.values()) else "no diagnostics",
         widths >= k)
     grid, ratios = 0, 0
     if len(done):
