@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The report is written even when a cell failed (it lists the failure); the exit code is then
+# the sweep's.
 demo: install
-	$(BIN)/nlt-run -m +sweep=demo store=results/demo
-	$(BIN)/nlt-report results/demo --out reports/demo
+	$(BIN)/nlt-run -m +sweep=demo store=results/demo; status=$$?; \
+	$(BIN)/nlt-report results/demo --out reports/demo && exit $$status
 
 test: install
 	$(BIN)/python -m pytest -q

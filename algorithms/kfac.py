@@ -71,7 +71,9 @@ class KFAC(Algorithm):
 
     name = "kfac"
     Params = KFACParams
-    family = "first_order"  # a linear rate depending on κ(XᵀX), not Gauss–Newton's
+    # an approximate natural gradient (Fisher ≈ S ⊗ A): a linear rate depending on κ(XᵀX), not
+    # Gauss–Newton's, so not in the gauss_newton family that C1 is about
+    family = "approximate_natural_gradient"
     references = ("Zhang, Martens, Grosse. Fast convergence of natural gradient descent for "
                   "overparameterized neural networks. NeurIPS 2019, arXiv 1905.10961 (K-FAC)",
                   "Martens, Grosse. Optimizing neural networks with Kronecker-factored "

@@ -367,7 +367,7 @@ AMORTIZE_STEPS = 3
 
 
 #: The gn_sketch variants every table shows side by side: the defaults (the fastest variant
-#: measured) and the paper's (conf/algorithm/gn_sketch_paper.yaml).
+#: measured) and the paper's (harness/conf/algorithm/gn_sketch_paper.yaml).
 def sketch_variants() -> dict[str, dict[str, Any]]:
     return {"gn_sketch": {}, "gn_sketch paper": algorithm_preset("gn_sketch_paper")[1]}
 

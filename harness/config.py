@@ -1,6 +1,6 @@
 """Configuration: the run schema, per-plugin Hydra schemas, and validation into plain objects.
 
-``conf/config.yaml`` composes a run from the groups ``algorithm`` and ``data``; this module
+``harness/conf/config.yaml`` composes a run from the groups ``algorithm`` and ``data``; this module
 registers their schemas with Hydra's ConfigStore (each algorithm's ``Params`` dataclass with a
 ``name`` field added), and turns a composed config into validated objects the runner uses.
 Every error it raises is a ``ConfigError`` naming the bad value and the allowed ones.
@@ -28,7 +28,9 @@ from harness.errors import ConfigError, unknown
 from harness.problem import STREAMS, stream_seed
 from harness.results import NON_IDENTITY_KEYS
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+#: the Hydra configs, shipped inside the package (package data), so that an installed wheel
+#: finds them as well as a source checkout does
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 @dataclass
@@ -137,12 +139,39 @@ def register_configs() -> None:
 
     cs = ConfigStore.instance()
     cs.store(name="_run_schema", node=RunConfig)
+    OmegaConf.register_new_resolver("nlt_help_groups", help_groups, replace=True)
     for group, (registry, _) in _GROUPS.items():
         for name in registry.names():
             schema = _schema(group, name)
             cs.store(group=group, name=f"_schema_{name}", node=schema)
             if not (CONF_DIR / group / f"{name}.yaml").exists():
                 cs.store(group=group, name=name, node=schema)
+
+
+def _yaml_stems(*parts: str) -> set[str]:
+    return {p.stem for p in CONF_DIR.joinpath(*parts).glob("*.yaml")}
+
+
+def help_groups() -> str:
+    """The config groups of ``nlt-run --help`` (hydra/help/nlt.yaml), with the choices a user
+    has: Hydra's own listing would also offer the ``_schema_*`` configs, which are internal."""
+    from hydra.core.config_store import ConfigStore
+
+    launchers = {"basic"} | _yaml_stems("hydra", "launcher")
+    launchers |= {name.removesuffix(".yaml")
+                  for name in ConfigStore.instance().list("hydra/launcher")}
+    groups = [
+        ("algorithm", sorted(set(ALGORITHMS.names()) | _yaml_stems("algorithm")),
+         "the method; its parameters as algorithm.<param>=value (nlt-list)"),
+        ("data", sorted(set(DATASETS.names()) | _yaml_stems("data")),
+         "the dataset; data.n, data.d and its options as data.<param>=value"),
+        ("+sweep", sorted(_yaml_stems("sweep")),
+         "a preset sweep, with -m only (docs/sweeps.md)"),
+        ("hydra/launcher", sorted(launchers),
+         "how a sweep's cells run: one at a time, in parallel, on SLURM (docs/sweeps.md)"),
+    ]
+    return "\n".join(f"{name}: {', '.join(choices)}\n    {what}"
+                     for name, choices, what in groups) + "\n"
 
 
 def build_params(kind: str, params_cls: type, values: dict[str, Any]):

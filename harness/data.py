@@ -2,7 +2,8 @@
 
 Every loader draws only from the generator it is given (the *data* stream), in float64 on the
 CPU, so the same seed gives the same data on every device and dtype. The registry maps a name
-to a hyperparameter dataclass (also the Hydra schema of ``conf/data/<name>.yaml``) and a loader.
+to a hyperparameter dataclass (also the Hydra schema of ``harness/conf/data/<name>.yaml``)
+and a loader.
 """
 
 from __future__ import annotations

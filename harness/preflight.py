@@ -34,7 +34,7 @@ def sweep_presets() -> list[str]:
 
 
 def algorithm_choices() -> list[str]:
-    """Registered methods and the named variants of conf/algorithm/ (``gn_sketch_paper``)."""
+    """Registered methods and the named variants of harness/conf/algorithm/ (gn_sketch_paper)."""
     return sorted(set(ALGORITHMS.names())
                   | {p.stem for p in (CONF_DIR / "algorithm").glob("*.yaml")})
 
@@ -123,7 +123,7 @@ def _compose(overrides: list[str], with_hydra: bool = False):
         raise (_unknown_param(overrides, exc) or ConfigError(_hydra_message(exc))) from None
 
 
-#: config groups of conf/ (a key with a slash, hydra/launcher, is a group too)
+#: config groups of harness/conf/ (a key with a slash, hydra/launcher, is a group too)
 _GROUP_KEYS = ("algorithm", "data", "sweep")
 
 

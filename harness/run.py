@@ -2,7 +2,7 @@
 
     nlt-run algorithm=gn_gram data.n=256 model.m=4096
     nlt-run -m algorithm=gd,gn_gram data.n=64,128,256
-    nlt-run -m +sweep=demo                                   # a preset, conf/sweep/demo.yaml
+    nlt-run -m +sweep=demo                          # a preset, harness/conf/sweep/demo.yaml
     nlt-run -m +sweep=demo hydra/launcher=joblib hydra.launcher.n_jobs=2
 
 Every command line is validated before any job starts (one line and exit code 2 on bad
@@ -124,7 +124,8 @@ def launch_info(hc: Any) -> dict[str, Any]:
       submitit_local starts every job of the sweep at once.
     """
     launcher = hc.runtime.choices.get("hydra/launcher") or "basic"
-    target = str(hc.launcher.get("_target_", ""))  # conf/hydra/launcher/slurm.yaml: submitit
+    # harness/conf/hydra/launcher/slurm.yaml: submitit
+    target = str(hc.launcher.get("_target_", ""))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info: dict[str, Any] = {"launcher": launcher, "mode": hc.mode.name, "cores": cores,
                             "parallel_jobs": 1, "threads": None}
@@ -334,10 +335,18 @@ def run_isolated(cfg: DictConfig, launch: dict, cell: Path):
 # --- the Hydra app ------------------------------------------------------------------------------
 
 
-def _progress(hc: Any, label: str, status: str) -> None:
-    """``[sweep 3/12]``: cells of this sweep with an outcome, whichever process ran them."""
+def _record_and_progress(hc: Any, job_dir: Path, outcome: Any, label: str) -> None:
+    """Write the job's outcome and print ``[sweep 3/12 cells done]``: cells of this sweep with
+    an outcome, whichever process ran them. The write and the count happen under one lock on
+    the sweep directory, so parallel jobs (joblib, submitit) that finish together get
+    consecutive counts, each cell once, instead of the same count twice."""
+    from filelock import FileLock
+
     sweep_dir = Path(hc.sweep.dir)
-    done = len(list(sweep_dir.glob(f"*/{OUTCOME_FILE}")))
+    with FileLock(str(sweep_dir / ".progress.lock")):
+        write_outcome(job_dir, outcome.cell, outcome.status)
+        done = len(list(sweep_dir.glob(f"*/{OUTCOME_FILE}")))
+    status = outcome.status + (" (reused)" if outcome.reused else "")
     total = None
     try:
         total = json.loads((sweep_dir / SWEEP_FILE).read_text()).get("total_cells")
@@ -380,10 +389,10 @@ def _app(cfg: DictConfig) -> str:
     except Exception as exc:  # a harness bug around the cell: record it, the sweep goes on
         log.exception("[%s] job error", label)
         outcome = record_failure(cfg, launch, cell, f"job error {type(exc).__name__}: {exc}")
-    write_outcome(job_dir, outcome.cell, outcome.status)
     if multirun:
-        _progress(hc, label, outcome.status + (" (reused)" if outcome.reused else ""))
+        _record_and_progress(hc, job_dir, outcome, label)
     else:
+        write_outcome(job_dir, outcome.cell, outcome.status)
         print(f"{outcome.status}: {outcome.reason or '-'}\nresults: {outcome.cell}", flush=True)
         if outcome.status in FAILED_STATUSES:
             sys.exit(1)
@@ -396,10 +405,10 @@ def _app(cfg: DictConfig) -> str:
 def suite_parts(argv: list[str]) -> list[list[str]] | None:
     """The sweeps of a suite preset named by ``+sweep=<name>`` in ``argv``, else None.
 
-    A suite (``conf/sweep/paper.yaml``) has a ``suite:`` list instead of sweep settings; each
-    entry is the arguments of one sweep (``+sweep=sample_scaling data.n=...``). The rest of the
-    command line is appended to every entry, so ``store=...`` or a launcher applies to all and
-    wins over the entry.
+    A suite (``harness/conf/sweep/paper.yaml``) has a ``suite:`` list instead of sweep
+    settings; each entry is the arguments of one sweep (``+sweep=sample_scaling data.n=...``).
+    The rest of the command line is appended to every entry, so ``store=...`` or a launcher
+    applies to all and wins over the entry.
     """
     import shlex
 
@@ -474,12 +483,28 @@ def _interrupted() -> NoReturn:
     sys.exit(EXIT_INTERRUPTED)
 
 
+def require_multirun_for_presets(argv: list[str]) -> None:
+    """``+sweep=NAME`` without ``-m``: Hydra would run one cell of the preset's settings and
+    ignore its grid, which looks like a sweep that finished early. Refused with the fix."""
+    if split_argv(argv) is None:
+        return  # --help and friends only print
+    if any(a in ("-m", "--multirun") or a.replace(" ", "") == "hydra.mode=MULTIRUN"
+           for a in argv):
+        return
+    for arg in argv:
+        key, _, name = arg.partition("=")
+        if key.lstrip("+") == "sweep":
+            raise ConfigError(f"{arg} is a sweep preset and needs -m: "
+                              f"{PROG} -m {' '.join(argv)}")
+
+
 def validate_command(argv: list[str]) -> list[list[str]] | None:
     """Everything ``nlt-run argv`` would run, validated before the first job starts: every
     job of the sweep, or of every part of a suite. Returns the suite's parts (None: not a
     suite); raises a one-line ConfigError."""
     from harness.preflight import preflight
 
+    require_multirun_for_presets(argv)
     parts = suite_parts(argv)
     for i, args in enumerate(parts if parts is not None else [argv], 1):
         split = split_argv(args)

@@ -1,5 +1,5 @@
-"""Named configurations of conf/algorithm/: each method's YAML equals its Params defaults, and
-named variants (gn_sketch_paper) resolve to their method and are recorded as such."""
+"""Named configurations of harness/conf/algorithm/: each method's YAML equals its Params
+defaults, and named variants (gn_sketch_paper) resolve to their method and are recorded as such."""
 
 from __future__ import annotations
 

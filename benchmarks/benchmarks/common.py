@@ -18,7 +18,7 @@ D = 16
 #: (n, m) grid: small and medium always; large only with NLT_ASV_LARGE=1.
 SMALL, MEDIUM, LARGE = (256, 4096), (1024, 16384), (4096, 65536)
 LARGE_ENABLED = os.environ.get("NLT_ASV_LARGE", "") not in ("", "0")
-SIZES = [SMALL, MEDIUM, LARGE]
+SIZES = [SMALL, MEDIUM, LARGE] if LARGE_ENABLED else [SMALL, MEDIUM]  # no permanent n/a column
 #: planned memory above this is skipped (lifted to 32 GiB with the large sizes).
 MEMORY_BUDGET = (32 if LARGE_ENABLED else 2) * 2**30
 

@@ -159,7 +159,7 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
         L += ["> **Warning:** " + w for w in warnings] + [""]
 
     table, where = T.headline(cells) if len(cells) else (pd.DataFrame(), "no runs")
-    L += ["## Headline", "", f"Reference size: {where} (the size with the most methods). "
+    L += ["## Headline", "", f"Reference size: {where}. "
           "Time per iteration two ways: the median step and the amortised mean over all steps "
           "(refreshes included); time to ε includes setup.", "",
           md_table(table)]
@@ -171,6 +171,9 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
                             "verdict": f"**{c.verdict}**", "evidence": c.evidence,
                             "rule": c.rule} for c in r.claims])
     L += [md_table(claims)]
+    L += ["What these data can decide: the least data each rule needs, and what the stores "
+          "hold (a *no* means *not enough data* whatever the numbers; a *yes* still needs "
+          "deciding intervals).", "", md_table(T.decidable(cells, r.loaded.rows))]
 
     L += ["## Scaling exponents", "",
           f"Log-log slopes of the amortised time per outer iteration (mean over all steps) "
@@ -293,6 +296,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
               f"{drawn} figure(s) -> {Path(args.out) / 'REPORT.md'}")
         print(f"claims: {verdicts}")
+        table = T.decidable(rep.cells, rep.loaded.rows)
+        can = list(table.loc[table["can decide"] == "yes", "claim"]) if len(table) else []
+        print(f"these data can decide: {', '.join(can) or 'none of the claims'}; the others "
+              "lack the sizes or diagnostics their rules need (REPORT.md, Claims check)")
 
     guarded(PROG, go)
 

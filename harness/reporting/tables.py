@@ -1,4 +1,5 @@
-"""The report's tables as pandas frames: headline, crossover, environment, problems.
+"""The report's tables as pandas frames: headline, what the data can decide, crossover,
+environment, problems.
 (The scaling-exponent table is ``fits.scaling_fits``; the claims table is ``claims``.)"""
 
 from __future__ import annotations
@@ -33,25 +34,42 @@ def fmt_bytes(b) -> str:
     return f"{int(b)} B"
 
 
+#: The methods the headline compares: first-order, the two exact Gram solves, BPSW21's.
+MAIN_METHODS = ("gd", "gn_gram", "gn_sketch", "gn_exact")
+
+
 def reference_size(cells: pd.DataFrame):
-    """(device, n, m) with the most methods measured; ties: fewer variants, larger n, m."""
+    """(device, n, m, why) of the headline table: the largest n at which every main method
+    present in the data (``MAIN_METHODS``) has a finished cell, so the table compares them at
+    the hardest size they all reached; ties: more methods, fewer variants, larger m. Without
+    such a size (a main method never finished anywhere it could meet the others), the size
+    with the most methods."""
     done = cells[cells["status"].isin(DONE)]
     if not len(done):
         return None
     score = done.groupby(["device", "n", "m"]).agg(a=("algorithm", "nunique"),
                                                    v=("variant", "nunique")).reset_index()
-    # the most methods; then the fewest variants (a comparison, not an ablation); larger n
-    score["v"] = -score["v"]
-    score = score.sort_values(["a", "v", "n", "m"], ascending=False)
-    r = score.iloc[0]
-    return r["device"], int(r["n"]), int(r["m"])
+    score["v"] = -score["v"]  # a comparison, not an ablation: fewer variants first
+    present = [a for a in MAIN_METHODS if (cells["algorithm"] == a).any()]
+    full = done[done["algorithm"].isin(present)].groupby(["device", "n", "m"])["algorithm"] \
+        .nunique()
+    full = full[full == len(present)].reset_index()[["device", "n", "m"]]
+    if len(present) and len(full):
+        best = score.merge(full).sort_values(["n", "a", "v", "m"], ascending=False).iloc[0]
+        why = (f"the largest n at which {', '.join(present)} all ran to a finish; "
+               f"{int(best['a'])} methods there")
+    else:
+        best = score.sort_values(["a", "v", "n", "m"], ascending=False).iloc[0]
+        why = ("the size with the most methods; no size has every main method present ("
+               + ", ".join(present or MAIN_METHODS) + ") finished")
+    return best["device"], int(best["n"]), int(best["m"]), why
 
 
 def headline(cells: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     ref = reference_size(cells)
     if ref is None:
         return pd.DataFrame(), "no finished runs"
-    device, n, m = ref
+    device, n, m, why = ref
     sub = cells[(cells["device"] == device) & (cells["n"] == n) & (cells["m"] == m)]
     target = float(cells["target"].iloc[0])
     out = []
@@ -80,7 +98,8 @@ def headline(cells: pd.DataFrame) -> tuple[pd.DataFrame, str]:
                     "status": ", ".join(f"{k} {v}" for k, v in
                                         g["status"].value_counts().sort_index().items())})
     ctx = sub.iloc[0]
-    where = f"n={n}, m={m}, d={int(ctx['d'])}, {ctx['dataset']}, {ctx['dtype']}, {device}"
+    where = (f"n={n}, m={m}, d={int(ctx['d'])}, {ctx['dataset']}, {ctx['dtype']}, {device} "
+             f"({why})")
     return pd.DataFrame(out), where
 
 
@@ -218,3 +237,75 @@ def problem_table(problems: list[Problem], cells: pd.DataFrame) -> pd.DataFrame:
             out.append({"what": str(r.status), "where": str(r.cell),
                         "detail": str(r.reason or "")[:160]})
     return pd.DataFrame(out, columns=["what", "where", "detail"])
+
+
+def decidable(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Per claim: the least data its rule needs (the constants of ``claims``, ``fits`` and
+    ``crossover``, so the two cannot drift apart), what these cells have, and whether that
+    minimum is met. Meeting it does not make a verdict (intervals may still be too wide);
+    missing it means the claim reads *not enough data* whatever the numbers are."""
+    from harness.reporting import claims as C
+    from harness.reporting import crossover as X
+    from harness.reporting import fits as F
+    from harness.reporting.figures import ntk_columns
+
+    done = cells[cells["status"].isin(DONE)] if len(cells) else cells
+    slice_keys = ["device", "dataset", "d", "dtype"]
+
+    def most_sizes(algs, var: str, fixed: str) -> int:
+        sub = done[done["algorithm"].isin(algs)]
+        if not len(sub):
+            return 0
+        return int(sub.groupby(["algorithm", *slice_keys, fixed])[var].nunique().max())
+
+    def most_sizes_each(algs, var: str, fixed: str) -> int:
+        return min((most_sizes([a], var, fixed) for a in algs), default=0)
+
+    gn = [a for a in done["algorithm"].unique() if C._family(a) == "gauss_newton"] \
+        if len(done) else []
+    out = []
+
+    def add(cid: str, needs: str, has: str, ok: bool) -> None:
+        out.append({"claim": cid, "the rule needs at least": needs, "these data have": has,
+                    "can decide": "yes" if ok else "no"})
+
+    k = F.MIN_SIZES
+    c1 = most_sizes(gn, "n", "m")
+    add("C1", f"{k} sizes n at one m for a Gauss–Newton-type method, gd at 2 sizes",
+        f"{c1} sizes n", c1 >= k)
+    c2n = most_sizes_each(C.C2_METHODS, "n", "m")
+    c2m = most_sizes_each(C.C2_METHODS, "m", "n")
+    add("C2", f"{k} sizes n at one m and {k} widths m at one n, for each of "
+        f"{', '.join(C.C2_METHODS)}", f"{c2n} sizes n, {c2m} widths m (fewest over them)",
+        c2n >= k and c2m >= k)
+    c3 = most_sizes(["gn_sketch"], "n", "m")
+    add("C3", f"{k} sizes n at one m for gn_sketch", f"{c3} sizes n", c3 >= k)
+    try:
+        pairs = len(C.trajectory_gaps(cells, rows)) if len(cells) else 0
+    except Exception:  # odd data: the claims check reports it
+        pairs = 0
+    add("C4", f"{C.C4_MIN_PAIRS} gn_sketch runs with an exact partner (same problem and "
+        f"seed) that reached ε", f"{pairs} pairs", pairs >= C.C4_MIN_PAIRS)
+    ntk = ntk_columns(cells, rows) if len(cells) else {}
+    widths = 0
+    if ntk.get("g0_hinf"):  # ‖G₀ − H∞‖ is per run: the widths that have it
+        with_ntk = done[done[ntk["g0_hinf"]].notna()]
+        widths = int(with_ntk.groupby([*slice_keys, "n"])["m"].nunique().max()) \
+            if len(with_ntk) else 0
+    add("C5", f"NTK diagnostics (record.ntk=true) at {k} widths m",
+        f"{widths} widths m with ‖G₀ − H∞‖" if any(ntk.values()) else "no diagnostics",
+        widths >= k)
+    grid, ratios = 0, 0
+    if len(done):
+        sk = done[done["algorithm"] == X.SKETCH_METHOD]
+        ex = done[done["algorithm"].isin(X.EXACT_BASELINES)]
+        both = sk[slice_keys + ["n", "m"]].drop_duplicates().merge(
+            ex[slice_keys + ["n", "m"]].drop_duplicates())
+        if len(both):
+            per_slice = both.groupby(slice_keys)
+            grid = int(per_slice.size().max())
+            ratios = int(per_slice.apply(lambda g: (g["m"] / g["n"]).nunique()).max())
+    add("C6", f"{C.C6_MIN_CELLS} (n, m) cells with gn_sketch and an exact-Gram baseline, "
+        f"3 values of m/n", f"{grid} cells, {ratios} values of m/n",
+        grid >= C.C6_MIN_CELLS and ratios >= 3)
+    return pd.DataFrame(out)
