@@ -125,8 +125,9 @@ def _fixed_point_matmul(Di: torch.Tensor, B: torch.Tensor, transpose: bool = Fal
     Q = torch.cat(pieces, 1).to(torch.int8)  # c × Pk
     # S (Pk × k) stacks diag(s_j): C S sums the pieces back in one small GEMM
     S = torch.cat([torch.diag(sj) for sj in scales], 0).to(B.dtype)
-    if transpose:  # (Qᵀ D)ᵀ = Dᵀ Q, with Di in its stored row-major layout
-        return (S.T @ torch._int_mm(Q.T.contiguous(), Di).to(B.dtype)).T
+    if transpose:  # (Qᵀ D)ᵀ = Dᵀ Q, with Di in its stored row-major layout; returned
+        # contiguous, as the float route's result is (callers may .view it)
+        return (S.T @ torch._int_mm(Q.T.contiguous(), Di).to(B.dtype)).T.contiguous()
     return torch._int_mm(Di, Q).to(B.dtype) @ S
 
 

@@ -125,6 +125,9 @@ def test_routes_match_float64(route):
         assert float(err.max()) < A.shape[1] * 2.0**-24
     assert kernels.routes_used() == dict.fromkeys(("pattern_gram", "pattern_mm",
                                                    "pattern_rmm"), route)
+    # every route returns the layout the float route does (lbfgs views the gradient flat)
+    for out in (kernels.pattern_gram(P), kernels.pattern_mm(P, Z), kernels.pattern_rmm(P, Y)):
+        assert out.is_contiguous()
 
 
 @pytest.mark.parametrize("route", ["float", "int8"])
