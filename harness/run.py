@@ -449,6 +449,10 @@ def run_suite(parts: list[list[str]]) -> int:
             print(f"\n{PROG}: interrupted in suite part {i}/{len(parts)}; rerun the command "
                   "to resume", file=sys.stderr, flush=True)
             return EXIT_INTERRUPTED
+        if code < 0:  # the part was killed by a signal: a failure, as a shell reports it
+            print(f"\n{PROG}: suite part {i}/{len(parts)} was killed by signal {-code}",
+                  file=sys.stderr, flush=True)
+            code = 128 - code
         if code in (2, EXIT_INTERRUPTED):
             return code
         worst = max(worst, code)

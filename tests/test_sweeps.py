@@ -240,3 +240,24 @@ def test_every_grid_preset_passes_the_preflight():
 @pytest.mark.parametrize("suite", ["paper", "paper_gpu"])
 def test_every_suite_entry_passes_the_preflight(suite):
     assert _preflight_preset(suite) > 50
+
+
+def test_a_suite_part_killed_by_a_signal_fails_the_suite(monkeypatch, capsys):
+    """A part that dies by a signal (Popen's returncode < 0) is a failure, 128 + signal as a
+    shell reports it, never 'exit code 0'."""
+    import subprocess
+
+    from harness.run import run_suite
+
+    codes = iter([-15, 0])
+
+    class Part:
+        def __init__(self, argv):
+            self.argv = argv
+
+        def wait(self):
+            return next(codes)
+
+    monkeypatch.setattr(subprocess, "Popen", Part)
+    assert run_suite([["first"], ["second"]]) == 143
+    assert "killed by signal 15" in capsys.readouterr().err
