@@ -53,6 +53,7 @@ class TestingConfig:
 
     fail_at_iter: int | None = None
     fail_mode: str = "raise"  # raise | kill
+    slow_step_s: float = 0.0  # sleep this long before every step (wall-budget tests)
 
 
 @dataclass
@@ -86,7 +87,14 @@ class RunConfig:
     cost_profile: str | None = "auto"
     max_iters: int = 100
     target_rel_loss: float = 1e-6
-    time_budget_s: float | None = None  # cumulative step time after which a run stops
+    # cumulative timed seconds (setup + steps, warm-up and evaluation excluded) after which
+    # a run stops, recorded as time_budget
+    time_budget_s: float | None = None
+    # wall-clock cap of the whole cell (data, warm-up, setup, steps, evaluation); a step
+    # running when it passes is stopped at its next Python operation and the cell is recorded
+    # as time_budget with the steps done so far. null: 3 × time_budget_s + 60 s if a time
+    # budget is set, else none
+    wall_budget_s: float | None = None
     memory_budget_gb: float | None = None  # null: a safe fraction of free memory
     store: str = "results"
     force: bool = False  # rerun cells that already have results
@@ -293,6 +301,8 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
     _positive_int("max_iters", container["max_iters"])
     _number("target_rel_loss", container["target_rel_loss"], 0.0, 1.0)
     _number("time_budget_s", container["time_budget_s"], 0.0, lo_open=True, nullable=True)
+    _number("wall_budget_s", container["wall_budget_s"], 0.0, lo_open=True, nullable=True)
+    _number("testing.slow_step_s", container["testing"]["slow_step_s"], 0.0)
     _number("memory_budget_gb", container["memory_budget_gb"], 0.0, lo_open=True,
             nullable=True)
     _number("progress_interval_s", container["progress_interval_s"], 0.0)
@@ -322,6 +332,8 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
                 if k not in NON_IDENTITY_KEYS and k not in _RUNTIME_KEYS}
     if not any(container["record"].values()):
         identity.pop("record")  # no diagnostics: the same cell (and hash) as before they existed
+    if container["wall_budget_s"] is None:
+        identity.pop("wall_budget_s")  # the default: the same cell as before the option
     identity["algorithm"] = {"name": algorithm.name, **dataclasses.asdict(params)}
     identity["device"] = device.type
     identity["seeds"] = seeds

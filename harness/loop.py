@@ -10,8 +10,11 @@ first timed step means what every other step means.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +52,8 @@ DIVERGENCE_FACTOR = 1e4
 @dataclass(frozen=True)
 class Stopping:
     """When a run ends, the same for the runner and ``nlt-bench``: diverged, converged
-    (L_t/L_0 ≤ target), over its time budget (cumulative timed seconds), or at max_iters."""
+    (L_t/L_0 ≤ target), over its time budget (timed seconds: setup and steps), or at
+    max_iters."""
 
     max_iters: int
     target_rel_loss: float
@@ -66,7 +70,8 @@ class Stopping:
             return "converged", (f"rel_loss {rel:.3e} <= {self.target_rel_loss:g} at "
                                  f"iteration {it}")
         if self.time_budget_s is not None and timed_s >= self.time_budget_s:
-            return "time_budget", f"{timed_s:.1f}s of steps >= {self.time_budget_s:g}s"
+            return "time_budget", (f"{timed_s:.1f}s timed (setup and steps) >= "
+                                   f"{self.time_budget_s:g}s")
         if it >= self.max_iters:
             return "max_iters", f"rel_loss {rel:.3e} after {self.max_iters} iterations"
         return None
@@ -80,3 +85,30 @@ def timed_step(algorithm, clock, device: torch.device) -> tuple[Any, float, floa
         info = algorithm.step(clock)
     cal = kernels.calibration_seconds() - cal0
     return info, sw.seconds - cal, cal
+
+
+class WallBudgetExceeded(Exception):
+    """Raised in the main thread when a cell passes its wall-clock budget."""
+
+
+@contextlib.contextmanager
+def wall_clock_limit(seconds: float | None):
+    """Raise ``WallBudgetExceeded`` in this (main) thread once ``seconds`` of wall time have
+    passed. A torch operation running then finishes first: the exception comes at the next
+    Python operation. No limit for None, off the main thread, or without SIGALRM (Windows)."""
+    if (seconds is None or threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "setitimer")):
+        yield
+        return
+
+    def expire(signum, frame):
+        raise WallBudgetExceeded(f"wall-clock budget of {seconds:g}s exceeded (setup, "
+                                 f"warm-up, steps and evaluation; wall_budget_s)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

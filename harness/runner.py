@@ -26,7 +26,13 @@ from harness.config import ResolvedRun, preset_for, resolve, store_path
 from harness.data import dataset_memory_bytes
 from harness.device import device_name, format_bytes, memory_budget_bytes
 from harness.errors import ConfigError
-from harness.loop import Stopping, timed_step, warm_up
+from harness.loop import (
+    Stopping,
+    WallBudgetExceeded,
+    timed_step,
+    wall_clock_limit,
+    warm_up,
+)
 from harness.problem import make_generator, make_problem, ntk_matrix
 from harness.results import (
     DONE_STATUSES,
@@ -293,7 +299,10 @@ class _Run:
             return self._finish("skipped", reason)
         self._wall_start = time.perf_counter()
         try:
-            return self._loop()
+            with wall_clock_limit(self._wall_budget()):
+                return self._loop()
+        except WallBudgetExceeded as exc:  # the steps so far are kept
+            return self._finish("time_budget", str(exc))
         except ConfigError:
             raise
         except torch.OutOfMemoryError:
@@ -301,6 +310,15 @@ class _Run:
         except Exception as exc:  # recorded, never lost: the sweep goes on
             log.exception("[%s] failed", self.label)
             return self._finish("failed", f"{type(exc).__name__}: {exc}")
+
+    def _wall_budget(self) -> float | None:
+        """The cell's wall-clock cap: wall_budget_s, or 3 × time_budget_s + 60 s."""
+        cfg = self.cfg
+        if cfg.wall_budget_s is not None:
+            return float(cfg.wall_budget_s)
+        if cfg.time_budget_s is not None:
+            return 3.0 * float(cfg.time_budget_s) + 60.0
+        return None
 
     def _predicted_too_slow(self) -> str | None:
         """With a time budget and a cost-model profile of this machine (``cost_profile``):
@@ -334,9 +352,12 @@ class _Run:
                                init_seed=r.seeds["init"], device=r.device, dtype=r.dtype,
                                **r.data_params)
         clock = PhaseClock(r.device)
+        log.info("[%s] data ready; warm-up (%d untimed step(s)) ...", self.label,
+                 int(cfg.warmup_steps))
         warm_s = self._warm_up(problem, clock)
         algorithm = r.algorithm(problem, r.params,
                                 make_generator(r.seeds["algorithm"], r.device))
+        log.info("[%s] warm-up done in %.2fs; setup ...", self.label, warm_s)
         cal0 = kernels.calibration_seconds()
         with Stopwatch(r.device) as sw:
             algorithm.setup(clock)
@@ -349,6 +370,7 @@ class _Run:
         self.info["setup_time_s"] = sw.seconds - phases.get(WARMUP_PHASE, 0.0) - cal
         self.info["setup_phases_s"] = phases
         self.info["calibration_in_steps_s"] = 0.0
+        log.info("[%s] setup done in %.2fs", self.label, self.info["setup_time_s"])
 
         loss0 = problem.loss()
         self.info["initial_loss"] = loss0
@@ -362,6 +384,8 @@ class _Run:
         stopping = Stopping(cfg.max_iters, cfg.target_rel_loss, cfg.time_budget_s)
         for it in range(1, cfg.max_iters + 1):
             _inject_fault(cfg, it)
+            if cfg.testing.slow_step_s:
+                time.sleep(cfg.testing.slow_step_s)
             info, step_s, cal = timed_step(algorithm, clock, r.device)
             if cal:  # a shape met for the first time calibrated inside the step
                 self.info["calibration_in_steps_s"] += cal
@@ -376,7 +400,8 @@ class _Run:
                 last_print = now
                 log.info("[%s] iter %d  loss %.3e  rel %.3e  step time %.2fs", self.label, it,
                          loss, loss / loss0 if loss0 > 0 else 0.0, total)
-            ended = stopping.verdict(it, loss, loss0, total)
+            # the time budget covers the method's setup as well as its steps
+            ended = stopping.verdict(it, loss, loss0, self.info["setup_time_s"] + total)
             if ended:
                 return self._finish(*ended)
         return self._finish("max_iters", f"{cfg.max_iters} iterations")

@@ -57,3 +57,30 @@ def test_timed_step_leaves_calibration_out_and_warm_up_restores_w():
     warm_up(p, lambda: made.append(_Counting(p)) or made[-1], steps=3)
     assert made[0].steps == 3 and torch.equal(p.W, W0)
     assert warm_up(p, lambda: _Counting(p), steps=0) == 0.0
+
+
+def test_wall_clock_limit_interrupts_and_is_removed():
+    import time
+
+    from harness.loop import WallBudgetExceeded, wall_clock_limit
+
+    with pytest.raises(WallBudgetExceeded, match="wall-clock budget of 0.2s"):
+        with wall_clock_limit(0.2):
+            for _ in range(100):
+                time.sleep(0.05)
+    with wall_clock_limit(0.2):  # finishing in time: no alarm left behind
+        pass
+    time.sleep(0.3)
+    with wall_clock_limit(None):
+        time.sleep(0.01)
+
+
+def test_a_cell_over_its_wall_budget_keeps_its_steps(store):
+    from tests.helpers import run_in_process
+
+    outcome, run, rows = run_in_process(store, "algorithm=gd", "algorithm.lr=0.5", "data.n=16",
+                                        "model.m=32", "data.d=4", "max_iters=100",
+                                        "wall_budget_s=1.5", "testing.slow_step_s=0.3")
+    assert outcome.status == "time_budget" and "wall-clock" in run["reason"]
+    assert 2 <= run["iterations"] < 100 and len(rows) == run["rows"]
+    assert (rows["step_time_s"].iloc[1:] < 0.3).all()  # the sleep is outside the clock
