@@ -813,13 +813,19 @@ class CalibrationSizes:
     fwht: tuple[tuple[int, int], ...]  # (rows, N)
     repeats: int
     budget_s: float  # per timing
+    #: (n, m) of D far larger than any cache (1 GB in float32), for the products that read
+    #: D once (X Wᵀ, D Z, Dᵀ Y) and stream from memory at the sizes of the crossover grid; a
+    #: machine with a large last-level cache (260 MB here) would otherwise be calibrated on
+    #: cache bandwidth alone. The Gram is compute-bound and is not timed there.
+    stream: tuple[tuple[int, int], ...] = ()
 
 
 FULL_CAL = CalibrationSizes(
     pattern=((256, 4096), (1024, 8192), (2048, 16384)), ks=(16, 64),
     square=(256, 1024, 2048), qr=((512, 128), (2048, 512), (4096, 1024)),
-    elements=(1 << 14, 1 << 18, 1 << 22, 1 << 24),
-    fwht=((4096, 1024), (256, 65536), (1024, 16), (1024, 4096)), repeats=5, budget_s=3.0)
+    elements=(1 << 14, 1 << 18, 1 << 22, 1 << 24, 1 << 26, 1 << 27),
+    fwht=((4096, 1024), (256, 65536), (1024, 16), (1024, 4096), (1024, 65536)), repeats=5,
+    budget_s=3.0, stream=((4096, 65536),))
 QUICK_CAL = CalibrationSizes(
     pattern=((32, 256), (64, 512)), ks=(8, 16), square=(32, 64, 128),
     qr=((128, 32), (256, 64)), elements=(1 << 10, 1 << 14, 1 << 16),
@@ -863,7 +869,7 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
     def timed(fn):
         return _time(fn, device, sizes)
 
-    for n, m in sizes.pattern:
+    for n, m in (*sizes.pattern, *sizes.stream):
         D = (torch.rand(n, m, generator=gen, device=device) > 0.5).to(dtype)
         X = torch.randn(n, max(sizes.ks), generator=gen, device=device).to(dtype)
         for k in sizes.ks:
@@ -872,6 +878,8 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
             points["xw"].append({"elements": n * m + (n + m) * k, "flops": 2 * n * m * k,
                                  "seconds": t})
         for product, prefix in PRODUCT_KERNEL.items():
+            if product == "pattern_gram" and (n, m) in sizes.stream:
+                continue
             spec = kernels.PRODUCTS[product]
             for k in ((0,) if product == "pattern_gram" else sizes.ks):
                 ops = () if not k else (torch.randn(m if product == "pattern_mm" else n, k,
