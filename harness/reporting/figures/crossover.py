@@ -31,7 +31,7 @@ def _margin_text(r) -> str:
         return "–"
     if r.margin != r.margin:
         return "only"
-    text = f"{'≥' if r.margin_is_bound else ''}{r.margin:.1f}×"
+    text = f"{'≥' if r.margin_is_bound else ''}{r.margin:.2f}×"
     return text if r.decided else text + "?"
 
 
