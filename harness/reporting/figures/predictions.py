@@ -18,6 +18,14 @@ from harness.reporting.figures.registry import Drawn, Inputs, NotDrawn, figure
 from harness.reporting.style import _label_text
 
 
+def _short(profile) -> str:
+    """A legend-sized name: 'this machine' for the measured profile, the device for a sheet."""
+    if not P.is_datasheet(profile):
+        return "this machine (measured rates)"
+    name = str(profile.data.get("device_name", "datasheet"))
+    return f"{' '.join(name.split()[:2])} (datasheet)"
+
+
 @figure(12, "predicted_vs_measured", "Cost model: predicted against measured time per iteration")
 def predicted_vs_measured(data: Inputs) -> list[Drawn]:
     if data.profile is None:
@@ -75,9 +83,9 @@ def frontier(data: Inputs) -> list[Drawn]:
             got = table[table[col].notna()]
             ax.plot(got["n"].astype(float), got[col].astype(float), color=color,
                     marker=markers[j % len(markers)], ls="--" if sheet else "-",
-                    label=_label_text(P.label(prof)))
+                    label=_label_text(_short(prof)))
             fits = table[table["m_max_fits"].notna()]
-            limit = f"memory limit, {prof.data.get('device_name')}"[:style.MAX_LEGEND_CHARS]
+            limit = f"memory limit, {_short(prof)}"[:style.MAX_LEGEND_CHARS]
             ax.plot(fits["n"].astype(float), fits["m_max_fits"].astype(float), color=color,
                     ls=":", lw=0.8, label=_label_text(limit))
         grid = data.cells
@@ -92,14 +100,15 @@ def frontier(data: Inputs) -> list[Drawn]:
         ax.set_yscale("log", base=2)
         ax.set_xlabel("samples n")
         if i == 0:
-            ax.set_ylabel("width m where gn_sketch starts to win")
+            ax.set_ylabel("m* (gn_sketch faster)")
         ax.set_title(f"{panel_tag(i, 2)}{what}")
     handles, labels = axes[0].get_legend_handles_labels()
     labels = [t if len(t) <= style.MAX_LEGEND_CHARS else t[:style.MAX_LEGEND_CHARS - 1] + "…"
               for t in labels]
     legend_below(fig, handles, labels, ncol=2)
     outer = P.measured_outer(data.cells)
-    caption = ("Smallest width m at which the cost model predicts gn_sketch (its defaults) "
+    caption = (f"Profiles: {'; '.join(P.label(p) for p in profiles)}. "
+               "Smallest width m at which the cost model predicts gn_sketch (its defaults) "
                "faster than gn_gram, per outer iteration (a) and to ε (b, with "
                f"{outer['gn_sketch']:g} and {outer['gn_gram']:g} outer iterations, the "
                "measured medians or the defaults); dotted: the largest m whose memory plan "
