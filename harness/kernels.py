@@ -18,9 +18,11 @@ Which route is faster depends on the machine, not on the method: ``_int_mm`` fli
 with AVX-512 VNNI or AMX and can be 10–40× slower than the float GEMM on one without. So no
 route is fixed here. With ``kernels=auto`` (the default) the first call of a product on a shape
 bucket (each dimension rounded up to a power of two, per device and dtype) times every
-available route on the operands at hand (cut to at most ``CALIBRATION_MAX_ROWS`` ×
-``CALIBRATION_MAX_COLS`` of D, so calibrating a huge cell stays cheap), after one untimed call
-each, and keeps the fastest for the rest of the process. A route within ``TIE_MARGIN`` of the
+available route on the operands at hand (the Gram on a corner of at most
+``CALIBRATION_MAX_ROWS`` × ``CALIBRATION_MAX_COLS`` of D, so calibrating a huge cell stays
+cheap; the skinny products whole, since they stream D and a cache-sized corner would rank them
+by cache bandwidth), after one untimed call each, and keeps the fastest for the rest of the
+process. A route within ``TIE_MARGIN`` of the
 fastest loses to the plain float route: no extra memory for nothing. ``kernels=float`` or
 ``kernels=int8`` forces a route (int8 falls back to float, with the reason recorded, where the
 integer route cannot compute the product exactly enough, e.g. float64 products).
@@ -160,6 +162,11 @@ class Product:
     #: Time the int8 cast of D with every call: true where one call per linearisation is the
     #: rule (the Gram), false where many products share one cast (CG, sketches).
     cast_per_call: bool = False
+    #: Calibrate on a corner of D (≤ CALIBRATION_MAX_ROWS × CALIBRATION_MAX_COLS): right for
+    #: the compute-bound Gram, whose rate a corner shows; wrong for the skinny products, which
+    #: stream D from memory, so that a corner that fits in the last-level cache (260 MB on the
+    #: machine this was found on) ranks the routes by cache bandwidth. They are timed whole.
+    calibrate_on_corner: bool = False
 
     def bucket(self, P: Pattern, *operands: torch.Tensor) -> tuple[int, ...]:
         """Each dimension rounded up to a power of two: one calibration serves a bucket."""
@@ -167,8 +174,9 @@ class Product:
         return tuple(1 << max(0, math.ceil(math.log2(max(1, s)))) for s in dims)
 
     def calibration_operands(self, P: Pattern, *operands: torch.Tensor):
-        rows = min(P.shape[0], CALIBRATION_MAX_ROWS)
-        cols = min(P.shape[1], CALIBRATION_MAX_COLS)
+        rows, cols = P.shape
+        if self.calibrate_on_corner:
+            rows, cols = min(rows, CALIBRATION_MAX_ROWS), min(cols, CALIBRATION_MAX_COLS)
         if (rows, cols) == tuple(P.shape):
             return (Pattern(P.D), *operands)  # fresh int8 cache: the cast is timed too
         cut = []
@@ -183,7 +191,7 @@ PRODUCTS: dict[str, Product] = {
             FLOAT: Route(lambda P: P.D @ P.D.T),
             INT8: Route(lambda P: torch._int_mm(P.int8, P.int8.T).to(P.D.dtype),
                         _gram_int8_unavailable),
-        }, cast_per_call=True),
+        }, cast_per_call=True, calibrate_on_corner=True),
         Product("pattern_mm", "D Z", {
             FLOAT: Route(lambda P, Z: P.D @ Z),
             INT8: Route(lambda P, Z: _fixed_point_matmul(P.int8, Z), _split_unavailable),

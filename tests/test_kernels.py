@@ -198,3 +198,17 @@ def test_warm_up_does_not_change_the_trajectory(store):
         assert run["warmup_steps"] == warmup
         losses.append(rows["loss"].tolist())
     assert losses[0] == losses[1]
+
+
+def test_the_gram_calibrates_on_a_corner_the_skinny_products_whole():
+    """The Gram is compute-bound (a corner shows its rate); D Z and Dᵀ Y stream D, so a
+    corner small enough for the cache would rank their routes by cache bandwidth."""
+    n, m = kernels.CALIBRATION_MAX_ROWS + 8, kernels.CALIBRATION_MAX_COLS + 8
+    P = kernels.Pattern(torch.zeros(n, m))
+    (G,) = kernels.PRODUCTS["pattern_gram"].calibration_operands(P)
+    assert tuple(G.shape) == (kernels.CALIBRATION_MAX_ROWS, kernels.CALIBRATION_MAX_COLS)
+    Z, Y = torch.zeros(m, 4), torch.zeros(n, 4)
+    Pm, Zc = kernels.PRODUCTS["pattern_mm"].calibration_operands(P, Z)
+    Pr, Yc = kernels.PRODUCTS["pattern_rmm"].calibration_operands(P, Y)
+    assert tuple(Pm.shape) == tuple(Pr.shape) == (n, m)
+    assert Zc.shape == Z.shape and Yc.shape == Y.shape
