@@ -125,7 +125,7 @@ def check_cost_model(cls: type[Algorithm]) -> None:
     assert all(t.value > 0 and set(t.exponents) == {"n", "m", "d"} for t in terms), terms
     assert cls.cost_text, f"{cls.name} has no cost_text"
     assert isinstance(cls.reports_inner_iters, bool)
-    assert cls.family in ("first_order", "gauss_newton")
+    assert cls.family in ("first_order", "gauss_newton", "approximate_natural_gradient")
 
 
 def check_memory_plan(cls: type[Algorithm]) -> None:

@@ -31,8 +31,9 @@ def _margin_text(r) -> str:
         return "–"
     if r.margin != r.margin:
         return "only"
-    text = f"{'≥' if r.margin_is_bound else ''}{r.margin:.2f}×"
-    return text if r.decided else text + "?"
+    if not r.decided:  # a run that stopped early may still have been faster: no margin
+        return "?"
+    return f"{'≥' if r.margin_is_bound else ''}{r.margin:.2f}×"
 
 
 @figure(11, "crossover_map", "Fastest method in the (n, m) plane")
