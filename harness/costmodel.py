@@ -208,6 +208,11 @@ class Profile:
         return None if value is None else int(value)
 
     @property
+    def is_datasheet(self) -> bool:
+        """Published rates, not a measurement: only ever a labelled prediction."""
+        return str(self.data.get("source", "")).startswith("datasheet")
+
+    @property
     def default_dtype(self) -> str:
         return str(self.data.get("default_dtype", "float32"))
 
@@ -1036,6 +1041,15 @@ def _profiles_in(folder: str) -> tuple[Profile, ...]:
     return tuple(out)
 
 
+def newest_measured(profiles, device_names, device_type: str | None = None) -> Profile | None:
+    """The most recent measured (not datasheet) profile among ``profiles`` whose device name
+    is one of ``device_names`` (and whose device type is ``device_type`` if given)."""
+    mine = [p for p in profiles if not p.is_datasheet
+            and p.data.get("device_name") in device_names
+            and (device_type is None or p.data.get("device") == device_type)]
+    return max(mine, key=lambda p: str(p.data.get("date", "")), default=None)
+
+
 def machine_profile(choice: str, device: torch.device) -> Profile | None:
     """The measured profile to predict this machine with: ``choice`` is a path, or "auto"
     for the newest measured profile in reports/profiles/ whose device name and type are this
@@ -1045,9 +1059,5 @@ def machine_profile(choice: str, device: torch.device) -> Profile | None:
     from harness.device import device_name
     from harness.results import REPO_ROOT
 
-    name = device_name(device)
-    mine = [p for p in _profiles_in(str(REPO_ROOT / "reports" / "profiles"))
-            if not str(p.data.get("source", "")).startswith("datasheet")
-            and p.data.get("device_name") == name and p.data.get("device") == device.type]
-    mine.sort(key=lambda p: str(p.data.get("date", "")))
-    return mine[-1] if mine else None
+    return newest_measured(_profiles_in(str(REPO_ROOT / "reports" / "profiles")),
+                           {device_name(device)}, device.type)

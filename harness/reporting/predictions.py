@@ -29,7 +29,7 @@ DEFAULT_OUTER = {"gn_gram": 2.0, "gn_sketch": 3.0}
 
 
 def is_datasheet(profile: CM.Profile) -> bool:
-    return str(profile.data.get("source", "")).startswith("datasheet")
+    return profile.is_datasheet
 
 
 def label(profile: CM.Profile) -> str:
@@ -51,10 +51,8 @@ def load_profiles(cells: pd.DataFrame, paths: list[str] | None = None
     if paths:
         return (measured[0] if measured else None), sheets
     names = set(cells["device_name"].dropna()) if "device_name" in cells else set()
-    mine = [p for p in measured if p.data.get("device_name") in names]
     # several calibrations of one machine: the most recent
-    mine.sort(key=lambda p: str(p.data.get("date", "")))
-    return (mine[-1] if mine else None), sheets
+    return CM.newest_measured(measured, names), sheets
 
 
 def measured_outer(cells: pd.DataFrame) -> dict[str, float]:
