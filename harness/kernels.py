@@ -363,9 +363,14 @@ def routes_used() -> dict[str, str]:
     return {k: "|".join(sorted(v)) for k, v in sorted(out.items())}
 
 
+def format_routes(routes: dict[str, str]) -> str:
+    """product → route as one short string, 'pattern_gram=int8,pattern_rmm=float'."""
+    return ",".join(f"{k}={v}" for k, v in sorted(routes.items()))
+
+
 def routes_text() -> str:
-    """The routes used as one short string, for a result column: 'pattern_gram=int8,...'."""
-    return ",".join(f"{k}={v}" for k, v in routes_used().items()) or "none"
+    """The routes this cell used, for a result column ('none' before any product)."""
+    return format_routes(routes_used()) or "none"
 
 
 def report() -> dict[str, Any]:

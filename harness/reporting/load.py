@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ConfigError
+from harness.kernels import format_routes
 from harness.results import DONE_STATUSES, RESULT_FILE, RUN_FILE, data_problem, load_run
 
 #: run.json keys copied as they are; nested ones are flattened below.
@@ -104,8 +105,8 @@ def _run_record(run: dict[str, Any], cell_id: str, store: Path) -> dict[str, Any
     # the kernel routes this cell's products took (harness/kernels.py), as one string
     routes = (run.get("kernels") or {}).get("routes") if isinstance(run.get("kernels"),
                                                                      dict) else None
-    rec["kernel_routes"] = (",".join(f"{k}={v}" for k, v in sorted(routes.items()))
-                            if isinstance(routes, dict) and routes else None)
+    rec["kernel_routes"] = (format_routes(routes) if isinstance(routes, dict) and routes
+                            else None)
     alg = dict((run.get("identity") or {}).get("algorithm") or config.get("algorithm") or {})
     alg.pop("name", None)
     rec["hyperparameters"] = json.dumps(alg, sort_keys=True, default=str)
