@@ -1,0 +1,454 @@
+r"""A deep ReLU network (L trained hidden layers) and its matrix-free curvature operators.
+
+Model
+-----
+Inputs X ∈ R^{n×d} with unit rows, targets y ∈ R^n, hidden widths m_1, …, m_L (one int m means
+m_l = m for every layer), fixed output signs a ∈ {±1}^{m_L}. With h⁽⁰⁾ = x,
+
+    z⁽¹⁾ = W⁽¹⁾ x                          W⁽¹⁾ ∈ R^{m_1×d}, no scale
+    z⁽ˡ⁾ = c_l W⁽ˡ⁾ h⁽ˡ⁻¹⁾,  c_l = √(2/m_{l−1})   W⁽ˡ⁾ ∈ R^{m_l×m_{l−1}}, l = 2..L
+    h⁽ˡ⁾ = relu(z⁽ˡ⁾)
+    f(x) = aᵀ h⁽ᴸ⁾ / √m_L,    r = f − y,    L(θ) = ½‖r‖².
+
+Every W entry is N(0, 1) at initialisation (NTK parametrisation: the scale sits in the forward
+pass, and the √2 keeps the forward variance of a ReLU layer). With L = 1 this is exactly the
+two-layer model of ``harness.problem``: f = relu(X Wᵀ) a / √m, and ``make_mlp`` draws W⁽¹⁾ and
+a with the same generator calls in the same order as ``make_problem``, so depth 1 reproduces
+its initialisation bit for bit.
+
+Parameters live in ONE flat vector θ ∈ R^P, P = Σ_l m_l m_{l−1} (m_0 = d): the layer matrices
+are row-major views into it, W⁽¹⁾ first. For uniform width P = md + (L−1)m².
+
+Structure
+---------
+Write s_1 = 1, s_l = c_l (l ≥ 2), D⁽ˡ⁾ = 1[z⁽ˡ⁾ > 0] and δᵢ⁽ˡ⁾ = ∂fᵢ/∂zᵢ⁽ˡ⁾ (rows of
+Δ⁽ˡ⁾ ∈ R^{n×m_l}). One batched backward pass of the n scalar outputs gives all of them:
+
+    δ⁽ᴸ⁾   = D⁽ᴸ⁾ ⊙ a / √m_L,        δ⁽ˡ⁻¹⁾ = D⁽ˡ⁻¹⁾ ⊙ (s_l δ⁽ˡ⁾ W⁽ˡ⁾).
+
+The operators store the *scaled* factors K⁽ˡ⁾ = s_l Δ⁽ˡ⁾ and B⁽ˡ⁾ = H⁽ˡ⁻¹⁾ (H⁽⁰⁾ = X); row i of
+the Jacobian J ∈ R^{n×P}, restricted to layer l, is the Kronecker product
+
+    J_i|_l = vec(kᵢ⁽ˡ⁾ ⊗ bᵢ⁽ˡ⁾)       (row-major, the layout of W⁽ˡ⁾ in θ),
+
+so that, layer by layer, everything the two-layer model does carries over:
+
+    (J v)_i   = Σ_l kᵢ⁽ˡ⁾ · (V⁽ˡ⁾ bᵢ⁽ˡ⁾)              = Σ_l rowsum(K⁽ˡ⁾ ⊙ (B⁽ˡ⁾ V⁽ˡ⁾ᵀ))
+    (Jᵀ g)|_l = K⁽ˡ⁾ᵀ diag(g) B⁽ˡ⁾
+    G = J Jᵀ  = Σ_l (B⁽ˡ⁾ B⁽ˡ⁾ᵀ) ⊙ (K⁽ˡ⁾ K⁽ˡ⁾ᵀ)      (Hadamard identity; B⁽¹⁾B⁽¹⁾ᵀ = X Xᵀ)
+    G p       = Σ_l rowsum(B⁽ˡ⁾ ⊙ K⁽ˡ⁾ (K⁽ˡ⁾ᵀ (p ⊙ B⁽ˡ⁾)))
+    diag(G)_i = Σ_l ‖bᵢ⁽ˡ⁾‖² ‖kᵢ⁽ˡ⁾‖².
+
+Costs below are for uniform width m (with per-layer widths replace each m² by m_l m_{l−1});
+"flops" counts multiply-adds twice. A linearisation holds 2L − 1 n×m matrices (K⁽¹⁾..K⁽ᴸ⁾ and
+H⁽¹⁾..H⁽ᴸ⁻¹⁾; B⁽¹⁾ = X is shared): memory O(L n m) plus the P parameters. No autograd runs in
+any of these operators.
+
+Example
+-------
+>>> import torch
+>>> from harness.mlp import make_mlp
+>>> X = torch.nn.functional.normalize(torch.randn(6, 3, dtype=torch.float64), dim=1)
+>>> p = make_mlp(X, torch.zeros(6, dtype=torch.float64), depth=2, m=8,
+...              init_gen=torch.Generator().manual_seed(0), device="cpu", dtype=torch.float64)
+>>> jac = p.linearize().jacobian
+>>> bool(torch.allclose(jac.gram(), jac.dense() @ jac.dense().T))
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from harness.errors import ConfigError
+from harness.problem import Linearization
+
+__all__ = ["KroneckerFactors", "LayerBlock", "MLPGramOperator", "MLPJacobian", "MLPReLU",
+           "make_mlp"]
+
+
+class LayerBlock(NamedTuple):
+    """Where layer l's matrix sits in the flat θ: ``θ[start:stop].view(rows, cols)``."""
+
+    start: int
+    stop: int
+    rows: int  # m_l
+    cols: int  # m_{l−1} (d for the first layer)
+
+
+class KroneckerFactors(NamedTuple):
+    """J restricted to one layer: row i is vec(delta[i] ⊗ inputs[i]) (row-major).
+
+    ``delta`` = s_l Δ⁽ˡ⁾ (n × m_l, the layer's scale folded in), ``inputs`` = H⁽ˡ⁻¹⁾
+    (n × m_{l−1}; X for the first layer).
+    """
+
+    delta: torch.Tensor
+    inputs: torch.Tensor
+
+
+def _layout(d: int, widths: Sequence[int]) -> tuple[LayerBlock, ...]:
+    blocks, start, fan_in = [], 0, d
+    for w in widths:
+        blocks.append(LayerBlock(start, start + w * fan_in, w, fan_in))
+        start += w * fan_in
+        fan_in = w
+    return tuple(blocks)
+
+
+def _layer_scales(d: int, widths: Sequence[int]) -> tuple[float, ...]:
+    """s_1 = 1, s_l = √(2 / m_{l−1}) for l ≥ 2."""
+    return (1.0,) + tuple(math.sqrt(2.0 / w) for w in widths[:-1])
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def _check_block(x: torch.Tensor, size: int, what: str) -> tuple[torch.Tensor, bool]:
+    """x as a (size, k) block, and whether it was a vector; a wrong shape is a ValueError."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what} must be a torch.Tensor of shape ({size},) or ({size}, k), "
+                         f"got {type(x).__name__}")
+    if x.ndim not in (1, 2) or x.shape[0] != size:
+        raise ValueError(f"{what} must have shape ({size},) or ({size}, k) with k arbitrary, "
+                         f"got {_shape_text(x.shape)}")
+    return (x[:, None], True) if x.ndim == 1 else (x, False)
+
+
+class MLPJacobian:
+    r"""J ∈ R^{n×P} of the network outputs at θ, held as the per-layer factors (K⁽ˡ⁾, B⁽ˡ⁾).
+
+    ``J @ v`` / ``matvec`` takes v of shape (P,) or a block (P, k); ``J.T @ g`` / ``rmatvec``
+    takes g of shape (n,) or (n, k) and returns (P,) or (P, k) in θ's flat layout.
+
+    Memory: the factors, 2L − 1 n×m matrices plus X (shared with the problem).
+    """
+
+    def __init__(self, factors: Sequence[KroneckerFactors], layout: Sequence[LayerBlock]):
+        self.factors = tuple(factors)
+        self.layout = tuple(layout)
+        self.n = self.factors[0].delta.shape[0]
+        self.num_params = self.layout[-1].stop
+        self.depth = len(self.factors)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.num_params)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.factors[0].delta.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.factors[0].delta.device
+
+    def layers(self) -> Iterator[KroneckerFactors]:
+        """Per layer l = 1..L: (s_l Δ⁽ˡ⁾, H⁽ˡ⁻¹⁾), J_i|_l = vec(delta[i] ⊗ inputs[i]).
+
+        The layer's block of columns in θ is ``self.layout[l − 1]``.
+        """
+        yield from self.factors
+
+    # --- products ---------------------------------------------------------------------------
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        r"""(J v)_i = Σ_l kᵢ⁽ˡ⁾ · (V⁽ˡ⁾ bᵢ⁽ˡ⁾): per layer one n×m_{l−1} · m_{l−1}×m_l product.
+
+        Flops 2nP·k (+ 2nLm·k for the row sums); temporary n×m·k per layer; v of shape (P,)
+        gives (n,), a block (P, k) gives (n, k).
+        """
+        V, vector = _check_block(v, self.num_params, "J @ v: v")
+        k = V.shape[1]
+        out = torch.zeros(self.n, k, dtype=V.dtype, device=V.device)
+        for (K, B), blk in zip(self.factors, self.layout):
+            # V⁽ˡ⁾ as m_{l−1} × (m_l k): column (r, j) holds W-entry (r, ·) of vector j
+            Vl = V[blk.start:blk.stop].reshape(blk.rows, blk.cols, k)
+            T = (B @ Vl.permute(1, 0, 2).reshape(blk.cols, blk.rows * k))
+            out += torch.einsum("nrk,nr->nk", T.view(self.n, blk.rows, k), K)
+        return out[:, 0] if vector else out
+
+    def rmatvec(self, g: torch.Tensor) -> torch.Tensor:
+        r"""(Jᵀ g)|_l = K⁽ˡ⁾ᵀ diag(g) B⁽ˡ⁾: per layer one m_l×n · n×m_{l−1} product.
+
+        Flops 2nP·k; temporary n×m·k per layer; output (P,) for g of shape (n,), (P, k) for a
+        block (n, k). With g = r this is the gradient ∇_θ L.
+        """
+        Gm, vector = _check_block(g, self.n, "J.T @ g: g")
+        k = Gm.shape[1]
+        out = torch.empty(self.num_params, k, dtype=Gm.dtype, device=Gm.device)
+        for (K, B), blk in zip(self.factors, self.layout):
+            Y = (Gm[:, :, None] * B[:, None, :]).reshape(self.n, k * blk.cols)
+            M = (K.T @ Y).view(blk.rows, k, blk.cols)            # m_l × k × m_{l−1}
+            out[blk.start:blk.stop] = M.permute(0, 2, 1).reshape(blk.stop - blk.start, k)
+        return out[:, 0] if vector else out
+
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        return self.matvec(v)
+
+    @property
+    def T(self) -> _MLPAdjoint:
+        return _MLPAdjoint(self)
+
+    # --- the Gram matrix ---------------------------------------------------------------------
+
+    def gram(self, damping: float = 0.0) -> torch.Tensor:
+        r"""G + μI, G = Σ_l (B⁽ˡ⁾B⁽ˡ⁾ᵀ) ⊙ (K⁽ˡ⁾K⁽ˡ⁾ᵀ) (no explicit J).
+
+        Flops Σ_l 2n²(m_l + m_{l−1}) = 2n²(d + (2L − 1)m); memory three n×n matrices.
+        """
+        G = torch.zeros(self.n, self.n, dtype=self.dtype, device=self.device)
+        for K, B in self.factors:
+            G.addcmul_(B @ B.T, K @ K.T)
+        if damping:
+            G.diagonal().add_(damping)
+        return G
+
+    def gram_operator(self, damping: float = 0.0) -> MLPGramOperator:
+        """Matrix-free G + μI (see ``MLPGramOperator``)."""
+        return MLPGramOperator(self, damping)
+
+    def gram_diagonal(self) -> torch.Tensor:
+        """diag(G)_i = Σ_l ‖bᵢ⁽ˡ⁾‖² ‖kᵢ⁽ˡ⁾‖²: flops 2n(d + (2L − 1)m), memory O(n)."""
+        out = torch.zeros(self.n, dtype=self.dtype, device=self.device)
+        for K, B in self.factors:
+            out += B.pow(2).sum(1) * K.pow(2).sum(1)
+        return out
+
+    # --- explicit rows ------------------------------------------------------------------------
+
+    def rows(self, i0: int, i1: int) -> torch.Tensor:
+        """Rows i0..i1−1 of J as a dense (i1 − i0) × P block: memory and flops (i1 − i0)·P."""
+        if not (0 <= i0 <= i1 <= self.n):
+            raise ValueError(f"rows(i0, i1) needs 0 <= i0 <= i1 <= {self.n}, got ({i0}, {i1})")
+        r = i1 - i0
+        out = torch.empty(r, self.num_params, dtype=self.dtype, device=self.device)
+        for (K, B), blk in zip(self.factors, self.layout):
+            out[:, blk.start:blk.stop] = (K[i0:i1, :, None] * B[i0:i1, None, :]).reshape(
+                r, blk.stop - blk.start)
+        return out
+
+    def dense(self) -> torch.Tensor:
+        """The explicit n×P Jacobian (small sizes only): memory nP."""
+        return self.rows(0, self.n)
+
+
+class _MLPAdjoint:
+    def __init__(self, op: MLPJacobian):
+        self.op = op
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.op.shape[::-1]
+
+    @property
+    def T(self) -> MLPJacobian:
+        return self.op
+
+    def __matmul__(self, g: torch.Tensor) -> torch.Tensor:
+        return self.op.rmatvec(g)
+
+
+class MLPGramOperator:
+    r"""Matrix-free (G + μI) p = J(Jᵀ p) + μp, fused layer by layer.
+
+    Per layer: M = K⁽ˡ⁾ᵀ (p ⊙ B⁽ˡ⁾) (m_l × m_{l−1}), then rowsum(B⁽ˡ⁾ ⊙ K⁽ˡ⁾ M). For a block
+    p ∈ R^{n×k} the k vectors go through each layer in one pair of products.
+
+    Flops 4nP·k per application; temporaries per layer n×m·k twice and m_l×m_{l−1}·k (only
+    one layer's share of Jᵀ p is alive at a time, never the whole P·k).
+    """
+
+    def __init__(self, jac: MLPJacobian, damping: float = 0.0):
+        self.jac = jac
+        self.damping = float(damping)
+        self.n = jac.n
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.n)
+
+    def __matmul__(self, p: torch.Tensor) -> torch.Tensor:
+        Pm, vector = _check_block(p, self.n, "G @ p: p")
+        n, k = self.n, Pm.shape[1]
+        out = torch.zeros(n, k, dtype=Pm.dtype, device=Pm.device)
+        for K, B in self.jac.factors:
+            cols = B.shape[1]
+            Y = (Pm[:, :, None] * B[:, None, :]).reshape(n, k * cols)   # p ⊙ B, k at once
+            Z = (K @ (K.T @ Y)).view(n, k, cols)
+            out += torch.einsum("nkj,nj->nk", Z, B)
+        if self.damping:
+            out += self.damping * Pm
+        return out[:, 0] if vector else out
+
+    def diagonal(self) -> torch.Tensor:
+        """diag(G) + μ: O(nLm) flops, O(n) memory."""
+        return self.jac.gram_diagonal() + self.damping
+
+    def dense(self) -> torch.Tensor:
+        return self.jac.gram(self.damping)
+
+
+class MLPReLU:
+    """Data, fixed output signs and the flat parameter vector θ (``params``, updated in place).
+
+    The layer matrices are views into ``params`` (``weights()``); algorithms read and write
+    ``params`` only, the problem owns the math.
+    """
+
+    model = "mlp"
+    features = frozenset({"layered"})
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, params: torch.Tensor, a: torch.Tensor,
+                 widths: Sequence[int], info: dict[str, Any] | None = None):
+        self.X, self.y, self.a = X, y, a
+        self.n, self.d = X.shape
+        self.widths = tuple(int(w) for w in widths)
+        self.depth = len(self.widths)
+        # the one width when uniform; with per-layer widths the widest layer
+        self.m = max(self.widths)
+        self.layout = _layout(self.d, self.widths)
+        self.scales = _layer_scales(self.d, self.widths)
+        self.num_params = self.layout[-1].stop
+        if params.shape != (self.num_params,):
+            raise ValueError(f"params must have shape ({self.num_params},), "
+                             f"got {_shape_text(params.shape)}")
+        if a.shape != (self.widths[-1],):
+            raise ValueError(f"a must have shape ({self.widths[-1]},), got {_shape_text(a.shape)}")
+        self.params = params
+        self.params0 = params.clone()
+        self.info = dict(info or {})
+
+    @property
+    def device(self) -> torch.device:
+        return self.X.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.X.dtype
+
+    def _theta(self, params: torch.Tensor | None, what: str = "params") -> torch.Tensor:
+        if params is None:
+            return self.params
+        if not isinstance(params, torch.Tensor) or params.shape != (self.num_params,):
+            got = _shape_text(params.shape) if isinstance(params, torch.Tensor) \
+                else type(params).__name__
+            raise ValueError(f"{what} must have shape ({self.num_params},), got {got}")
+        return params
+
+    def weights(self, params: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """W⁽¹⁾..W⁽ᴸ⁾ as views into ``params`` (default: the problem's own θ)."""
+        theta = self._theta(params)
+        return [theta[b.start:b.stop].view(b.rows, b.cols) for b in self.layout]
+
+    def _hidden(self, theta: torch.Tensor, X: torch.Tensor) -> list[torch.Tensor]:
+        """H⁽¹⁾..H⁽ᴸ⁾ (fresh buffers): L products, flops 2nP."""
+        hs, h = [], X
+        for W, s in zip(self.weights(theta), self.scales):
+            h = torch.relu_(h @ W.T)
+            if s != 1.0:
+                h.mul_(s)  # relu(s z) = s relu(z) for s > 0
+            hs.append(h)
+        return hs
+
+    def forward(self, params: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor:
+        """f = aᵀ h⁽ᴸ⁾ / √m_L on all rows or on the index set ``rows``: flops 2nP.
+
+        Memory: two n×m buffers alive at a time.
+        """
+        theta = self._theta(params)
+        X = self.X if rows is None else self.X[rows]
+        h = X
+        for W, s in zip(self.weights(theta), self.scales):
+            h = torch.relu(h @ W.T)
+            if s != 1.0:
+                h = h.mul_(s)
+        return h @ self.a / math.sqrt(self.widths[-1])
+
+    def loss(self, params: torch.Tensor | None = None) -> float:
+        return 0.5 * float((self.forward(params) - self.y).pow(2).sum())
+
+    def linearize(self, params: torch.Tensor | None = None,
+                  rows: torch.Tensor | None = None) -> Linearization:
+        """One forward and one batched backward pass: f, r and the Jacobian operator at θ.
+
+        Forward: flops 2nP, keeps H⁽¹⁾..H⁽ᴸ⁾. Backward: the last buffer H⁽ᴸ⁾ becomes
+        K⁽ᴸ⁾ = s_L D⁽ᴸ⁾ ⊙ a/√m_L in place; then K⁽ˡ⁻¹⁾ = s_{l−1} D⁽ˡ⁻¹⁾ ⊙ (K⁽ˡ⁾ W⁽ˡ⁾),
+        flops 2n(P − m_1 d). D⁽ˡ⁾ = 1[H⁽ˡ⁾ > 0] is read off H (relu(z) > 0 iff z > 0, which
+        matches autograd's relu'(0) = 0). Memory: 2L − 1 n×m matrices.
+        """
+        theta = self._theta(params)
+        X = self.X if rows is None else self.X[rows]
+        y = self.y if rows is None else self.y[rows]
+        Ws = self.weights(theta)
+        hs = self._hidden(theta, X)
+        mL = self.widths[-1]
+        f = hs[-1] @ self.a / math.sqrt(mL)
+        # δ⁽ᴸ⁾ = D⁽ᴸ⁾ ⊙ a/√m_L, stored scaled by s_L; H⁽ᴸ⁾ is not needed after f
+        K = hs[-1].sign_().mul_(self.a * (self.scales[-1] / math.sqrt(mL)))
+        deltas = [K]
+        for l in range(self.depth - 1, 0, -1):  # 0-based: layer l+1 → layer l
+            K = (deltas[0] @ Ws[l]).mul_(hs[l - 1].sign())
+            if self.scales[l - 1] != 1.0:
+                K.mul_(self.scales[l - 1])
+            deltas.insert(0, K)
+        inputs = [X] + hs[:-1]
+        factors = [KroneckerFactors(K, B) for K, B in zip(deltas, inputs)]
+        return Linearization(f, f - y, MLPJacobian(factors, self.layout))
+
+    def gradient(self, params: torch.Tensor | None = None) -> torch.Tensor:
+        """∇_θ L = Jᵀ r, flat (P,)."""
+        lin = self.linearize(params)
+        return lin.jacobian.rmatvec(lin.residual)
+
+    def update(self, direction: torch.Tensor, step: float) -> None:
+        """θ ← θ − step · direction, in place (the layer views follow)."""
+        direction = self._theta(direction, what="direction")
+        self.params.add_(direction, alpha=-float(step))
+
+
+def _check_widths(m: int | Sequence[int], depth: int) -> tuple[int, ...]:
+    def positive_int(v) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+
+    if not positive_int(depth):
+        raise ConfigError(f"model.depth must be a positive integer, got {depth!r}")
+    if positive_int(m):
+        return (int(m),) * int(depth)
+    if isinstance(m, Sequence) and not isinstance(m, str) and len(m) == depth \
+            and all(positive_int(w) for w in m):
+        return tuple(int(w) for w in m)
+    raise ConfigError(f"model.m must be a positive integer or a list of {depth} positive "
+                      f"integers (one per hidden layer), got {m!r}")
+
+
+def make_mlp(X: torch.Tensor, y: torch.Tensor, *, depth: int, m: int | Sequence[int],
+             init_gen: torch.Generator, device: torch.device | str = "cpu",
+             dtype: torch.dtype = torch.float32, info: dict[str, Any] | None = None) -> MLPReLU:
+    """The deep ReLU problem on data (X, y), initialised from ``init_gen``.
+
+    Draw order (float64, CPU, then cast, like ``make_problem``): W⁽¹⁾ = randn(m_1, d), then
+    a = ±1 (randint, m_L), then W⁽²⁾..W⁽ᴸ⁾ = randn(m_l, m_{l−1}). Depth 1 is therefore the
+    two-layer initialisation bit for bit. ``m`` is one width for every hidden layer or a list
+    of ``depth`` widths.
+    """
+    widths = _check_widths(m, depth)
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(f"X must be (n, d) and y (n,), got X {_shape_text(X.shape)} "
+                         f"and y {_shape_text(y.shape)}")
+    d = X.shape[1]
+    W1 = torch.randn(widths[0], d, generator=init_gen, dtype=torch.float64)
+    a = torch.randint(0, 2, (widths[-1],), generator=init_gen).to(torch.float64) * 2 - 1
+    rest = [torch.randn(w, fan_in, generator=init_gen, dtype=torch.float64)
+            for fan_in, w in zip(widths[:-1], widths[1:])]
+    theta = torch.cat([W.reshape(-1) for W in [W1, *rest]])
+    cast = dict(device=device, dtype=dtype)
+    return MLPReLU(X.to(**cast), y.to(**cast), theta.to(**cast).contiguous(), a.to(**cast),
+                   widths, info=info)
