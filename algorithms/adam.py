@@ -57,13 +57,13 @@ class Adam(Algorithm):
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:
-        # Adam's m and v, and two m×d temporaries of its update (√v, then √v̂ + ε)
-        return base_memory(shape) + shape.bytes(4 * shape.m * shape.d)
+        # Adam's m and v, and two parameter-sized temporaries of its update (√v, √v̂ + ε)
+        return base_memory(shape) + shape.bytes(4 * shape.num_params)
 
     def setup(self, phase) -> None:
         p = self.params
-        self.W = self.problem.W
-        self.optimizer = torch.optim.Adam([self.W], lr=p.lr, betas=(p.beta1, p.beta2),
+        self.theta = self.problem.params
+        self.optimizer = torch.optim.Adam([self.theta], lr=p.lr, betas=(p.beta1, p.beta2),
                                           eps=p.eps)
 
     @torch.no_grad()
@@ -71,7 +71,7 @@ class Adam(Algorithm):
         with phase("forward"):
             lin = self.problem.linearize()
         with phase("gradient"):
-            self.W.grad = lin.jacobian.rmatvec(lin.residual).div_(self.problem.n)
+            self.theta.grad = lin.jacobian.rmatvec(lin.residual).div_(self.problem.n)
         with phase("update"):
             self.optimizer.step()
         return StepInfo()

@@ -10,7 +10,10 @@ An algorithm is one class in one file (benchopt's solver, torch.optim's optimize
   measured times against; ``family`` and ``reports_inner_iters`` say how reports group it;
 * ``memory_bytes(params, shape)``: the planned peak memory, which the runner compares with the
   budget (``skip`` may refuse for other reasons, returning a sentence instead of crashing);
-* ``step(phase)``: one outer iteration, updating ``problem.W`` in place and returning a
+* ``requires``: the model structure it needs (``harness.problem.TWO_LAYER`` for K-FAC);
+  on a model without it the runner skips the cell with the reason;
+* ``step(phase)``: one outer iteration, moving the parameters by ``problem.update`` (or
+  torch.optim on ``problem.params``) and returning a
   ``StepInfo``; the runner owns the clock, stopping and recording, and the algorithm marks its
   phases with ``with phase("solve"): ...``.
 """
@@ -25,7 +28,7 @@ import torch
 from harness.device import format_bytes
 from harness.errors import ConfigError
 from harness.flops import Term
-from harness.problem import TwoLayerReLU
+from harness.problem import Problem, TwoLayerReLU
 from harness.registry import Registry
 
 
@@ -37,9 +40,17 @@ class Shape:
     m: int
     d: int
     itemsize: int = 4  # bytes per element of the working dtype
+    depth: int = 1  # trained hidden layers (1: the two-layer model)
+    model: str = "two_layer"
+    features: frozenset[str] = TwoLayerReLU.features  # the model's structure tags
 
     def bytes(self, elements: float) -> int:
         return int(elements * self.itemsize)
+
+    @property
+    def num_params(self) -> int:
+        """P: m·d for the first layer plus m² for each further hidden layer."""
+        return self.m * self.d + (self.depth - 1) * self.m * self.m
 
 
 @dataclass
@@ -54,8 +65,12 @@ def base_memory(shape: Shape) -> int:
     """X, y, W, W0, a, plus one linearisation (the n×m pattern D, its one-byte mask and the
     mask's int8 copy for the integer products of ``harness.problem``) and an m×d gradient
     with the n×d product it is reduced from (tests/test_contract.py measures the lot)."""
-    n, m, d = shape.n, shape.m, shape.d
-    return shape.bytes(n * d + n + 3 * m * d + m + n * m + 2 * n + n * d) + 2 * n * m
+    n, m, d, P = shape.n, shape.m, shape.d, shape.num_params
+    # deeper models (harness/mlp.py) keep, per further layer, its activations H and scaled
+    # signals K, and build per layer an n×m temporary of the backward pass or of a product
+    # (g ⊙ K, p ⊙ B) and a layer-sized share of Jᵀg beside the full P-sized result
+    deeper = (shape.depth - 1) * (4 * n * m + 2 * P)
+    return shape.bytes(n * d + n + 3 * P + m + n * m + 2 * n + n * d + deeper) + 2 * n * m
 
 
 class Algorithm:
@@ -69,8 +84,11 @@ class Algorithm:
     reports_inner_iters: ClassVar[bool] = False
     #: The flop model of ``cost_terms`` as the report's tables print it.
     cost_text: ClassVar[str] = ""
+    #: Model structure the method needs (``harness.problem.TWO_LAYER``: K-FAC's factors);
+    #: empty: any model of the ``Problem`` protocol.
+    requires: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, problem: TwoLayerReLU, params: Any, generator: torch.Generator):
+    def __init__(self, problem: Problem, params: Any, generator: torch.Generator):
         self.problem = problem
         self.params = params
         self.generator = generator  # the algorithm's own random stream (batches, sketches)
@@ -97,8 +115,19 @@ class Algorithm:
         return base_memory(shape)
 
     @classmethod
+    def required_features(cls, params: Any) -> frozenset[str]:
+        """The model structure this configuration needs (``requires`` unless a parameter
+        changes it, e.g. a sketch that needs the two-layer factors)."""
+        return cls.requires
+
+    @classmethod
     def skip(cls, params: Any, shape: Shape, budget_bytes: int) -> str | None:
-        """A reason not to run (None: run). Default: the memory estimate exceeds the budget."""
+        """A reason not to run (None: run). Default: the model lacks a structure the method
+        needs, or the memory estimate exceeds the budget."""
+        missing = cls.required_features(params) - shape.features
+        if missing:
+            return (f"{cls.name} needs the {', '.join(sorted(missing))} structure, which "
+                    f"model={shape.model} does not have")
         need = cls.memory_bytes(params, shape)
         if need > budget_bytes:
             return (f"{cls.name} needs about {format_bytes(need)} ({need} bytes) at n={shape.n}, "

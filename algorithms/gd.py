@@ -51,5 +51,5 @@ class GD(Algorithm):
         with phase("gradient"):
             grad = lin.jacobian.rmatvec(lin.residual)
         with phase("update"):
-            self.problem.W.sub_(grad, alpha=self.lr)
+            self.problem.update(grad, self.lr)
         return StepInfo(extras={"lr": self.lr})

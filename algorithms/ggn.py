@@ -85,5 +85,5 @@ class GGN(Algorithm):
         p = self.params
         with phase("forward"):
             lin = self.problem.linearize(rows=self._next_batch())
-        damped_gram_step(self.problem.W, lin, p.step_size, p.damping, phase)
+        damped_gram_step(self.problem, lin, p.step_size, p.damping, phase)
         return StepInfo(extras={"batch_size": self.b})

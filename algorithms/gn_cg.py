@@ -59,8 +59,8 @@ class GNCG(Algorithm):
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:
-        # CG's vectors (x, r, p, Ap) are n-sized; a Gram product holds an m×d and an n×d
-        return base_memory(shape) + shape.bytes(shape.m * shape.d + 2 * shape.n * shape.d
+        # CG's vectors (x, r, p, Ap) are n-sized; a Gram product holds a P-sized and an n×d
+        return base_memory(shape) + shape.bytes(shape.num_params + 2 * shape.n * shape.d
                                                 + 4 * shape.n)
 
     def step(self, phase) -> StepInfo:
@@ -71,7 +71,7 @@ class GNCG(Algorithm):
             cg = conjugate_gradient(lin.gram_operator(p.damping), lin.residual, tol=p.tol,
                                     max_iter=p.max_inner)
         with phase("update"):
-            self.problem.W.sub_(lin.jacobian.rmatvec(cg.x), alpha=p.step_size)
+            self.problem.update(lin.jacobian.rmatvec(cg.x), p.step_size)
         return StepInfo(inner_iters=cg.iterations,
                         extras={"inner_rel_residual": cg.relative_residual,
                                 "inner_converged": cg.converged})

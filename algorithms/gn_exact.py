@@ -26,6 +26,7 @@ from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
 from algorithms.solvers import check_step, cholesky_solve
 from harness.errors import unknown
 from harness.flops import monomial
+from harness.problem import TWO_LAYER
 
 JACOBIANS = ("autograd", "closed_form")
 
@@ -76,8 +77,13 @@ class GNExact(Algorithm):
         # (n×m). Autograd's vmap builds its result through one more n×m×d temporary and
         # keeps batched pre-activations, masks and cotangents: measured peak on the CPU at
         # n=256, m=16384, d=16 (float32): 2.4 × |J| = 2|J| + 6.4 n·m elements.
+        P = shape.num_params
         extra = n * m * d + 7 * n * m if params.jacobian == "autograd" else n * m
-        return base_memory(shape) + shape.bytes(n * m * d + extra + 2 * n**2 + m * d)
+        if params.jacobian == "autograd" and TWO_LAYER not in shape.features:
+            # jacrev of the whole forward pass (any model): n batched backward passes, each
+            # holding every layer's n×m activations and cotangents, and J's vmapped copy
+            extra = 2 * n * P + 2 * n * n * m * shape.depth
+        return base_memory(shape) + shape.bytes(n * P + extra + 2 * n**2 + P)
 
     def setup(self, phase) -> None:
         """Warm torch.func up on two rows: its first call in a process pays a one-off
@@ -85,12 +91,17 @@ class GNExact(Algorithm):
         if self.params.jacobian == "autograd":
             with phase("warmup"):
                 p = self.problem
-                autograd_jacobian(p.W, p.X[:2], p.a)
+                if TWO_LAYER in p.features:
+                    autograd_jacobian(p.W, p.X[:2], p.a)
+                else:
+                    jacrev(lambda th: p.forward(th, rows=torch.arange(2)))(p.params)
 
     def _jacobian(self, lin) -> torch.Tensor:
         if self.params.jacobian == "autograd":
             p = self.problem
-            return autograd_jacobian(p.W, p.X, p.a)
+            if TWO_LAYER in p.features:
+                return autograd_jacobian(p.W, p.X, p.a)
+            return jacrev(p.forward)(p.params).reshape(p.n, -1)  # any model: f(θ) by torch.func
         return lin.jacobian.dense()
 
     def step(self, phase) -> StepInfo:
@@ -108,6 +119,5 @@ class GNExact(Algorithm):
         with phase("solve"):
             g = cholesky_solve(G, r, p.damping)
         with phase("update"):
-            self.problem.W.sub_((J.T @ g).reshape(self.problem.m, self.problem.d),
-                                alpha=p.step_size)
+            self.problem.update(J.T @ g, p.step_size)
         return StepInfo()

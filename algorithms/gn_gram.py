@@ -49,5 +49,5 @@ class GNGram(Algorithm):
         p = self.params
         with phase("forward"):
             lin = self.problem.linearize()
-        damped_gram_step(self.problem.W, lin, p.step_size, p.damping, phase)
+        damped_gram_step(self.problem, lin, p.step_size, p.damping, phase)
         return StepInfo()

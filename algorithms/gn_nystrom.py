@@ -28,7 +28,6 @@ import torch
 from algorithms.base import Algorithm, Shape, StepInfo, base_memory, check_positive_int, register
 from algorithms.solvers import RefreshingSolver, cg_terms, check_refresh, check_solver
 from harness.flops import Term, number_param
-from harness.problem import GramOperator
 
 
 @dataclass
@@ -47,20 +46,21 @@ class GNNystromParams:
         check_solver(self.tol, self.max_inner, self.step_size, self.damping)
 
 
-def _block_columns(n: int, m: int, d: int) -> int:
-    """Columns of Ω per block product G Ω_b: keeps its m×(k·d) intermediate near n×m."""
-    return max(1, n // d)
+def _block_columns(n: int, m: int, num_params: int) -> int:
+    """Columns of Ω per block product G Ω_b: keeps its k×P intermediate (two layers: m×(k·d))
+    near n×m."""
+    return max(1, n * m // num_params)
 
 
 class NystromPreconditioner:
     """P⁻¹ v = (λ̂_ℓ + μ) U (Λ̂ + μ)⁻¹ Uᵀv + v − U Uᵀv for a rank-ℓ Nyström Ĝ = U Λ̂ Uᵀ."""
 
-    def __init__(self, G: GramOperator, rank: int, damping: float, generator: torch.Generator):
-        n, dtype = G.n, G.jac.X.dtype
-        device = G.jac.X.device
+    def __init__(self, G, rank: int, damping: float, generator: torch.Generator, *,
+                 block: int | None = None):
+        n, dtype = G.shape[0], G.dtype
         Omega = torch.randn(n, rank, generator=generator, dtype=dtype, device=generator.device)
-        Omega = torch.linalg.qr(Omega.to(device)).Q
-        k = _block_columns(n, G.jac.m, G.jac.d)
+        Omega = torch.linalg.qr(Omega.to(G.device)).Q
+        k = block or rank  # columns of Ω per product G Ω_b
         Y = torch.cat([G @ Omega[:, j:j + k] for j in range(0, rank, k)], dim=1)
         nu = torch.finfo(dtype).eps * float(torch.linalg.matrix_norm(Y))
         Y.add_(Omega, alpha=nu)  # shift keeps Ωᵀ Y_ν positive definite in floating point
@@ -103,17 +103,19 @@ class GNNystrom(Algorithm):
     def memory_bytes(cls, params: GNNystromParams, shape: Shape) -> int:
         n, m, d = shape.n, shape.m, shape.d
         ell = min(params.rank, n)
-        k = _block_columns(n, m, d)
-        block = (2 * n + m) * min(k, ell) * d  # one block product G Ω_b
+        k = _block_columns(n, m, shape.num_params)
+        block = (2 * n * d + shape.num_params) * min(k, ell)  # one block product G Ω_b
         return base_memory(shape) + shape.bytes(5 * n * ell + 2 * ell * ell + block + 6 * n)
 
     def setup(self, phase) -> None:
         self.solver = RefreshingSolver(self.params.refresh, self.params.refresh_factor)
 
     def build(self, phase, lin) -> NystromPreconditioner:
+        problem = self.problem
         with phase("nystrom"):
-            return NystromPreconditioner(lin.gram_operator(), min(self.params.rank, lin.jacobian.n),
-                                         self.params.damping, self.generator)
+            return NystromPreconditioner(
+                lin.gram_operator(), min(self.params.rank, lin.jacobian.n), self.params.damping,
+                self.generator, block=_block_columns(problem.n, problem.m, problem.num_params))
 
     def step(self, phase) -> StepInfo:
         p, problem = self.params, self.problem
@@ -121,7 +123,7 @@ class GNNystrom(Algorithm):
             lin = problem.linearize()
         cg, inner, refreshed = self.solver.solve(phase, lin, p, lambda: self.build(phase, lin))
         with phase("update"):
-            problem.W.sub_(lin.jacobian.rmatvec(cg.x), alpha=p.step_size)
+            problem.update(lin.jacobian.rmatvec(cg.x), p.step_size)
         return StepInfo(inner_iters=inner,
                         extras={"refreshed": int(refreshed), "refreshes": self.solver.count,
                                 "cg_rel_residual": cg.relative_residual})

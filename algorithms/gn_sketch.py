@@ -43,7 +43,7 @@ from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register, r
 from algorithms.solvers import RefreshingSolver, cg_terms, check_refresh, check_solver
 from harness.errors import unknown
 from harness.flops import Term, monomial, number_param, sketch_terms
-from harness.sketches import SKETCHES, make_sketch
+from harness.sketches import SKETCHES, check_sketch_size, sketch_problem
 
 FACTORS = ("qr", "cholesky_qr")
 
@@ -164,9 +164,12 @@ class GNSketch(Algorithm):
                                                 + 2 * n * n + cg)
 
     @classmethod
+    def required_features(cls, params: GNSketchParams) -> frozenset[str]:
+        return cls.requires | SKETCHES.get(params.sketch).requires
+
+    @classmethod
     def skip(cls, params: GNSketchParams, shape: Shape, budget_bytes: int) -> str | None:
-        reason = SKETCHES.get(params.sketch).check_size(
-            shape.m, shape.d, sketch_size(params.sketch_ratio, shape.n))
+        reason = check_sketch_size(params.sketch, shape, sketch_size(params.sketch_ratio, shape.n))
         return reason or super().skip(params, shape, budget_bytes)
 
     def setup(self, phase) -> None:
@@ -176,8 +179,8 @@ class GNSketch(Algorithm):
         """A new sketch S, B = S Jᵀ, and R with RᵀR = BᵀB + μI."""
         p = self.params
         with phase("sketch"):
-            sketch = make_sketch(p.sketch, jac.m, jac.d, sketch_size(p.sketch_ratio, jac.n),
-                                 self.generator, dtype=jac.X.dtype)
+            sketch = sketch_problem(p.sketch, self.problem, sketch_size(p.sketch_ratio, jac.n),
+                                    self.generator)
             B = sketch.sketch_jacobian(jac)
             del sketch
         with phase("factor"):
@@ -190,7 +193,7 @@ class GNSketch(Algorithm):
         cg, inner, refreshed = self.solver.solve(phase, lin, p,
                                                  lambda: self.build(phase, lin.jacobian))
         with phase("update"):
-            problem.W.sub_(lin.jacobian.rmatvec(cg.x), alpha=p.step_size)
+            problem.update(lin.jacobian.rmatvec(cg.x), p.step_size)
         return StepInfo(inner_iters=inner,
                         extras={"refreshed": int(refreshed), "refreshes": self.solver.count,
                                 "cg_rel_residual": cg.relative_residual})

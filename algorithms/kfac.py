@@ -53,6 +53,7 @@ from algorithms.base import (
 from algorithms.solvers import cholesky_solve
 from harness import kernels
 from harness.flops import monomial
+from harness.problem import TWO_LAYER
 
 
 @dataclass
@@ -68,6 +69,8 @@ class KFACParams:
 @register
 class KFAC(Algorithm):
     """K-FAC with the Kronecker factors A = XᵀX/n, S = UᵀU/(nm), S inverted by Woodbury."""
+
+    requires = frozenset({TWO_LAYER})  # its factors are those of the one trained layer
 
     name = "kfac"
     Params = KFACParams
@@ -119,5 +122,5 @@ class KFAC(Algorithm):
         with phase("update"):
             # Uᵀ C = (S + √μI)⁻¹ ∇L̄ (A + √μI)⁻¹
             delta = kernels.pattern_rmm(jac.pattern, C).mul_(jac.a[:, None])
-            problem.W.sub_(delta, alpha=self.step_size)
+            problem.update(delta, self.step_size)
         return StepInfo(extras={"step_size": self.step_size})

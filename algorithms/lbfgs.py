@@ -125,16 +125,16 @@ class LBFGS(Algorithm):
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:
-        md = shape.m * shape.d
-        return base_memory(shape) + shape.bytes((2 * params.history_size + WORKING_VECTORS) * md)
+        return base_memory(shape) + shape.bytes((2 * params.history_size + WORKING_VECTORS)
+                                                * shape.num_params)
 
     def setup(self, phase) -> None:
         p = self.params
-        self.W = self.problem.W
+        self.theta = self.problem.params
         # a fresh optimizer per instance: the runner's throw-away warm-up copy has its own
         # history and its own remembered point, and none of it reaches the timed run
         self.optimizer = torch.optim.LBFGS(
-            [self.W], lr=p.lr, max_iter=p.max_iter, max_eval=p.max_eval,
+            [self.theta], lr=p.lr, max_iter=p.max_iter, max_eval=p.max_eval,
             tolerance_grad=p.tolerance_grad, tolerance_change=p.tolerance_change,
             history_size=p.history_size,
             line_search_fn=None if p.line_search == "none" else p.line_search)
@@ -148,8 +148,8 @@ class LBFGS(Algorithm):
     def _closure(self) -> float:
         """L̄(W) with W.grad = ∇L̄ = Jᵀr/n, by the harness's operators (no autograd)."""
         memo = self._memo
-        if memo is not None and torch.equal(memo[0], self.W):
-            self.W.grad = memo[2]
+        if memo is not None and torch.equal(memo[0], self.theta):
+            self.theta.grad = memo[2]
             return memo[1]
         n = self.problem.n
         with self._phase("forward"):
@@ -158,21 +158,21 @@ class LBFGS(Algorithm):
         with self._phase("gradient"):
             grad = lin.jacobian.rmatvec(lin.residual).div_(n)
         self._evals += 1
-        self.W.grad = grad
+        self.theta.grad = grad
         if self._remember and (memo is None or loss < memo[1]):
-            self._memo = (self.W.clone(), loss, grad)
+            self._memo = (self.theta.clone(), loss, grad)
         return loss
 
     @torch.no_grad()
     def step(self, phase) -> StepInfo:
         self._phase = phase
         self._evals = 0
-        if self._memo is not None and not torch.equal(self._memo[0], self.W):
+        if self._memo is not None and not torch.equal(self._memo[0], self.theta):
             self._memo = None  # only the point W stands on can be asked for again
-        before = self.W.clone()
+        before = self.theta.clone()
         self.optimizer.step(self._closure)
-        state = self.optimizer.state[self.W]
-        restarted = torch.equal(before, self.W)
+        state = self.optimizer.state[self.theta]
+        restarted = torch.equal(before, self.theta)
         if restarted:  # no move: drop the history so the next step is steepest descent
             self.optimizer.state.clear()
         return StepInfo(inner_iters=self._evals,

@@ -59,5 +59,5 @@ class NGD(Algorithm):
     def step(self, phase) -> StepInfo:
         with phase("forward"):
             lin = self.problem.linearize()
-        damped_gram_step(self.problem.W, lin, self.params.step_size, self.params.damping, phase)
+        damped_gram_step(self.problem, lin, self.params.step_size, self.params.damping, phase)
         return StepInfo()

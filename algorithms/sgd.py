@@ -62,8 +62,8 @@ class SGD(Algorithm):
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:
         b = min(max(int(params.batch_size), 1), shape.n)
-        # the batch's rows of X and their int64 indices; torch's update temporary (m×d)
-        return base_memory(shape) + shape.bytes(b * shape.d + shape.m * shape.d) + 8 * b
+        # the batch's rows of X and their int64 indices; torch's update temporary (P)
+        return base_memory(shape) + shape.bytes(b * shape.d + shape.num_params) + 8 * b
 
     def setup(self, phase) -> None:
         p, n = self.params, self.problem.n
@@ -71,8 +71,8 @@ class SGD(Algorithm):
         with phase("step_size"):
             lr = resolve_lr(p.lr, self.problem, self.generator, p.power_iters)
         self.lr = lr * self.b / n if p.lr == "auto" else lr
-        self.W = self.problem.W
-        self.optimizer = torch.optim.SGD([self.W], lr=self.lr, momentum=p.momentum)
+        self.theta = self.problem.params
+        self.optimizer = torch.optim.SGD([self.theta], lr=self.lr, momentum=p.momentum)
         self.batches = EpochBatches(n, self.b, self.generator, self.problem.device)
 
     @torch.no_grad()
@@ -80,7 +80,7 @@ class SGD(Algorithm):
         with phase("forward"):
             lin = self.problem.linearize(rows=self.batches.next())
         with phase("gradient"):
-            self.W.grad = lin.jacobian.rmatvec(lin.residual).mul_(self.problem.n / self.b)
+            self.theta.grad = lin.jacobian.rmatvec(lin.residual).mul_(self.problem.n / self.b)
         with phase("update"):
             self.optimizer.step()
         return StepInfo(extras={"lr": self.lr})

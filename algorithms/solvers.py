@@ -4,7 +4,8 @@ the shared parts. A method file imports from here and from ``algorithms.base``, 
 sibling method.
 
 * ``cholesky_solve``, ``damped_gram_step``: g = (G + μI)⁻¹ r by Cholesky, and the whole
-  W ← W − η Jᵀ g with G from the Hadamard identity (gn_gram, ngd, ggn; gn_exact, kfac solve);
+  θ ← θ − η Jᵀ g with G from the model (the Hadamard identity for two layers)
+  (gn_gram, ngd, ggn; gn_exact, kfac solve);
 * ``RefreshingSolver``: CG on (G + μI) g = r with a preconditioner rebuilt by policy
   (gn_sketch, gn_nystrom);
 * ``resolve_lr``: a given step size, or 1/λ_max(G_0) by power iteration (gd, sgd);
@@ -66,8 +67,8 @@ def cholesky_solve(G: torch.Tensor, r: torch.Tensor, damping: float) -> torch.Te
     return torch.cholesky_solve(r[:, None], L)[:, 0]
 
 
-def damped_gram_step(W: torch.Tensor, lin, step_size: float, damping: float, phase) -> None:
-    """W ← W − η Jᵀ (G + μI)⁻¹ r for one linearisation (all rows, or a mini-batch's).
+def damped_gram_step(problem, lin, step_size: float, damping: float, phase) -> None:
+    """θ ← θ − η Jᵀ (G + μI)⁻¹ r for one linearisation (all rows, or a mini-batch's).
 
     G by the Hadamard identity, Cholesky solve; shared by gn_gram, ngd and ggn.
     """
@@ -76,7 +77,7 @@ def damped_gram_step(W: torch.Tensor, lin, step_size: float, damping: float, pha
     with phase("solve"):
         g = cholesky_solve(G, lin.residual, damping)
     with phase("update"):
-        W.sub_(lin.jacobian.rmatvec(g), alpha=step_size)
+        problem.update(lin.jacobian.rmatvec(g), step_size)
 
 
 # --- step sizes ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from harness import kernels
 from harness.data import DATASETS, validate_dataset
 from harness.device import resolve_device, resolve_dtype
 from harness.errors import ConfigError, unknown
-from harness.problem import STREAMS, stream_seed
+from harness.problem import MODELS, STREAMS, stream_seed
 from harness.results import NON_IDENTITY_KEYS
 
 #: the Hydra configs, shipped inside the package (package data), so that an installed wheel
@@ -35,7 +35,9 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 @dataclass
 class ModelConfig:
+    name: str = "two_layer"  # a registered model (harness.problem.MODELS): two_layer | mlp
     m: int = 1024  # width
+    depth: int = 1  # trained hidden layers (two_layer: 1)
 
 
 @dataclass
@@ -154,6 +156,9 @@ def register_configs() -> None:
             cs.store(group=group, name=f"_schema_{name}", node=schema)
             if not (CONF_DIR / group / f"{name}.yaml").exists():
                 cs.store(group=group, name=name, node=schema)
+    for name in MODELS.names():  # a plugin model without a YAML: model=<name> selects it
+        if not (CONF_DIR / "model" / f"{name}.yaml").exists():
+            cs.store(group="model", name=name, node={"name": name})
 
 
 def _yaml_stems(*parts: str) -> set[str]:
@@ -173,6 +178,8 @@ def help_groups() -> str:
          "the method; its parameters as algorithm.<param>=value (nlt-list)"),
         ("data", sorted(set(DATASETS.names()) | _yaml_stems("data")),
          "the dataset; data.n, data.d and its options as data.<param>=value"),
+        ("model", sorted(set(MODELS.names()) | _yaml_stems("model")),
+         "the network; model.m (width), model.depth (mlp: trained hidden layers)"),
         ("+sweep", sorted(_yaml_stems("sweep")),
          "a preset sweep, with -m only (docs/sweeps.md)"),
         ("hydra/launcher", sorted(launchers),
@@ -208,6 +215,20 @@ class ResolvedRun:
     dtype: torch.dtype
     cfg: DictConfig
     identity: dict[str, Any]
+    model: str = "two_layer"
+    depth: int = 1
+
+    @property
+    def label(self) -> str:
+        """How logs name the cell: method, data, sizes, seed (and the model unless two_layer)."""
+        model = "" if self.model == "two_layer" else f"{self.model}{self.depth} "
+        return (f"{self.algorithm.name} {model}{self.dataset} n={self.n} m={self.m} d={self.d} "
+                f"seed={self.seed}")
+
+    def facts(self) -> dict[str, Any]:
+        """The cell's coordinates as run.json and every result row record them."""
+        return {"algorithm": self.algorithm.name, "dataset": self.dataset, "model": self.model,
+                "depth": self.depth, "n": self.n, "m": self.m, "d": self.d, "seed": self.seed}
 
 
 #: How a cell is run, not what it computes: outside the cell hash.
@@ -295,7 +316,16 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
     n = _positive_int("data.n", data_cfg.get("n"))
     d = _positive_int("data.d", data_cfg.get("d"))
     validate_dataset(spec.name, n, d, data_params)
-    m = _positive_int("model.m", container["model"]["m"])
+    model_cfg = container["model"]
+    m = _positive_int("model.m", model_cfg["m"])
+    depth = _positive_int("model.depth", model_cfg["depth"])
+    model = MODELS.get(model_cfg["name"])
+    reason = model.check_sizes(m, depth)
+    if reason:
+        raise ConfigError(reason)
+    if container["record"]["ntk"] and model.model != "two_layer":
+        raise ConfigError(f"record.ntk compares G with the two-layer NTK limit H∞; it needs "
+                          f"model=two_layer, got model={model.model}")
     device = resolve_device(container["device"])
     dtype = resolve_dtype(container["dtype"])
     _positive_int("max_iters", container["max_iters"])
@@ -337,8 +367,11 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
     identity["algorithm"] = {"name": algorithm.name, **dataclasses.asdict(params)}
     identity["device"] = device.type
     identity["seeds"] = seeds
+    # the default model keeps the identity (and hash) its cells had before the model group
+    identity["model"] = ({"m": m} if model.model == "two_layer"
+                         else {"name": model.model, "m": m, "depth": depth})
     return ResolvedRun(algorithm, params, spec.name, data_params, n, d, m, seed, seeds, device,
-                       dtype, cfg, identity)
+                       dtype, cfg, identity, model=model.model, depth=depth)
 
 
 def store_path(cfg: DictConfig) -> Path:

@@ -27,7 +27,8 @@ from harness.timing import NullClock, Stopwatch
 
 def warm_up(problem, make_algorithm: Callable[[], Any], steps: int = 1, clock=None) -> float:
     """Run ``steps`` untimed steps of ``make_algorithm()`` (setup included) on ``problem``,
-    then restore W to W₀ and drop the copy. Returns the seconds it took (0 for no steps)."""
+    then restore the parameters to their initial values and drop the copy. Returns the
+    seconds it took (0 for no steps)."""
     if steps <= 0:
         return 0.0
     clock = clock if clock is not None else NullClock()
@@ -38,8 +39,8 @@ def warm_up(problem, make_algorithm: Callable[[], Any], steps: int = 1, clock=No
             warm.step(clock)
         del warm
         with torch.no_grad():
-            problem.W.copy_(problem.W0)
-        problem.W.grad = None
+            problem.params.copy_(problem.params0)
+        problem.params.grad = None
         gc.collect()
     clock.pop()
     return sw.seconds

@@ -66,7 +66,7 @@ import numpy as np
 import torch
 
 from harness.errors import ConfigError
-from harness.problem import Linearization
+from harness.problem import LAYERED, Linearization, first_layer_init, register_model
 
 __all__ = ["KroneckerFactors", "LayerBlock", "MLPGramOperator", "MLPJacobian", "MLPReLU",
            "make_mlp"]
@@ -274,6 +274,14 @@ class MLPGramOperator:
     def shape(self) -> tuple[int, int]:
         return (self.n, self.n)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.jac.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.jac.device
+
     def __matmul__(self, p: torch.Tensor) -> torch.Tensor:
         Pm, vector = _check_block(p, self.n, "G @ p: p")
         n, k = self.n, Pm.shape[1]
@@ -303,7 +311,7 @@ class MLPReLU:
     """
 
     model = "mlp"
-    features = frozenset({"layered"})
+    features = frozenset({LAYERED})
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, params: torch.Tensor, a: torch.Tensor,
                  widths: Sequence[int], info: dict[str, Any] | None = None):
@@ -369,7 +377,7 @@ class MLPReLU:
         for W, s in zip(self.weights(theta), self.scales):
             h = torch.relu(h @ W.T)
             if s != 1.0:
-                h = h.mul_(s)
+                h = h * s  # out of place: torch.func (gn_exact) differentiates this pass
         return h @ self.a / math.sqrt(self.widths[-1])
 
     def loss(self, params: torch.Tensor | None = None) -> float:
@@ -444,11 +452,28 @@ def make_mlp(X: torch.Tensor, y: torch.Tensor, *, depth: int, m: int | Sequence[
         raise ValueError(f"X must be (n, d) and y (n,), got X {_shape_text(X.shape)} "
                          f"and y {_shape_text(y.shape)}")
     d = X.shape[1]
-    W1 = torch.randn(widths[0], d, generator=init_gen, dtype=torch.float64)
-    a = torch.randint(0, 2, (widths[-1],), generator=init_gen).to(torch.float64) * 2 - 1
+    W1, a = first_layer_init(widths[0], d, init_gen, out_width=widths[-1])
     rest = [torch.randn(w, fan_in, generator=init_gen, dtype=torch.float64)
             for fan_in, w in zip(widths[:-1], widths[1:])]
     theta = torch.cat([W.reshape(-1) for W in [W1, *rest]])
     cast = dict(device=device, dtype=dtype)
     return MLPReLU(X.to(**cast), y.to(**cast), theta.to(**cast).contiguous(), a.to(**cast),
                    widths, info=info)
+
+
+def _build(cls, X, y, *, m, depth, init_gen, device, dtype, info):
+    return make_mlp(X, y, depth=depth, m=m, init_gen=init_gen, device=device, dtype=dtype,
+                    info=info)
+
+
+def _check_sizes(cls, m, depth) -> str | None:
+    try:
+        _check_widths(m, depth)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
+MLPReLU.build = classmethod(_build)
+MLPReLU.check_sizes = classmethod(_check_sizes)
+register_model(MLPReLU)

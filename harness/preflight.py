@@ -26,6 +26,7 @@ from algorithms.base import ALGORITHMS
 from harness.config import CONF_DIR, RunConfig, register_configs, resolve, store_path
 from harness.data import DATASETS
 from harness.errors import ConfigError, unknown
+from harness.problem import MODELS
 from harness.results import cell_name, writable_dir_problem
 
 
@@ -39,13 +40,22 @@ def algorithm_choices() -> list[str]:
                   | {p.stem for p in (CONF_DIR / "algorithm").glob("*.yaml")})
 
 
+def model_choices() -> list[str]:
+    return sorted(set(MODELS.names()) | {p.stem for p in (CONF_DIR / "model").glob("*.yaml")})
+
+
+#: config group -> (what its options are called, the allowed options)
+_CHOICES = {"algorithm": ("algorithm", algorithm_choices),
+            "data": ("dataset", lambda: DATASETS.names()),
+            "model": ("model", model_choices),
+            "sweep": ("sweep preset", sweep_presets)}
+
+
 def _check_choice(key: str, value: str) -> None:
-    if key == "algorithm" and value not in algorithm_choices():
-        raise unknown("algorithm", value, algorithm_choices())
-    if key == "data" and value not in DATASETS:
-        raise unknown("dataset", value, DATASETS.names())
-    if key == "sweep" and value not in sweep_presets():
-        raise unknown("sweep preset", value, sweep_presets())
+    if key in _CHOICES:
+        kind, choices = _CHOICES[key]
+        if value not in choices():
+            raise unknown(kind, value, choices())
 
 
 def _hydra_message(exc: Exception) -> str:
@@ -123,8 +133,9 @@ def _compose(overrides: list[str], with_hydra: bool = False):
         raise (_unknown_param(overrides, exc) or ConfigError(_hydra_message(exc))) from None
 
 
-#: config groups of harness/conf/ (a key with a slash, hydra/launcher, is a group too)
-_GROUP_KEYS = ("algorithm", "data", "sweep")
+#: config groups: the folders of harness/conf/ (a key with a slash, hydra/launcher, is a
+#: group too)
+_GROUP_KEYS = tuple(sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir()))
 
 
 class _Composer:

@@ -1,4 +1,12 @@
-r"""The two-layer ReLU problem of BPSW21 and its matrix-free curvature operators.
+r"""The model seam (``Problem``/``Jacobian`` protocols, the model registry) and the two-layer
+ReLU problem of BPSW21 with its matrix-free curvature operators.
+
+Every method talks to a problem through the ``Problem`` protocol below — J·v, Jᵀ·g, the Gram
+matrix or its operator, and ``problem.update(direction, step)`` — never through a model's
+weights, so a method written for the two-layer model runs on any registered model
+(``model=two_layer`` by default, ``model=mlp`` in ``harness/mlp.py``). Methods that need the
+two-layer structure itself (K-FAC's Kronecker factors, the tensor sketches, the closed-form
+Jacobian) declare it in ``Algorithm.requires`` and are skipped with a reason elsewhere.
 
 Model (spec §1): inputs X ∈ R^{n×d} with unit rows, targets y ∈ R^n, trained first layer
 W ∈ R^{m×d}, fixed output signs a ∈ {±1}^m,
@@ -31,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -39,8 +47,88 @@ import torch
 from harness import kernels
 from harness.data import DATASETS
 from harness.errors import ConfigError
+from harness.registry import Registry
 
 STREAMS = ("data", "init", "algorithm")
+
+#: structure tag of the two-layer model: what K-FAC, the tensor sketches and the closed-form
+#: Jacobian need (``Algorithm.requires``, ``Sketch.requires``)
+TWO_LAYER = "two_layer"
+#: structure tag of a model whose Jacobian rows are, layer by layer, Kronecker products
+#: δᵢ⁽ˡ⁾ ⊗ hᵢ⁽ˡ⁻¹⁾ given by ``jacobian.layers()`` (the tensor sketches, one per layer)
+LAYERED = "layered"
+
+
+@runtime_checkable
+class Jacobian(Protocol):
+    """J ∈ R^{n×P} of the outputs at the current parameters, matrix-free.
+
+    ``matvec(v)`` takes a flat P-vector or a parameter-shaped tensor and returns (n,);
+    ``rmatvec(g)`` returns a parameter-shaped tensor (∇L for g = r); ``gram(μ)`` the dense
+    n×n G + μI; ``gram_operator(μ)`` its matrix-free form (``@`` on (n,) or (n, k),
+    ``diagonal()``, ``dense()``, ``dtype``, ``device``); ``rows(i0, i1)`` the dense block of
+    rows (sketches build S Jᵀ from it a block at a time); ``dense()`` all of J (small sizes
+    only).
+    """
+
+    n: int
+    num_params: int
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+    def matvec(self, v: torch.Tensor) -> torch.Tensor: ...
+    def rmatvec(self, g: torch.Tensor) -> torch.Tensor: ...
+    def gram(self, damping: float = 0.0) -> torch.Tensor: ...
+    def gram_operator(self, damping: float = 0.0) -> Any: ...
+    def rows(self, i0: int, i1: int) -> torch.Tensor: ...
+    def dense(self) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Problem(Protocol):
+    """What a method may use of a model: data, one parameter tensor updated in place, outputs,
+    the linearisation (residual and ``Jacobian``) and the update.
+
+    ``params`` is one leaf tensor (the two-layer model's W; the MLP's flat vector with the
+    layer matrices as views), so torch.optim optimisers take ``[problem.params]``;
+    ``features`` names the structure a method may rely on (``TWO_LAYER``).
+    """
+
+    model: str
+    features: frozenset[str]
+    X: torch.Tensor
+    y: torch.Tensor
+    n: int
+    d: int
+    m: int
+    depth: int
+    params: torch.Tensor
+    params0: torch.Tensor
+    num_params: int
+
+    def forward(self, params: torch.Tensor | None = None,
+                rows: torch.Tensor | None = None) -> torch.Tensor: ...
+    def loss(self, params: torch.Tensor | None = None) -> float: ...
+    def linearize(self, params: torch.Tensor | None = None,
+                  rows: torch.Tensor | None = None) -> Linearization: ...
+    def update(self, direction: torch.Tensor, step: float) -> None: ...
+
+
+def check_operand(what: str, value: torch.Tensor, expected: tuple[int, ...] | int,
+                  alternative: tuple[int, ...] | None = None) -> None:
+    """A ValueError naming the expected and the received shape (curvlinops' style) unless
+    ``value`` has the expected shape (or the alternative one); an int expects that many
+    elements in any shape."""
+    got = tuple(value.shape)
+    if isinstance(expected, int):
+        if value.numel() == expected:
+            return
+        want = f"{expected} elements"
+    else:
+        if got == tuple(expected) or (alternative is not None and got == tuple(alternative)):
+            return
+        want = str(tuple(expected)) + (f" or {tuple(alternative)}" if alternative else "")
+    raise ValueError(f"{what}: expected shape {want}, got {got}")
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -67,6 +155,7 @@ class JacobianOperator:
         self.pattern = kernels.Pattern(D)
         self.n, self.d = X.shape
         self.m = a.shape[0]
+        self.num_params = self.m * self.d
         self.scale = 1.0 / math.sqrt(self.m)
 
     @property
@@ -75,12 +164,14 @@ class JacobianOperator:
 
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         """(J v)_i = x_i · (D (a ⊙ V))_i / √m."""
+        check_operand("J @ v", V, self.num_params)
         V = V.reshape(self.m, self.d)
         DV = kernels.pattern_mm(self.pattern, self.a[:, None] * V)
         return torch.einsum("nd,nd->n", DV, self.X) * self.scale
 
     def rmatvec(self, g: torch.Tensor) -> torch.Tensor:
         """Jᵀ g = a ⊙ (Dᵀ (g ⊙ X)) / √m, returned as an m×d matrix (∇_W L for g = r)."""
+        check_operand("J.T @ g", g, (self.n,))
         return kernels.pattern_rmm(self.pattern, g[:, None] * self.X) \
             * (self.a * self.scale)[:, None]
 
@@ -106,10 +197,27 @@ class JacobianOperator:
             G.diagonal().add_(damping)
         return G
 
+    def gram_operator(self, damping: float = 0.0) -> GramOperator:
+        return GramOperator(self, damping)
+
+    def layers(self):
+        """The one layer's Kronecker factors (U, X), U = D diag(a)/√m: J_i = vec(u_i ⊗ x_i)
+        (an n×m copy; the two-layer paths use D, a and X directly instead)."""
+        yield self.D * (self.a * self.scale), self.X
+
+    def rows(self, i0: int, i1: int) -> torch.Tensor:
+        """Rows i0..i1−1 of J: (u_i ⊗ x_i) with u_i = a ⊙ D_i / √m, shape (i1−i0) × md."""
+        return self.columns(0, self.m, i0, i1)
+
+    def columns(self, r0: int, r1: int, i0: int = 0, i1: int | None = None) -> torch.Tensor:
+        """The block of J with the columns of units r0..r1−1, rows i0..i1−1."""
+        i1 = self.n if i1 is None else i1
+        U = self.D[i0:i1, r0:r1] * (self.a[r0:r1] * self.scale)
+        return (U[:, :, None] * self.X[i0:i1, None, :]).reshape(i1 - i0, -1)
+
     def dense(self) -> torch.Tensor:
         """The explicit n×md Jacobian, J[i, r·d + k] = a_r D_ir x_ik / √m (small sizes only)."""
-        U = self.D * (self.a * self.scale)
-        return (U[:, :, None] * self.X[:, None, :]).reshape(self.n, self.m * self.d)
+        return self.rows(0, self.n)
 
 
 class _Adjoint:
@@ -140,8 +248,17 @@ class GramOperator:
     def shape(self) -> tuple[int, int]:
         return (self.n, self.n)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.jac.X.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.jac.X.device
+
     def __matmul__(self, p: torch.Tensor) -> torch.Tensor:
         X = self.jac.X
+        check_operand("G @ p", p, (self.n,), (self.n, p.shape[-1]) if p.ndim == 2 else None)
         if p.ndim == 1:
             Z = self.jac.pattern_sandwich(p[:, None] * X)
             out = torch.einsum("nd,nd->n", Z, X) / self.jac.m
@@ -172,24 +289,43 @@ class Linearization:
     def loss(self) -> float:
         return 0.5 * float(self.residual.pow(2).sum())
 
-    def gram_operator(self, damping: float = 0.0) -> GramOperator:
-        return GramOperator(self.jacobian, damping)
+    def gram_operator(self, damping: float = 0.0):
+        """The matrix-free G + μI of this linearisation (the model's own operator)."""
+        return self.jacobian.gram_operator(damping)
 
 
 class TwoLayerReLU:
     """Data, fixed output signs and the current first-layer weights ``W`` (updated in place).
 
-    Algorithms read and write ``problem.W``; the problem owns the math, the algorithms own
-    their state (torch.optim's split).
+    Implements ``Problem``: ``params`` is W itself, ``update`` moves it; the problem owns the
+    math, the algorithms own their state (torch.optim's split).
     """
+
+    model = "two_layer"
+    features = frozenset({TWO_LAYER, LAYERED})
+    depth = 1
 
     def __init__(self, X: torch.Tensor, y: torch.Tensor, W: torch.Tensor, a: torch.Tensor,
                  info: dict[str, Any] | None = None):
         self.X, self.y, self.W, self.a = X, y, W, a
         self.n, self.d = X.shape
         self.m = W.shape[0]
+        self.num_params = self.m * self.d
         self.W0 = W.clone()
         self.info = dict(info or {})
+
+    @property
+    def params(self) -> torch.Tensor:
+        return self.W
+
+    @property
+    def params0(self) -> torch.Tensor:
+        return self.W0
+
+    def update(self, direction: torch.Tensor, step: float) -> None:
+        """W ← W − step · direction (an m×d tensor or a flat md vector)."""
+        check_operand("update direction", direction, self.num_params)
+        self.W.sub_(direction.reshape(self.W.shape), alpha=step)
 
     @property
     def device(self) -> torch.device:
@@ -230,27 +366,69 @@ class TwoLayerReLU:
         return lin.jacobian.rmatvec(lin.residual)
 
 
+MODELS: Registry[type] = Registry("model", "harness.models", "nlt.models")
+
+
+def register_model(cls: type) -> type:
+    """Class decorator: a model under ``cls.model`` (``model=<name>`` on the command line).
+
+    The class provides ``build(X, y, *, m, depth, init_gen, device, dtype, info)`` returning a
+    ``Problem``, ``features`` and ``check_sizes(m, depth)`` (a sentence when they are not
+    allowed, else None).
+    """
+    return MODELS.register(cls.model)(cls)
+
+
+def first_layer_init(m: int, d: int, init_gen: torch.Generator,
+                     out_width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """W ~ N(0, 1)^{m×d}, then a ∈ {±1}^{out_width (default m)}, in float64 from the init
+    stream: every model draws its first layer and output signs first, in this order, so a
+    deeper model at depth 1 is this model bit for bit."""
+    W = torch.randn(m, d, generator=init_gen, dtype=torch.float64)
+    a = torch.randint(0, 2, (out_width or m,), generator=init_gen).to(torch.float64) * 2 - 1
+    return W, a
+
+
+def _build_two_layer(cls, X, y, *, m, depth, init_gen, device, dtype, info):
+    W, a = first_layer_init(m, X.shape[1], init_gen)
+    cast = dict(device=device, dtype=dtype)
+    return cls(X.to(**cast), y.to(**cast), W.to(**cast), a.to(**cast), info=info)
+
+
+def _check_two_layer(cls, m: int, depth: int) -> str | None:
+    if depth != 1:
+        return (f"model.depth={depth} does not apply to model=two_layer (one trained layer); "
+                f"use model=mlp for depth > 1")
+    return None
+
+
+TwoLayerReLU.build = classmethod(_build_two_layer)
+TwoLayerReLU.check_sizes = classmethod(_check_two_layer)
+register_model(TwoLayerReLU)
+
+
 def make_problem(dataset: str, n: int, d: int, m: int, seed: int = 0, *,
                  data_seed: int | None = None, init_seed: int | None = None,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 **data_params) -> TwoLayerReLU:
+                 model: str = "two_layer", depth: int = 1, **data_params):
     """Build the problem from its own random streams: data and init never share a generator.
 
     Data and initialisation are drawn in float64 on the CPU and then cast, so a seed means the
-    same problem on every device and dtype.
+    same problem on every device and dtype. ``model`` names a registered model (``MODELS``).
     """
-    for key, value in (("data.n", n), ("data.d", d), ("model.m", m)):
+    for key, value in (("data.n", n), ("data.d", d), ("model.m", m), ("model.depth", depth)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    model_cls = MODELS.get(model)
+    reason = model_cls.check_sizes(m, depth)
+    if reason:
+        raise ConfigError(reason)
     spec = DATASETS.get(dataset)
     data_gen = make_generator(stream_seed(seed, "data") if data_seed is None else data_seed)
     X, y = spec.load(n, d, data_gen, **data_params)
     init_gen = make_generator(stream_seed(seed, "init") if init_seed is None else init_seed)
-    W = torch.randn(m, d, generator=init_gen, dtype=torch.float64)
-    a = torch.randint(0, 2, (m,), generator=init_gen).to(torch.float64) * 2 - 1
-    cast = dict(device=device, dtype=dtype)
-    return TwoLayerReLU(X.to(**cast), y.to(**cast), W.to(**cast), a.to(**cast),
-                        info={"dataset": dataset, **data_params})
+    return model_cls.build(X, y, m=m, depth=depth, init_gen=init_gen, device=device,
+                           dtype=dtype, info={"dataset": dataset, **data_params})
 
 
 # --- the NTK limit ------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ TARGET_REL_LOSS = 1e-6
 COLUMNS = {
     "algorithm": "method registry name",
     "dataset": "dataset registry name",
+    "model": "model registry name (two_layer, mlp)",
+    "depth": "trained hidden layers (two_layer: 1)",
     "n": "samples", "m": "width", "d": "input dimension", "seed": "master seed",
     "device": "cpu or cuda", "dtype": "float32 or float64", "threads": "torch CPU threads",
     "git_commit": "commit of the harness",
@@ -87,8 +89,9 @@ def config_hash(identity: dict[str, Any]) -> str:
 
 
 def cell_name(identity: dict[str, Any]) -> str:
-    a, data = identity["algorithm"], identity["data"]
-    return (f"{a['name']}/{data['name']}_n{data['n']}_m{identity['model']['m']}_d{data['d']}"
+    a, data, model = identity["algorithm"], identity["data"], identity["model"]
+    prefix = f"{model['name']}{model['depth']}_" if "name" in model else ""  # not two_layer
+    return (f"{a['name']}/{prefix}{data['name']}_n{data['n']}_m{model['m']}_d{data['d']}"
             f"_s{identity['seed']}_{identity['dtype']}_{identity['device']}"
             f"_{config_hash(identity)}")
 
@@ -169,8 +172,8 @@ def write_cell(cell: Path, rows: list[dict[str, Any]], run: dict[str, Any]) -> N
 # --- reading a cell back: shape checks, data-file hashes -------------------------------------
 
 #: run.json fields and the types they must have when present (null is always allowed).
-_INT_FIELDS = ("n", "m", "d", "seed", "rows", "iterations")
-_STR_FIELDS = ("algorithm", "dataset", "device", "dtype", "reason", "config_hash", "label")
+_INT_FIELDS = ("n", "m", "d", "depth", "seed", "rows", "iterations")
+_STR_FIELDS = ("algorithm", "dataset", "model", "device", "dtype", "reason", "config_hash", "label")
 _NUM_FIELDS = ("initial_loss", "final_loss", "final_rel_loss", "total_time_s", "setup_time_s",
                "wall_time_s", "warmup_time_s", "estimated_memory_bytes", "memory_budget_bytes",
                "peak_memory_bytes")

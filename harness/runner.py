@@ -33,7 +33,7 @@ from harness.loop import (
     wall_clock_limit,
     warm_up,
 )
-from harness.problem import make_generator, make_problem, ntk_matrix
+from harness.problem import MODELS, make_generator, make_problem, ntk_matrix
 from harness.results import (
     DONE_STATUSES,
     attempt_dir,
@@ -187,8 +187,7 @@ class _Run:
         self.home = home or cell
         self.rows: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
-        self.label = f"{run.algorithm.name} {run.dataset} n={run.n} m={run.m} d={run.d} " \
-                     f"seed={run.seed}"
+        self.label = run.label
         self.threads = torch.get_num_threads()
         self.prov = provenance(device_name(run.device), self.threads)
         self.prov["launch"] = dict(launch or {"launcher": "none (called directly)"})
@@ -200,8 +199,7 @@ class _Run:
     def _row(self, it: int, loss: float, loss0: float, step: float, total: float,
              inner, phases: dict[str, float], extras: dict[str, Any]) -> dict[str, Any]:
         r = self.run
-        row = {"algorithm": r.algorithm.name, "dataset": r.dataset, "n": r.n, "m": r.m,
-               "d": r.d, "seed": r.seed, "device": r.device.type, "dtype": str(r.cfg.dtype),
+        row = {**r.facts(), "device": r.device.type, "dtype": str(r.cfg.dtype),
                "threads": self.threads, "git_commit": self.prov["git_commit"], "iter": it,
                "loss": loss, "rel_loss": loss / loss0 if loss0 > 0 else 0.0,
                "step_time_s": step, "time_s": total, "inner_iters": inner,
@@ -226,6 +224,7 @@ class _Run:
             # the named configuration these parameters are (gn_sketch_paper, ...), if any
             "preset": preset_for(self.run.algorithm.name, self.run.identity["algorithm"]),
             "dataset": self.run.dataset,
+            "model": self.run.model, "depth": self.run.depth,
             "n": self.run.n, "m": self.run.m, "d": self.run.d, "seed": self.run.seed,
             "device": self.run.device.type, "dtype": str(self.cfg.dtype),
             "initial_loss": losses[0] if losses else None,
@@ -259,7 +258,7 @@ class _Run:
     def _ntk_once(self, problem) -> None:
         """Spec C5 at initialisation, in float64: λ = λ_min(H∞) and ‖G_0 − H∞‖₂ (G_0 at W_0)."""
         H = ntk_matrix(problem.X.double())
-        G0 = problem.linearize(problem.W0).jacobian.gram().double()
+        G0 = problem.linearize(problem.params0).jacobian.gram().double()
         lam_H = torch.linalg.eigvalsh(H)
         self._ntk_lambda = float(lam_H[0])
         gap = float(torch.linalg.eigvalsh(G0 - H).abs().max())
@@ -274,7 +273,8 @@ class _Run:
         lam_min = float(torch.linalg.eigvalsh(G)[0])
         ratio = lam_min / self._ntk_lambda if self._ntk_lambda > 0 else math.nan
         return {"ntk_lambda_min_ratio": ratio,
-                "ntk_weight_change": float(torch.linalg.norm((problem.W - problem.W0).double()))}
+                "ntk_weight_change": float(torch.linalg.norm(
+                    (problem.params - problem.params0).double()))}
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -288,7 +288,8 @@ class _Run:
 
     def execute(self) -> Outcome:
         r, cfg = self.run, self.cfg
-        shape = Shape(r.n, r.m, r.d, torch.empty((), dtype=r.dtype).element_size())
+        shape = Shape(r.n, r.m, r.d, torch.empty((), dtype=r.dtype).element_size(),
+                      depth=r.depth, model=r.model, features=MODELS.get(r.model).features)
         plan = memory_plan(r, shape, cfg.memory_budget_gb)
         reason = plan.pop("reason")
         self.info.update(plan)
@@ -325,8 +326,8 @@ class _Run:
         a reason to skip a cell whose one outer iteration is predicted to take longer than
         the whole budget (it could not give more than a lower bound); else None."""
         cfg, r = self.cfg, self.run
-        if cfg.time_budget_s is None or not cfg.cost_profile:
-            return None
+        if cfg.time_budget_s is None or not cfg.cost_profile or r.model != "two_layer":
+            return None  # (the cost formulas are the two-layer model's)
         from harness import costmodel
 
         profile = costmodel.machine_profile(cfg.cost_profile, r.device)
@@ -350,7 +351,7 @@ class _Run:
         r, cfg = self.run, self.cfg
         problem = make_problem(r.dataset, r.n, r.d, r.m, r.seed, data_seed=r.seeds["data"],
                                init_seed=r.seeds["init"], device=r.device, dtype=r.dtype,
-                               **r.data_params)
+                               model=r.model, depth=r.depth, **r.data_params)
         clock = PhaseClock(r.device)
         log.info("[%s] data ready; warm-up (%d untimed step(s)) ...", self.label,
                  int(cfg.warmup_steps))

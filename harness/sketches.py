@@ -49,7 +49,7 @@ import torch
 
 from harness.errors import ConfigError
 from harness.hadamard import fwht, next_power_of_two, pad_last
-from harness.problem import JacobianOperator
+from harness.problem import LAYERED, TWO_LAYER, JacobianOperator
 from harness.registry import Registry
 
 #: Largest temporary (in elements) a sketch builds while forming S Jᵀ block by block.
@@ -78,18 +78,70 @@ def _units(jac: JacobianOperator, r0: int, r1: int) -> torch.Tensor:
     return jac.D[:, r0:r1] * (jac.a[r0:r1] * jac.scale)
 
 
-def _jacobian_columns(jac: JacobianOperator, r0: int, r1: int, i0: int = 0,
-                      i1: int | None = None) -> torch.Tensor:
-    """The block of J with columns (r, k), r0 ≤ r < r1 (rows i0..i1−1): (i1−i0) × (r1−r0)·d."""
-    i1 = jac.n if i1 is None else i1
-    U = jac.D[i0:i1, r0:r1] * (jac.a[r0:r1] * jac.scale)
-    return (U[:, :, None] * jac.X[i0:i1, None, :]).reshape(i1 - i0, -1)
+def sketch_dims(problem) -> tuple[int, int]:
+    """(m, d) the sketch of ``problem``'s Jacobian is drawn for: the two-layer factors, or
+    (P, 1) — the flat parameter dimension — for any other model."""
+    if TWO_LAYER in problem.features:
+        return problem.m, problem.d
+    return problem.num_params, 1
 
 
-def _jacobian_rows(jac: JacobianOperator, i0: int, i1: int) -> torch.Tensor:
-    """Rows i0..i1−1 of J: u_i ⊗ x_i, shape (i1−i0) × md."""
-    U = jac.D[i0:i1] * (jac.a * jac.scale)
-    return (U[:, :, None] * jac.X[i0:i1, None, :]).reshape(i1 - i0, -1)
+class _KroneckerLayer:
+    """One layer of a layered Jacobian, J_i|_l = vec(kᵢ ⊗ bᵢ), seen through the names the
+    two-layer paths read (D, a, scale, X): u_i = k_i, x_i = b_i."""
+
+    def __init__(self, K: torch.Tensor, B: torch.Tensor):
+        self.D, self.X = K, B
+        self.n, self.m = K.shape
+        self.d = B.shape[1]
+        self.a = K.new_ones(self.m)
+        self.scale = 1.0
+
+
+class LayeredSketch:
+    """S = [S₁ ⋯ S_L] for a layered model: an independent sketch per layer, each on that
+    layer's Kronecker rows, so S Jᵀ = Σₗ Sₗ Jₗᵀ. Each Sₗ is isometric in expectation and has
+    mean zero, hence so is S: E‖S z‖² = Σₗ ‖zₗ‖² = ‖z‖² (BPSW21's preconditioner per layer)."""
+
+    def __init__(self, cls: type[Sketch], blocks, s: int, generator: torch.Generator,
+                 dtype: torch.dtype):
+        self.s = s
+        self.parts = [cls(blk.rows, blk.cols, s, generator, dtype=dtype) for blk in blocks]
+
+    def sketch_jacobian(self, jac) -> torch.Tensor:
+        out = None
+        for part, (K, B) in zip(self.parts, jac.layers()):
+            Bl = part.sketch_jacobian(_KroneckerLayer(K, B))
+            out = Bl if out is None else out.add_(Bl)
+        return out
+
+
+def sketch_problem(name: str, problem, s: int, generator: torch.Generator):
+    """The sketch ``name`` of ``problem``'s Jacobian: on the two-layer factors (m, d); one per
+    layer (``LayeredSketch``) for a sketch that needs Kronecker rows on a layered model; on
+    the flat P-dimensional rows otherwise."""
+    cls = SKETCHES.get(name)
+    if TWO_LAYER not in problem.features and LAYERED in cls.requires:
+        return LayeredSketch(cls, problem.layout, s, generator, problem.dtype)
+    return cls(*sketch_dims(problem), s, generator, dtype=problem.dtype)
+
+
+def check_sketch_size(name: str, shape, s: int) -> str | None:
+    """Why sketch ``name`` with s rows cannot be drawn for the model of ``shape`` (an
+    ``algorithms.Shape``); None: it can."""
+    cls = SKETCHES.get(name)
+    if TWO_LAYER in shape.features:
+        return cls.check_size(shape.m, shape.d, s)
+    if LAYERED in cls.requires:  # one per layer: m×d, then m×m
+        layers = [(shape.m, shape.d)] + [(shape.m, shape.m)] * (shape.depth > 1)
+        return next(filter(None, (cls.check_size(r, c, s) for r, c in layers)), None)
+    return cls.check_size(shape.num_params, 1, s)
+
+
+def _two_layer(jac) -> bool:
+    """True when ``jac`` is the two-layer operator, whose Kronecker columns u_i ⊗ x_i the
+    structured paths below use; any other Jacobian goes through ``jac.rows``."""
+    return isinstance(jac, JacobianOperator)
 
 
 class Sketch:
@@ -105,6 +157,8 @@ class Sketch:
     references: ClassVar[tuple[str, ...]] = ()
     #: True when the sketch acts on md-long columns of Jᵀ (cost Ω(n·md)), not on u and x.
     explicit: ClassVar[bool] = True
+    #: Model structure the sketch needs (the tensor sketches use the two-layer factors).
+    requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, m: int, d: int, s: int, generator: torch.Generator, *,
                  dtype: torch.dtype = torch.float32):
@@ -134,12 +188,15 @@ class Sketch:
         raise NotImplementedError
 
     def sketch_jacobian(self, jac: JacobianOperator) -> torch.Tensor:
-        """B = S Jᵀ by sketching blocks of rows of J (u_i ⊗ x_i), never all of J at once."""
-        out = torch.empty(self.s, jac.n, dtype=jac.X.dtype, device=jac.X.device)
-        rows = max(1, BLOCK_ELEMENTS // (jac.m * jac.d))
+        """B = S Jᵀ by sketching blocks of rows of J (``jac.rows``), never all of J at once."""
+        out = None
+        rows = max(1, BLOCK_ELEMENTS // jac.num_params)
         for i0 in range(0, jac.n, rows):
             i1 = min(jac.n, i0 + rows)
-            out[:, i0:i1] = self.apply(_jacobian_rows(jac, i0, i1)).T
+            block = jac.rows(i0, i1)
+            if out is None:
+                out = block.new_empty(self.s, jac.n)
+            out[:, i0:i1] = self.apply(block).T
         return out
 
     def __repr__(self) -> str:
@@ -180,12 +237,14 @@ class GaussianSketch(Sketch):
         return out
 
     def sketch_jacobian(self, jac: JacobianOperator) -> torch.Tensor:
+        if not _two_layer(jac):
+            return super().sketch_jacobian(jac)
         out = jac.X.new_zeros(self.s, jac.n)
         for r0, r1, S in self._blocks():
             rows = max(1, BLOCK_ELEMENTS // ((r1 - r0) * jac.d))  # J's block ≤ BLOCK too
             for i0 in range(0, jac.n, rows):
                 i1 = min(jac.n, i0 + rows)
-                out[:, i0:i1] += S @ _jacobian_columns(jac, r0, r1, i0, i1).T
+                out[:, i0:i1] += S @ jac.columns(r0, r1, i0, i1).T
         return out
 
 
@@ -227,6 +286,7 @@ class TensorSRHTSketch(Sketch):
     """Tensor SRHT: rows √(m'd'/s)(P₁HE₁u)_j (P₂HE₂x)_j sketch u ⊗ x without forming it."""
 
     name = "tensor_srht"
+    requires = frozenset({LAYERED})
     explicit = False
     references = ("Ahle, Kapralov, Knudsen, Pagh, Velingker, Woodruff, Zandieh. Oblivious "
                   "sketching of high-degree polynomial kernels. SODA 2020 (TensorSRHT)",)
@@ -295,12 +355,14 @@ class CountSketch(Sketch):
         return V.new_zeros(V.shape[0], self.s).index_add_(1, self.h, V * self.sigma)
 
     def sketch_jacobian(self, jac: JacobianOperator) -> torch.Tensor:
+        if not _two_layer(jac):
+            return super().sketch_jacobian(jac)
         out = jac.X.new_zeros(jac.n, self.s)
         units = max(1, BLOCK_ELEMENTS // (jac.n * jac.d))
         for r0 in range(0, jac.m, units):
             r1 = min(jac.m, r0 + units)
             cols = slice(r0 * jac.d, r1 * jac.d)
-            out.index_add_(1, self.h[cols], _jacobian_columns(jac, r0, r1) * self.sigma[cols])
+            out.index_add_(1, self.h[cols], jac.columns(r0, r1) * self.sigma[cols])
         return out.T
 
 
@@ -309,6 +371,7 @@ class TensorSketch(Sketch):
     """TensorSketch: CountSketches of u and x combined by FFT (circular convolution)."""
 
     name = "tensorsketch"
+    requires = frozenset({LAYERED})
     explicit = False
     references = ("Pham, Pagh. Fast and scalable polynomial kernels via explicit feature "
                   "maps. KDD 2013",

@@ -33,7 +33,8 @@ from harness.kernels import format_routes
 from harness.results import DONE_STATUSES, RESULT_FILE, RUN_FILE, data_problem, load_run
 
 #: run.json keys copied as they are; nested ones are flattened below.
-RUN_KEYS = ("status", "reason", "algorithm", "dataset", "n", "m", "d", "seed", "device", "dtype",
+RUN_KEYS = ("status", "reason", "algorithm", "dataset", "model", "depth", "n", "m", "d", "seed",
+            "device", "dtype",
             "initial_loss", "final_loss", "final_rel_loss", "iterations", "rows",
             "total_time_s", "setup_time_s", "wall_time_s", "estimated_memory_bytes",
             "memory_budget_bytes", "peak_memory_bytes", "peak_memory_kind", "config_hash")
@@ -207,8 +208,13 @@ def _dedupe(found: list[tuple[Path, str, dict, Any]], problems: list[Problem]):
 
 def label_variants(runs: pd.DataFrame) -> pd.Series:
     """``algorithm`` alone, or ``algorithm (k=v, ...)`` naming the hyperparameters that take
-    more than one value among that algorithm's cells: one line per variant in the figures."""
+    more than one value among that algorithm's cells: one line per variant in the figures.
+    A model other than two_layer is part of the variant: ``gn_sketch [mlp L=3]``."""
     labels = pd.Series(index=runs.index, dtype=object)
+    models = runs.get("model", pd.Series("two_layer", index=runs.index)).fillna("two_layer")
+    depths = runs.get("depth", pd.Series(1, index=runs.index)).fillna(1)
+    model_tag = pd.Series(["" if m == "two_layer" else f" [{m} L={int(L)}]"
+                           for m, L in zip(models, depths)], index=runs.index)
     for alg, group in runs.groupby("algorithm", sort=True):
         params = [json.loads(h) for h in group["hyperparameters"]]
         keys = sorted({k for p in params for k in p})
@@ -220,7 +226,7 @@ def label_variants(runs: pd.DataFrame) -> pd.Series:
                 labels[idx] = f"{alg} ({inside})"
             else:
                 labels[idx] = str(alg)
-    return labels
+    return labels + model_tag
 
 
 def load_stores(stores: list[str | Path]) -> Loaded:
@@ -251,6 +257,11 @@ def load_stores(stores: list[str | Path]) -> Loaded:
             runs["cell"] = [f"{label[s]}/{c}" for s, c in zip(runs["store"], runs["cell"])]
             for f in frames:
                 f["cell"] = [f"{label[s]}/{c}" for s, c in zip(f["store"], f["cell"])]
+        if "model" not in runs:  # stores written before the model group: the two-layer model
+            runs["model"] = None
+        runs["model"] = runs["model"].fillna("two_layer")
+        depth = runs["depth"] if "depth" in runs else pd.Series(1, index=runs.index)
+        runs["depth"] = pd.to_numeric(depth, errors="coerce").fillna(1).astype(int)
         runs["variant"] = label_variants(runs)
         for col in ("n", "m", "d", "seed", "iterations", "rows"):
             runs[col] = pd.to_numeric(runs[col], errors="coerce")
