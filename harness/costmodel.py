@@ -32,7 +32,17 @@ copy         ``dst.copy_(src)``                                bytes read + writ
 elementwise  one in-place pass (``relu_``) over k elements      elements
 fwht         ``harness.hadamard.fwht`` of rows × N             elements rows·N·passes,
                                                               flops 2·rows·N·Σ_j 2^{b_j}
+fault        a fresh buffer's first write (``torch.empty``,    bytes
+             then ``fill_``) less the same write on a warm
+             buffer: the page faults of a new allocation
 ============ ================================================ ===============================
+
+Each fit carries a *size curve* (``Fit.curve``): at every calibrated size, measured over
+fitted, interpolated in log–log between sizes. The straight line holds a kernel's shape in
+its kinds of work; the curve holds what changes with the working set (cache-resident, then
+memory-bound, then freshly faulted pages), so that a pass over a 4 GB pattern is not priced
+at the rate of a 1 MB one. Timings of ``xw`` write into a preallocated output; a step that
+allocates its n×m buffer pays ``fault`` for it on top (``Costs.fresh``).
 
 Each is measured per dtype (float32 and float64; the int8 routes exist for float32 only).
 The profile is a JSON file (``Profile``), written by ``calibrate`` and read by ``predict``,
@@ -90,7 +100,10 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "copy": ("bytes",),
     "elementwise": ("elements",),
     "fwht": ("elements", "flops"),
+    "fault": ("bytes",),
 }
+#: Kernels a profile may lack (older and datasheet profiles): their cost is then zero.
+OPTIONAL_KERNELS = ("fault",)
 #: harness.kernels product → the profile's kernel name prefix.
 PRODUCT_KERNEL = {"pattern_gram": "gram", "pattern_mm": "mm", "pattern_rmm": "rmm"}
 
@@ -133,14 +146,24 @@ def default_inner_iters(method: str, n: int, params: Mapping[str, Any]) -> float
 
 @dataclasses.dataclass
 class Fit:
-    """t(work) = overhead_s + Σ_j work_j / rates[j]; a rate of None means 'never limiting'."""
+    """t(work) = (overhead_s + Σ_j work_j / rates[j]) · curve(size); a rate of None means
+    'never limiting'.
+
+    ``curve``: the measured size dependence the straight-line fit cannot hold (cache, then
+    memory, then fresh pages): at each calibrated size (the kernel's first kind of work:
+    elements, or bytes) the ratio measured / fitted; between sizes the factor is interpolated
+    in log–log, beyond the ends held at the end's value. Empty (old and datasheet profiles):
+    factor 1.
+    """
 
     overhead_s: float
     rates: dict[str, float | None]
     points: list[dict[str, float]] = dataclasses.field(default_factory=list)
     note: str = ""
+    curve: list[tuple[float, float]] = dataclasses.field(default_factory=list)
 
-    def seconds(self, **work: float) -> float:
+    def base_seconds(self, **work: float) -> float:
+        """The straight-line fit alone (no size curve)."""
         t = self.overhead_s
         for kind, amount in work.items():
             if kind not in self.rates:
@@ -151,8 +174,25 @@ class Fit:
                 t += amount / rate
         return t
 
+    @property
+    def size_kind(self) -> str:
+        return next(iter(self.rates))
+
+    def factor(self, size: float) -> float:
+        """The size curve's factor at ``size`` units of the first kind of work."""
+        if not self.curve or not size > 0:
+            return 1.0
+        xs = np.log([c[0] for c in self.curve])
+        ys = np.log([c[1] for c in self.curve])
+        return float(np.exp(np.interp(math.log(size), xs, ys)))
+
+    def seconds(self, **work: float) -> float:
+        return self.base_seconds(**work) * self.factor(work.get(self.size_kind, 0.0))
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"overhead_s": self.overhead_s, "rates": self.rates}
+        if self.curve:
+            out["curve"] = [list(c) for c in self.curve]
         if self.points:
             out["points"] = self.points
         if self.note:
@@ -161,17 +201,53 @@ class Fit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fit:
+        curve = [(float(x), float(f)) for x, f in data.get("curve", [])]
         return cls(float(data["overhead_s"]), dict(data["rates"]), list(data.get("points", [])),
-                   str(data.get("note", "")))
+                   str(data.get("note", "")), curve)
 
 
-def fit_kernel(points: Sequence[Mapping[str, float]], kinds: Sequence[str]) -> Fit:
-    """Least-squares fit of t = c₀ + Σ_j c_j work_j (all c ≥ 0) on relative error.
+#: Calibrated sizes closer than this factor share one point of a size curve (their ratios'
+#: geometric mean): two timings at one size with different k are one size, not a slope.
+CURVE_MERGE = 1.5
+
+
+def size_curve(fit: Fit, points: Sequence[Mapping[str, float]]) -> list[tuple[float, float]]:
+    """Measured / fitted at each calibrated size (sizes within CURVE_MERGE merged), sorted."""
+    kind = fit.size_kind
+    pairs = sorted((float(p[kind]), p["seconds"] / fit.base_seconds(
+        **{k: p[k] for k in fit.rates})) for p in points
+        if p.get(kind, 0) > 0 and p["seconds"] > 0)
+    groups: list[list[tuple[float, float]]] = []
+    for x, r in pairs:
+        if groups and x <= CURVE_MERGE * groups[-1][0][0]:
+            groups[-1].append((x, r))
+        else:
+            groups.append([(x, r)])
+    curve = []
+    for g in groups:
+        x = math.exp(sum(math.log(v) for v, _ in g) / len(g))
+        r = math.exp(sum(math.log(v) for _, v in g) / len(g))
+        curve.append((x, r))
+    return curve
+
+
+def fit_kernel(points: Sequence[Mapping[str, float]], kinds: Sequence[str],
+               curve: bool = True, anchor: bool = False) -> Fit:
+    """Least-squares fit of t = c₀ + Σ_j c_j work_j (all c ≥ 0) on relative error, then
+    (``curve``) the size curve of what the line leaves (``size_curve``).
 
     ``points``: dicts with the work of each kind and ``seconds``. Rates are 1/c_j (None for a
-    kind the fit found no cost in).
+    kind the fit found no cost in). ``anchor``: no least squares; the one rate is the
+    largest point's, with no overhead (for ``fault``, whose small sizes cost next to nothing
+    and would pull a relative-error line to zero: the curve holds them).
     """
     from scipy.optimize import nnls
+
+    if anchor:
+        big = max(points, key=lambda p: p[kinds[0]])
+        fit = Fit(0.0, {kinds[0]: big[kinds[0]] / big["seconds"]}, [dict(p) for p in points])
+        fit.curve = size_curve(fit, points) if curve else []
+        return fit
 
     t = np.array([p["seconds"] for p in points], dtype=float)
     cols = [np.ones_like(t)] + [np.array([p[k] for p in points], dtype=float) for k in kinds]
@@ -185,7 +261,10 @@ def fit_kernel(points: Sequence[Mapping[str, float]], kinds: Sequence[str]) -> F
         big = int(np.argmax(cols[1]))
         rates[kinds[0]] = float(cols[1][big] / t[big])
         coef[0] = 0.0
-    return Fit(float(coef[0]), rates, [dict(p) for p in points])
+    fit = Fit(float(coef[0]), rates, [dict(p) for p in points])
+    if curve:
+        fit.curve = size_curve(fit, points)
+    return fit
 
 
 class Profile:
@@ -215,6 +294,21 @@ class Profile:
     @property
     def default_dtype(self) -> str:
         return str(self.data.get("default_dtype", "float32"))
+
+    @property
+    def notes(self) -> list[str]:
+        """What this profile lacks that newer calibrations measure, and the fallback taken."""
+        out = []
+        for dtype, table in sorted(self.fits.items()):
+            missing = [k for k in OPTIONAL_KERNELS if k not in table]
+            if missing:
+                out.append(f"{dtype}: no {', '.join(missing)} kernel (fresh allocations "
+                           f"cost nothing)")
+            flat = sorted(k for k, f in table.items() if not f.curve)
+            if flat:
+                out.append(f"{dtype}: no size curve for {', '.join(flat)} (one rate at "
+                           f"every size)")
+        return out
 
     def has(self, name: str, dtype: str) -> bool:
         return name in self.fits.get(dtype, {})
@@ -279,6 +373,8 @@ class Profile:
         for name, kinds in KERNELS.items():
             if name.endswith("_int8") and int8_speedup is None:
                 continue
+            if name in OPTIONAL_KERNELS and name not in per_kernel:
+                continue
             speed = int8_speedup if name.endswith("_int8") else 1.0
             rates: dict[str, float | None] = {}
             for kind in kinds:
@@ -305,6 +401,7 @@ class Costs:
         self.p, self.dtype = profile, dtype
         self.mode = kernels.check_mode(kernels_mode)
         self.routes: dict[str, str] = {}
+        self.itemsize = 8 if dtype == "float64" else 4
 
     def _t(self, name: str, **work: float) -> float:
         return self.p.seconds(name, self.dtype, **work)
@@ -312,6 +409,13 @@ class Costs:
     def ew(self, elements: float) -> float:
         """One elementwise pass over ``elements`` values."""
         return self._t("elementwise", elements=elements) if elements > 0 else 0.0
+
+    def fresh(self, elements: float) -> float:
+        """The page faults of a newly allocated buffer of ``elements`` values (zero where the
+        profile has no ``fault`` kernel)."""
+        if elements <= 0 or not self.p.has("fault", self.dtype):
+            return 0.0
+        return self._t("fault", bytes=elements * self.itemsize)
 
     def gemm(self, p: float, q: float, k: float, kernel: str = "gram_float") -> float:
         """C (p×q) = A (p×k) · B (k×q); ``xw`` for small k, ``gram_float`` otherwise."""
@@ -362,8 +466,10 @@ class Costs:
     # composite operations of harness.problem
 
     def forward(self, n: float, m: float, d: float) -> float:
-        """linearize(): X Wᵀ, relu_, (·) a, sign_ (the buffer becomes D in place)."""
-        return self.gemm(n, m, d, "xw") + 3 * self.ew(n * m) + 2 * self.ew(n)
+        """linearize(): X Wᵀ into a new n×m buffer, relu_, (·) a, sign_ (the buffer becomes D
+        in place)."""
+        return (self.gemm(n, m, d, "xw") + self.fresh(n * m) + 3 * self.ew(n * m)
+                + 2 * self.ew(n))
 
     def rmatvec(self, n: float, m: float, d: float) -> float:
         """Jᵀ g = a ⊙ (Dᵀ (g ⊙ X)) / √m, then W −= η·(it)."""
@@ -403,11 +509,15 @@ def _split_bits(N: int) -> list[int]:
 def sketch_seconds(c: Costs, sketch: str, n: int, m: int, d: int, s: int) -> float:
     """Forming B = S Jᵀ (s×n) as ``harness.sketches`` does, kernel by kernel."""
     if sketch == "tensor_srht":
+        from harness.sketches import BLOCK_ELEMENTS
+
         mp, dp = next_power_of_two(m), next_power_of_two(d)
         t = 2 * c.ew(n * d) + c.fwht(n, dp) + c.ew(n * s)  # H E₂ x, gather P₂
-        t += c.ew(n * m) + (c.ew(n * mp) if mp != m else 0.0)  # D ⊙ a, pad
-        t += c.fwht(n, mp)  # H E₁ u
-        return t + 3 * c.ew(n * s)  # gather P₁, product, scale
+        # D in blocks of ``rows`` rows, each small enough to stay in cache (sketches.py)
+        rows = min(n, max(1, BLOCK_ELEMENTS // mp))
+        block = c.ew(rows * m) + (c.ew(rows * mp) if mp != m else 0.0)  # D ⊙ a, pad
+        block += c.fwht(rows, mp) + 2 * c.ew(rows * s)  # H E₁ u, gather P₁, product
+        return t + math.ceil(n / rows) * block + c.ew(n * s)  # scale
     if sketch == "srht":
         N = next_power_of_two(m * d)
         return 2 * c.ew(n * m * d) + 2 * c.ew(n * N) + c.fwht(n, N) + c.ew(n * s)
@@ -742,8 +852,9 @@ def predicted_vs_measured(cells: pd.DataFrame, profile: Profile,
                else "median", "inner_iters": inner, "refresh_every": every,
                "measured_s": float(measured), "predicted_s": pred["total"],
                "ratio": pred["total"] / float(measured)}
-        if "variant" in r:
-            row["variant"] = r["variant"]
+        for key in ("variant", "store", "preset"):  # which sweep and preset, if known
+            if key in r:
+                row[key] = r[key]
         for phase, seconds in pred.items():
             if phase != "total":
                 row[f"pred_{phase}"] = seconds
@@ -823,24 +934,33 @@ class CalibrationSizes:
     #: machine with a large last-level cache (260 MB here) would otherwise be calibrated on
     #: cache bandwidth alone. The Gram is compute-bound and is not timed there.
     stream: tuple[tuple[int, int], ...] = ()
+    #: bytes of the fresh buffers ``fault`` is timed on: from below the allocator's reuse
+    #: threshold to well past it (a step's n×m buffer reaches gigabytes).
+    fault: tuple[int, ...] = ()
 
 
 FULL_CAL = CalibrationSizes(
-    pattern=((256, 4096), (1024, 8192), (2048, 16384)), ks=(16, 64),
-    square=(256, 1024, 2048), qr=((512, 128), (2048, 512), (4096, 1024)),
+    pattern=((64, 512), (128, 2048), (256, 4096), (1024, 8192), (2048, 16384)), ks=(16, 64),
+    square=(32, 128, 256, 1024, 2048),
+    qr=((64, 32), (256, 64), (512, 128), (2048, 512), (4096, 1024)),
     elements=(1 << 14, 1 << 18, 1 << 22, 1 << 24, 1 << 26, 1 << 27),
     fwht=((4096, 1024), (256, 65536), (1024, 16), (1024, 4096), (1024, 65536)), repeats=5,
-    budget_s=3.0, stream=((4096, 65536),))
+    budget_s=3.0, stream=((4096, 65536),),
+    fault=(1 << 20, 1 << 22, 1 << 24, 1 << 25, 1 << 26, 1 << 28, 1 << 30))
 QUICK_CAL = CalibrationSizes(
     pattern=((32, 256), (64, 512)), ks=(8, 16), square=(32, 64, 128),
     qr=((128, 32), (256, 64)), elements=(1 << 10, 1 << 14, 1 << 16),
-    fwht=((64, 256), (32, 1024)), repeats=5, budget_s=0.1)
+    fwht=((64, 256), (32, 1024)), repeats=5, budget_s=0.1, fault=(1 << 16, 1 << 20))
 
 
+#: A fresh buffer's extra time is a difference of two timings; below this it is noise.
+FAULT_FLOOR_S = 1e-7
 #: A timing repeats a fast kernel until this much time is spent (at most MAX_CALLS calls):
 #: on a shared machine a single call can lose a scheduler slice, and the minimum of many
-#: calls is the kernel's own time.
-MIN_TIMED_S, MAX_CALLS = 0.02, 200
+#: calls is the kernel's own time. 0.1 s gives the memory-bound passes over hundreds of
+#: megabytes (15–30 ms a call) several tries; with 0.02 s a busy neighbour left one such
+#: point 2.5× slow.
+MIN_TIMED_S, MAX_CALLS = 0.1, 200
 
 
 def _time(fn: Callable[[], object], device: torch.device, sizes: CalibrationSizes) -> float:
@@ -877,9 +997,10 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
     for n, m in (*sizes.pattern, *sizes.stream):
         D = (torch.rand(n, m, generator=gen, device=device) > 0.5).to(dtype)
         X = torch.randn(n, max(sizes.ks), generator=gen, device=device).to(dtype)
+        out = torch.empty(n, m, **kw)  # the product alone: a fresh buffer is ``fault``
         for k in sizes.ks:
             W, Xk = torch.randn(m, k, **kw), X[:, :k].contiguous()
-            t = timed(lambda Xk=Xk, W=W: Xk @ W.T)
+            t = timed(lambda Xk=Xk, W=W, out=out: torch.matmul(Xk, W.T, out=out))
             points["xw"].append({"elements": n * m + (n + m) * k, "flops": 2 * n * m * k,
                                  "seconds": t})
         for product, prefix in PRODUCT_KERNEL.items():
@@ -914,7 +1035,7 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
                 rec["chosen"] = selector.choose(spec, kernels.Pattern(D), *ops)
                 routes[product].append(rec)
         log(f"  {str(dtype)[6:]} pattern products at n={n} m={m}")
-        del D
+        del D, out
     for n in sizes.square:
         A = torch.randn(n, n, generator=gen, device=device).to(dtype)
         S = A @ A.T / n + torch.eye(n, **kw)
@@ -937,6 +1058,14 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
             lambda x=x: torch.relu_(x))})
         points["copy"].append({"bytes": 2 * count * itemsize, "seconds": timed(
             lambda x=x, y=y: y.copy_(x))})
+    for nbytes in sizes.fault:
+        count = nbytes // itemsize
+        warm = torch.empty(count, **kw)
+        t_warm = timed(lambda warm=warm: warm.fill_(1.0))
+        del warm
+        t_new = timed(lambda count=count: torch.empty(count, **kw).fill_(1.0))
+        points["fault"].append({"bytes": count * itemsize,
+                                "seconds": max(t_new - t_warm, FAULT_FLOOR_S)})
     from harness.hadamard import fwht
 
     for rows_, N in sizes.fwht:
@@ -946,7 +1075,8 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
                                "flops": 2 * rows_ * N * sum(1 << b for b in bits),
                                "seconds": timed(lambda x=x: fwht(x))})
     log(f"  {str(dtype)[6:]} factorisations, passes and transforms")
-    fits = {name: fit_kernel(pts, KERNELS[name]) for name, pts in points.items() if pts}
+    fits = {name: fit_kernel(pts, KERNELS[name], anchor=name in OPTIONAL_KERNELS)
+            for name, pts in points.items() if pts}
     return fits, routes, unavailable
 
 

@@ -246,3 +246,81 @@ def test_runner_skips_a_cell_predicted_to_outlast_its_budget(tmp_path):
     assert outcome.status == "converged" and run["predicted_step_time_s"] < 5
     with pytest.raises(ConfigError, match="cost_profile"):
         resolve(compose_cfg(*small, f"cost_profile={tmp_path / 'none.json'}"))
+
+
+# --- size curves and fresh buffers (the model's size dependence) ------------------------------
+
+
+def test_size_curve_is_measured_over_fitted_interpolated_in_log_log():
+    fit = costmodel.Fit(0.0, {"elements": 1e9})  # 1 ns an element on the straight line
+    # measured: at 1e3 as the line, at 1e5 twice as slow (cache), at 1e7 eight times (memory)
+    points = [{"elements": x, "seconds": x * 1e-9 * r} for x, r in ((1e3, 1), (1e5, 2),
+                                                                   (1e7, 8))]
+    fit.curve = costmodel.size_curve(fit, points)
+    assert fit.curve == [(pytest.approx(1e3), pytest.approx(1.0)),
+                         (pytest.approx(1e5), pytest.approx(2.0)),
+                         (pytest.approx(1e7), pytest.approx(8.0))]
+    assert fit.factor(1e4) == pytest.approx(2**0.5)  # halfway in log size: √2
+    assert fit.factor(1e6) == pytest.approx(4.0)
+    assert fit.factor(10.0) == pytest.approx(1.0) and fit.factor(1e9) == pytest.approx(8.0)
+    assert fit.seconds(elements=1e6) == pytest.approx(1e6 * 1e-9 * 4.0)
+    assert fit.base_seconds(elements=1e6) == pytest.approx(1e-3)
+
+
+def test_size_curve_merges_close_sizes_by_geometric_mean():
+    fit = costmodel.Fit(0.0, {"elements": 1e9, "flops": None})
+    points = [{"elements": 1000.0, "flops": 0.0, "seconds": 1e-6 * 2},
+              {"elements": 1200.0, "flops": 0.0, "seconds": 1.2e-6 * 8}]
+    (size, factor), = costmodel.size_curve(fit, points)
+    assert size == pytest.approx(math.sqrt(1000 * 1200)) and factor == pytest.approx(4.0)
+
+
+def test_fit_kernel_curve_corrects_a_line_that_cannot_bend():
+    # 1 ns an element up to 1e5, 4 ns beyond (out of cache): no straight line fits both
+    points = [{"elements": x, "seconds": x * (1e-9 if x <= 1e5 else 4e-9)}
+              for x in (1e3, 1e4, 1e5, 1e6, 1e7)]
+    fit = fit_kernel(points, ("elements",))
+    for p in points:
+        assert fit.seconds(elements=p["elements"]) == pytest.approx(p["seconds"], rel=1e-6)
+    flat = fit_kernel(points, ("elements",), curve=False)
+    assert not flat.curve and flat.seconds(elements=1e7) < 0.9 * 4e-2
+
+
+def test_fault_anchored_at_the_largest_buffer_and_charged_in_forward():
+    # 0 below 32 MB (the allocator reuses), 0.25 ms a MB above: anchored at the largest
+    points = [{"bytes": b, "seconds": max(b / 4e9 if b > 2**25 else 0.0, 1e-7)}
+              for b in (2**20, 2**24, 2**26, 2**30)]
+    fault = fit_kernel(points, ("bytes",), anchor=True)
+    assert fault.overhead_s == 0 and fault.rates["bytes"] == pytest.approx(4e9)
+    assert fault.seconds(bytes=2**30) == pytest.approx(2**30 / 4e9)
+    assert fault.seconds(bytes=2**20) == pytest.approx(1e-7)
+    n, m, d = 1024, 65536, 16
+    plain = Profile.synthetic(flops=1e9)
+    faulting = Profile.synthetic(flops=1e9, fault=fault.as_dict())
+    extra = costmodel.Costs(faulting, "float32").fresh(n * m)
+    assert extra == pytest.approx(fault.seconds(bytes=4 * n * m))
+    assert (predict("gd", {}, n, m, d, faulting)["forward"]
+            == pytest.approx(predict("gd", {}, n, m, d, plain)["forward"] + extra))
+    assert costmodel.Costs(faulting, "float64").fresh(n * m) == pytest.approx(
+        fault.seconds(bytes=8 * n * m))
+
+
+def test_old_profile_without_curves_or_fault_loads_with_notes(tmp_path):
+    old = Profile.synthetic(flops=1e9, elements=1e9, overhead_s=1e-6).to_dict()
+    for table in old["kernels"].values():
+        assert "fault" not in table and all("curve" not in f for f in table.values())
+    prof = Profile.load(Profile(old).save(tmp_path / "old.json"))
+    assert any("no fault kernel" in note for note in prof.notes)
+    assert any("no size curve" in note for note in prof.notes)
+    assert costmodel.Costs(prof, "float32").fresh(10**9) == 0.0
+    assert predict("gd", {}, 64, 512, 8, prof)["total"] > 0
+
+
+def test_committed_profiles_still_predict_with_their_fallbacks_noted():
+    for path in sorted(DATASHEET.parent.glob("*.json")):
+        prof = Profile.load(path)
+        flat = any(not f.curve for t in prof.fits.values() for f in t.values())
+        assert bool(prof.notes) == (flat or any("fault" not in t for t in prof.fits.values()))
+        for name in costmodel.METHODS:
+            assert predict(name, {}, 1024, 65536, 16, prof)["total"] > 0, (path.name, name)
+    assert Profile.load(DATASHEET).notes  # a datasheet: no curves, no fault kernel
