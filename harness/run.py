@@ -22,11 +22,14 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 import multiprocessing
 import os
 import signal
 import sys
 import time
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -60,28 +63,68 @@ log = logging.getLogger("harness")
 
 def count_jobs(config: DictConfig) -> int:
     """Number of jobs the basic sweeper will launch: preset params, then command-line overrides
-    (later ones win), crossed; the same computation as Hydra's BasicSweeper."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    (a later value of a key replaces an earlier one), crossed: the product over keys of the
+    number of values, as Hydra's BasicSweeper counts them. A sweep it cannot expand (an
+    interval) raises ValueError."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     params = config.hydra.sweeper.get("params") or {}
     lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-    overrides = OverridesParser.create().parse_overrides(lines)
-    return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+    values: dict[str, int] = {}
+    for override in OverridesParser.create().parse_overrides(lines):
+        if not override.is_sweep_override():
+            values[override.get_key_element()] = 1
+        elif override.is_discrete_sweep():
+            values[override.get_key_element()] = len(list(override.sweep_string_iterator()))
+        else:
+            raise ValueError(f"the basic sweeper does not expand {override.input_line}")
+    return math.prod(values.values())
+
+
+@dataclass
+class SweepState:
+    """What one ``nlt-run`` command learns about its sweep. The ``SweepSummary`` callback
+    writes it (Hydra makes the callback from the config, so it cannot be handed the state:
+    it takes the one ``main`` put in ``_STATE``); ``main`` reads it to print the table when
+    the sweep is cut short and to choose its exit code."""
+
+    sweep_dir: Path | None = None
+    store: str = "results"
+    reported: bool = False
+    any_failed: bool = False
+
+    def report(self) -> None:
+        """Print the one-screen table of the sweep's cells (once) and remember whether any
+        failed."""
+        if self.sweep_dir is None or self.reported:
+            return
+        self.reported = True
+        rows = job_rows(self.sweep_dir)
+        if not rows:
+            return
+        table = summary_table(rows)
+        table.to_csv(self.sweep_dir / "summary.csv", index=False)
+        print("\n" + format_table(table), flush=True)
+        print(f"summary: {self.sweep_dir / 'summary.csv'}; results in {self.store}/",
+              flush=True)
+        self.any_failed = bool(table["status"].isin(FAILED_STATUSES).any())
+
+
+#: the sweep state of the command being run (``main`` sets a fresh one per command)
+_STATE: ContextVar[SweepState] = ContextVar("nlt_run_sweep_state")
 
 
 class SweepSummary(Callback):
     """Writes ``sweep.json`` (cell count) before the first job; at the end prints the
-    one-screen table of the sweep's cells and remembers whether any failed."""
+    one-screen table of the sweep's cells and remembers whether any failed (in ``state``)."""
 
-    sweep_dir: Path | None = None
-    store: str = "results"
-    reported = False
-    any_failed = False
+    def __init__(self, state: SweepState | None = None) -> None:
+        # a callback made outside ``main`` (no state set) keeps a state of its own
+        self.state = state if state is not None else (_STATE.get(None) or SweepState())
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        SweepSummary.sweep_dir, SweepSummary.store = sweep_dir, str(config.store)
+        self.state.sweep_dir, self.state.store = sweep_dir, str(config.store)
         try:
             total = count_jobs(config)
         except Exception:  # a sweeper other than the basic one: no count, no harm
@@ -95,23 +138,7 @@ class SweepSummary(Callback):
               f"store {config.store}/, jobs in {sweep_dir}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        SweepSummary.report()
-
-    @staticmethod
-    def report() -> None:
-        sweep_dir = SweepSummary.sweep_dir
-        if sweep_dir is None or SweepSummary.reported:
-            return
-        SweepSummary.reported = True
-        rows = job_rows(sweep_dir)
-        if not rows:
-            return
-        table = summary_table(rows)
-        table.to_csv(sweep_dir / "summary.csv", index=False)
-        print("\n" + format_table(table), flush=True)
-        print(f"summary: {sweep_dir / 'summary.csv'}; results in {SweepSummary.store}/",
-              flush=True)
-        SweepSummary.any_failed = bool(table["status"].isin(FAILED_STATUSES).any())
+        self.state.report()
 
 
 def launch_info(hc: Any) -> dict[str, Any]:
@@ -480,10 +507,10 @@ def _own_output_dir(argv: list[str]) -> list[str]:
                    f"{secrets.token_hex(3)}"]
 
 
-def _interrupted() -> NoReturn:
+def _interrupted(state: SweepState) -> NoReturn:
     print(f"\n{PROG}: interrupted (Ctrl-C); the cells that finished are kept, rerun the "
           "command to resume", file=sys.stderr, flush=True)
-    SweepSummary.report()
+    state.report()
     sys.exit(EXIT_INTERRUPTED)
 
 
@@ -535,20 +562,22 @@ def main() -> None:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted before the sweep started", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    state = SweepState()
+    _STATE.set(state)
     try:
         _app()
     except KeyboardInterrupt:
-        _interrupted()
+        _interrupted(state)
     except SystemExit as exc:
         # Hydra exits 1 when a launcher raises (joblib: a worker process was killed). Print
         # what the sweep has so far; rerunning the command resumes it.
-        if SweepSummary.sweep_dir is not None and not SweepSummary.reported:
+        if state.sweep_dir is not None and not state.reported:
             print(f"{PROG}: the launcher stopped the sweep early (error above); "
                   "rerun the command to resume", file=sys.stderr, flush=True)
-            SweepSummary.report()
+            state.report()
             sys.exit(exc.code if exc.code not in (0, None) else 1)
         raise
-    if SweepSummary.any_failed:
+    if state.any_failed:
         sys.exit(1)
 
 

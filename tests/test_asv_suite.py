@@ -3,6 +3,7 @@ benchmark runs once (``--quick``) in the current environment (``-E existing``)."
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -70,3 +71,25 @@ def test_asv_quick_run_records_one_benchmark(asv_env):
     assert bench in results
     timings = results[bench][0]  # one value per (n, m)
     assert any(t is not None and t > 0 for t in timings)
+
+
+@pytest.mark.parametrize("driver", ["harness.loop", "stand-ins"])
+def test_iterations_to_target_use_the_harness_driver_else_its_stand_ins(driver, monkeypatch):
+    """The suite drives a run with harness.loop's Stopping and timed_step; against a commit
+    without them, with its two stand-ins, to the same count."""
+    import harness.loop
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    if driver == "stand-ins":
+        monkeypatch.delattr(harness.loop, "Stopping")
+        monkeypatch.delattr(harness.loop, "timed_step")
+    sys.modules.pop("benchmarks.algorithms", None)
+    try:
+        suite = importlib.import_module("benchmarks.algorithms")
+        assert suite.Stopping.__module__ == ("harness.loop" if driver == "harness.loop"
+                                             else "benchmarks.algorithms")
+        prob, alg = suite._build("gn_sketch", (256, 4096))
+        outer, inner = suite._run_to_target(prob, alg)
+    finally:
+        sys.modules.pop("benchmarks.algorithms", None)
+    assert 1 <= outer <= suite.MAX_OUTER and len(inner) == outer and min(inner) >= 1

@@ -425,3 +425,92 @@ def test_crossover_to_target_respects_a_censored_gn_gram():
     rows = [cell("gn_sketch", 256, time=10.0, tpi=1.0), cell("gn_gram", 256, tpi=1.0,
                                                             **stopped(50.0))]
     assert "> 50 s (stopped)" in tables.crossover(frame(rows))["to target"].iloc[0]
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+def _shown(value) -> list[str]:
+    """How a constant's value is written in a rule: a number as %g, names one by one."""
+    if isinstance(value, dict):
+        return [str(k) for k in value] + [t for v in value.values() for t in _shown(v)]
+    if isinstance(value, (tuple, list)):
+        return [str(v) for v in value]
+    return [f"{value:g}"]
+
+
+def _fields(template: str) -> set[str]:
+    import string
+
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def test_every_claim_is_registered_with_a_rule_written_from_its_constants():
+    import dataclasses
+
+    assert list(claims.REGISTRY)[:6] == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    for cid, spec in claims.REGISTRY.items():
+        assert spec.statement and spec.constants, cid
+        # every field of the rule is a declared constant, and every constant is written
+        assert _fields(spec.template) == set(spec.constants), cid
+        for name, value in spec.constants.items():
+            for text in _shown(value):
+                assert text in spec.rule, (cid, name, text)
+            # and the text follows the constant: another value gives another rule
+            other = {int: 987, float: 98.765}.get(type(value), ("zz_other",))
+            if isinstance(value, dict):
+                other = {"zz_key": ("zz_term",)}
+            changed = dataclasses.replace(spec, constants={**spec.constants, name: other})
+            assert all(t in changed.rule for t in _shown(other)), (cid, name)
+
+
+def test_the_rules_use_the_constants_the_checks_read():
+    spec = claims.REGISTRY
+    assert spec["C1"].constants["FLAT_MAX"] == claims.FLAT_MAX
+    assert spec["C1"].constants["MIN_SIZES"] == fits.MIN_SIZES
+    assert spec["C2"].constants["C2_METHODS"] == claims.C2_METHODS
+    assert spec["C4"].constants["C4_MIN_PAIRS"] == claims.C4_MIN_PAIRS
+    assert spec["C6"].constants["C6_MIN_RATIOS"] == claims.C6_MIN_RATIOS
+    assert spec["C6"].constants["EXACT_BASELINES"] == crossover.EXACT_BASELINES
+    # a check called directly returns its claim, with the registered statement and rule
+    claim = claims.check_c4(frame([]), frame([]))
+    assert (claim.id, claim.rule, claim.statement) == ("C4", spec["C4"].rule,
+                                                         spec["C4"].statement)
+    assert "needs 3" in claim.evidence
+
+
+TOY_MIN_CELLS = 2
+
+
+@pytest.fixture
+def toy_claim():
+    """A claim added by one registration; removed again after the test."""
+    @claims.claim("C99", statement="a toy claim", rule="supported with ≥{TOY_MIN_CELLS} cells",
+                  constants={"TOY_MIN_CELLS": TOY_MIN_CELLS},
+                  needs=lambda cells: (f"{TOY_MIN_CELLS} cells", f"{len(cells)} cells",
+                                       len(cells) >= TOY_MIN_CELLS))
+    def check_toy(cells: pd.DataFrame) -> tuple[str, str]:
+        verdict = claims.SUPPORTED if len(cells) >= TOY_MIN_CELLS else claims.UNDECIDED
+        return verdict, f"{len(cells)} cells"
+
+    yield check_toy
+    claims.REGISTRY.pop("C99")
+
+
+def test_a_claim_is_one_registration(toy_claim):
+    cells = frame([cell("gd", 64), cell("gd", 128)])
+    got = {c.id: c for c in claims.check_claims(cells, pd.DataFrame(), None, None)}
+    assert list(got)[-1] == "C99"
+    assert got["C99"].verdict == claims.SUPPORTED and got["C99"].rule == "supported with ≥2 cells"
+    assert toy_claim(cells.head(1)).verdict == claims.UNDECIDED
+    table = tables.decidable(cells, pd.DataFrame()).set_index("claim")
+    assert table.loc["C99", "can decide"] == "yes"
+
+
+def test_a_bad_registration_fails_at_once():
+    with pytest.raises(KeyError):
+        claims.claim("C98", statement="s", rule="above {UNDECLARED}")(lambda cells: None)
+    with pytest.raises(TypeError, match="not claim inputs"):
+        claims.claim("C98", statement="s", rule="r")(lambda table: None)
+    with pytest.raises(ValueError, match="twice"):
+        claims.claim("C1", statement="s", rule="r")(lambda cells: None)
+    assert "C98" not in claims.REGISTRY

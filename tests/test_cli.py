@@ -91,3 +91,31 @@ def test_nlt_list_shows_methods_datasets_and_params():
     bad = subprocess.run([sys.executable, "-m", "harness.listing", "nope"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Unknown section 'nope'" in bad.stderr
+
+
+def test_sweep_size_crosses_preset_and_command_line_values():
+    from omegaconf import OmegaConf
+
+    from harness.run import count_jobs
+
+    def config(params: dict, task: list[str]):
+        return OmegaConf.create({"hydra": {"sweeper": {"params": params},
+                                           "overrides": {"task": task}}})
+
+    # the command line's data.n replaces the preset's; seed adds a third factor
+    cfg = config({"algorithm": "gd,gn_gram", "data.n": "16,32,64"}, ["data.n=16,32", "seed=0,1,2"])
+    assert count_jobs(cfg) == 2 * 2 * 3
+    assert count_jobs(config({}, ["data.n=range(16,20)", "model.m=64"])) == 4
+    assert count_jobs(config({}, [])) == 1
+    with pytest.raises(ValueError, match="interval"):
+        count_jobs(config({}, ["lr=interval(0,1)"]))
+
+
+def test_each_sweep_summary_keeps_its_own_state(tmp_path):
+    from harness.run import SweepState, SweepSummary
+
+    first, second = SweepSummary(SweepState()), SweepSummary(SweepState())
+    first.state.sweep_dir = tmp_path
+    first.state.report()  # no job directories yet: nothing to print, but reported once
+    assert first.state.reported and not second.state.reported and second.state.sweep_dir is None
+    assert SweepSummary().state is not SweepSummary().state  # outside nlt-run: one each

@@ -12,9 +12,10 @@ import pytest
 from harness.reporting import claims, fits, tables
 from harness.reporting.load import load_stores
 from harness.reporting.metrics import cell_metrics
-from harness.reporting.report import build, main
+from harness.reporting.report import Report, build, main, render
 from harness.results import write_cell
 from tests.helpers import run_in_process
+from tests.test_claims import toy_claim  # noqa: F401 (a fixture)
 
 # --- fits ---------------------------------------------------------------------------------------
 
@@ -293,3 +294,17 @@ def test_c1_ignores_mini_batch_runs_but_not_full_batch_ones(tmp_path):
 
     assert _claims(store_with(64, "mini"))["C1"].verdict == claims.SUPPORTED
     assert _claims(store_with(4096, "full"))["C1"].verdict == claims.CONTRADICTED
+
+
+def test_a_registered_claim_appears_in_the_report(tmp_path, toy_claim):  # noqa: F811
+    store = _crafted_store(tmp_path, gd_exponent=1.0)
+    loaded = load_stores([store])
+    cells = cell_metrics(loaded)
+    rep = Report(tmp_path / "out", loaded, cells,
+                 claims=claims.check_claims(cells, loaded.rows, None, None))
+    text = render(rep, [str(store)], 1e-6, fits.DEFAULT_MIN_TIME_S, "nlt-report crafted")
+    rows = [line for line in text.splitlines() if line.startswith("| C99 |")]
+    assert len(rows) == 2, rows  # the claims table and what the data can decide
+    assert "a toy claim" in rows[0] and "**supported**" in rows[0]
+    assert "supported with ≥2 cells" in rows[0]
+    assert rows[1] == "| C99 | 2 cells | 10 cells | yes |"

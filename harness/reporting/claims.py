@@ -2,14 +2,34 @@
 data, with the numbers that decided it.
 
 Verdicts: ``supported``, ``contradicted``, ``not enough data`` (the data needed are missing, or
-present but not decisive under the rule; the evidence says which). The rules are written in
-``RULES`` (shown in the report) and implemented one function per claim. Thresholds are module
-constants, so a reader can see and change them in one place.
+present but not decisive under the rule; the evidence says which).
+
+A claim is one registration (``@claim``, below): its statement, the rule text shown in the
+report, the named constants that text is written from (thresholds, minimum sizes, margins:
+module constants, so a reader can see and change them in one place, and the check reads the
+same ones), the function that applies the rule and, optionally, the least data the rule needs
+(the report's "what these data can decide" table). ``check_claims`` and that table read the
+registry, so a new claim is one decorated function::
+
+    @claim("C7", statement="...", rule="... at least {C7_MIN} runs ...",
+           constants={"C7_MIN": C7_MIN})
+    def check_c7(cells: pd.DataFrame) -> tuple[str, str]:
+        ...
+        return verdict, evidence
+
+A check names the inputs it reads as its parameters (``ClaimInputs``: ``cells``, ``rows``,
+``fits_n``, ``fits_m``, ``prediction``) and returns (verdict, evidence); called directly it
+returns the ``Claim``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
+import string
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,84 +71,154 @@ C4_MIN_PAIRS = 3
 #: C5: λ_min(G_t)/λ must stay at or above this (the theorems' λ/2); slopes against −½.
 LAMBDA_FRACTION = 0.5
 NTK_SLOPE = -0.5
-#: C6: common sizes n (both methods with a value or a lower bound) a slice needs to decide.
-#: C6: (n, m) cells compared, and cells with exact ratios for the growth fit.
-C6_MIN_CELLS, C6_MIN_GROWTH_CELLS = 6, 5
+#: C6: (n, m) cells compared, cells with exact ratios for the growth fit, and distinct values
+#: of m/n among those.
+C6_MIN_CELLS, C6_MIN_GROWTH_CELLS, C6_MIN_RATIOS = 6, 5, 3
 
-_FIT = (f"≥{fits.MIN_SIZES} sizes; a fit decides only when its 95% interval is at most "
-        f"{fits.MAX_CI_WIDTH:g} wide")
 
-RULES = {
-    "C1": (f"Per full-batch Gauss–Newton-type variant (batch_size < n excluded) and slice "
-           f"(same m, data, device): log-log slope of iterations to ε vs n over the runs that "
-           f"reached ε ({_FIT}). Runs stopped by max_iters give lower bounds; diverged runs "
-           f"give nothing. Contradicted if a GN slope interval lies above {FLAT_MAX}, or a GN "
-           f"run's max_iters lower bound is over {CAP_FACTOR:g}× what its converged runs "
-           f"needed, or gd (converged at both ends) needs no more iterations at the largest n "
-           f"than at the smallest. Supported if ≥1 GN slope was fitted, every GN slope "
-           f"interval lies below {FLAT_MAX}, and gd's iterations grow ≥{GD_GROWTH}× from the "
-           f"smallest n (reached ε) to the largest (a lower bound counts)."),
-    "C2": (f"Fit time per iteration (amortised: mean over all steps, refreshes included) vs n "
-           f"and vs m ({_FIT}), against the slope θ of the method's cost model over the same "
-           f"cells (every term, with the measured inner iterations k and refresh share f). A "
-           f"fit agrees when its interval lies within θ ± {fits.TOLERANCE:g}, disagrees when it "
-           f"lies wholly outside. A method agrees in n (m) when it has ≥1 deciding fit and all "
-           f"its deciding fits agree. Contradicted if any deciding fit of "
-           f"{', '.join(C2_METHODS)} disagrees; supported if each of them agrees in n and in "
-           f"m, with these terms leading somewhere in their fits in n: "
-           + "; ".join(f"{a}: {', '.join(t)}" for a, t in C2_LEADING_IN_N.items()) + "."),
-    "C3": (f"Per gn_sketch variant and slice: runs with any step whose CG stopped at max_inner "
-           f"are stuck (evidence of the cap only) and left out; log-log slope of mean inner "
-           f"iterations vs n over the rest ({_FIT}). Supported if some variant has ≥1 fitted "
-           f"slice, no stuck run, and every slope interval below {FLAT_MAX}; contradicted if "
-           f"every fitted variant has a slice whose interval lies above {FLAT_MAX}. gn_cg's "
-           f"slope is shown for contrast."),
-    "C4": (f"Pair each gn_sketch run with the gn_gram (else gn_exact) run of the same problem "
-           f"and seed that reached ε (diverged or capped partners give no pair); per pair the "
-           f"largest gap |log10(L_sketch/L_exact)| over the iterations where both relative "
-           f"losses are above ε (a gn_sketch run that diverged: infinite). With "
-           f"≥{C4_MIN_PAIRS} pairs: supported if the median gap is ≤ {C4_AGREE} decades and "
-           f"every gn_sketch run of the pairs reached ε; contradicted if the median is > "
-           f"{C4_DISAGREE}."),
-    "C5": (f"(a) log-log slope of ‖G₀ − H∞‖ vs m and (c) of the final per-neuron movement "
-           f"‖W_t − W₀‖_F/√m vs m ({_FIT}) agree when the interval lies within "
-           f"{NTK_SLOPE} ± {fits.TOLERANCE:g}, fail when it lies wholly outside; (b) λ_min(G_t)/λ "
-           f"≥ {LAMBDA_FRACTION} along training at the largest width. Contradicted if a part "
-           f"fails; supported if (a) agrees and every other measured part holds."),
-    "C6": (f"On the (n, m) grid of the crossover sweep (the slice with most cells): per cell, "
-           f"E/S = the best exact-Gram baseline ({', '.join(crossover.EXACT_BASELINES)}) over "
-           f"the best "
-           f"gn_sketch variant, in time to ε (median over seeds). A run that stopped before ε "
-           f"gives a lower bound, so E/S is a number, a lower bound (E stopped), an upper bound "
-           f"(S stopped) or open (both); only a bound on the right side of 1 decides a cell. "
-           f"The rule needs ≥{C6_MIN_CELLS} cells. Supported if gn_sketch surely wins some "
-           f"cell and its margin grows with m/n: the 95% interval of the slope of log(E/S) "
-           f"against log(m/n), over ≥{C6_MIN_GROWTH_CELLS} cells with exact ratios and ≥3 "
-           f"values of m/n, lies above 0. Contradicted if it surely loses every cell and the "
-           f"calibrated cost model predicts no win within the memory budget; otherwise not "
-           f"enough data."),
-}
-
-STATEMENTS = {
-    "C1": "GN-type methods reach ε in O(log 1/ε) iterations independent of n; GD needs "
-          "iterations growing with n/λ",
-    "C2": "time per iteration: gn_exact ~ n²md, gn_gram ~ n²(m+d), gn_sketch ~ nmd + n³, "
-          "gd ~ nmd",
-    "C3": "sketch preconditioning makes the inner iteration count independent of n",
-    "C4": "gn_sketch follows the exact Gauss–Newton trajectory",
-    "C5": "NTK regime: G₀ → H∞ like 1/√m, λ_min(G_t) ≥ λ/2, weights move O(1/√m)",
-    "C6": "wall-clock time to ε: the sketched step beats the exact Gram step where m ≫ n ≫ d, "
-          "by a margin that grows with m/n",
-}
+# --- the registry --------------------------------------------------------------------------------
 
 
 @dataclass
 class Claim:
+    """A claim's verdict on one set of data, with the evidence and the rule that decided it."""
+
     id: str
     statement: str
     evidence: str
     verdict: str
     rule: str
+
+
+@dataclass(frozen=True)
+class ClaimInputs:
+    """What a check (or its count of the least data) may read; it names what it reads as its
+    parameters."""
+
+    cells: pd.DataFrame  # metrics.cell_metrics
+    rows: pd.DataFrame  # per-iteration rows (load.Loaded.rows)
+    fits_n: pd.DataFrame | None = None  # fits.scaling_fits in n and in m
+    fits_m: pd.DataFrame | None = None
+    #: what the calibrated cost model says beyond the measured cells (check_c6)
+    prediction: dict | None = None
+
+
+_INPUT_NAMES = tuple(f.name for f in dataclasses.fields(ClaimInputs))
+
+
+def _parameters(fn: Callable) -> list[str]:
+    names = list(inspect.signature(fn).parameters)
+    unknown = [n for n in names if n not in _INPUT_NAMES]
+    if unknown:
+        raise TypeError(f"{fn.__name__}: parameter(s) {', '.join(unknown)} are not claim "
+                        f"inputs ({', '.join(_INPUT_NAMES)})")
+    return names
+
+
+def _call(fn: Callable, inputs: ClaimInputs):
+    return fn(**{name: getattr(inputs, name) for name in _parameters(fn)})
+
+
+class _RuleFormatter(string.Formatter):
+    """``str.format`` that writes a sequence of names as ``a, b`` and a mapping of names to
+    sequences as ``a: x, y; b: z``."""
+
+    def format_field(self, value, format_spec: str) -> str:
+        if isinstance(value, Mapping):
+            return "; ".join(f"{k}: {self.format_field(v, '')}" for k, v in value.items())
+        if isinstance(value, (tuple, list)):
+            return ", ".join(str(v) for v in value)
+        return super().format_field(value, format_spec)
+
+
+RULE_FORMAT = _RuleFormatter()
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """One registered claim."""
+
+    id: str
+    statement: str
+    #: the rule, with a ``{NAME}`` field (format spec allowed) for each of ``constants``
+    template: str
+    #: the named values the rule is written from, the same ones the check reads
+    constants: Mapping[str, object]
+    #: the rule applied: inputs -> (verdict, evidence)
+    decide: Callable[..., tuple[str, str]]
+    #: the least data the rule needs: inputs -> (what it needs, what the data have, met?)
+    needs: Callable[..., tuple[str, str, bool]] | None = None
+
+    @property
+    def rule(self) -> str:
+        return RULE_FORMAT.format(self.template, **self.constants)
+
+    def result(self, verdict: str, evidence: str) -> Claim:
+        return Claim(self.id, self.statement, evidence, verdict, self.rule)
+
+    def check(self, inputs: ClaimInputs) -> Claim:
+        return self.result(*_call(self.decide, inputs))
+
+    def least_data(self, inputs: ClaimInputs) -> tuple[str, str, bool] | None:
+        return None if self.needs is None else _call(self.needs, inputs)
+
+
+#: every claim, in the order of the report
+REGISTRY: dict[str, ClaimSpec] = {}
+
+
+def claim(cid: str, *, statement: str, rule: str, constants: Mapping[str, object] | None = None,
+          needs: Callable[..., tuple[str, str, bool]] | None = None):
+    """Register the decorated function as the check of claim ``cid``; it returns (verdict,
+    evidence), the decorated name returns the ``Claim``. ``rule`` is formatted with
+    ``constants``: a field without its constant fails here, at import."""
+    def register(decide: Callable[..., tuple[str, str]]):
+        if cid in REGISTRY:
+            raise ValueError(f"claim {cid} is registered twice")
+        spec = ClaimSpec(cid, statement, rule, dict(constants or {}), decide, needs)
+        for fn in (decide, needs):
+            if fn is not None:
+                _parameters(fn)
+        spec.rule  # noqa: B018 (formats the rule now, so that a missing constant fails early)
+        REGISTRY[cid] = spec
+
+        @functools.wraps(decide)
+        def check(*args, **kwargs) -> Claim:
+            return spec.result(*decide(*args, **kwargs))
+
+        return check
+
+    return register
+
+
+def check_claims(cells: pd.DataFrame, rows: pd.DataFrame, fits_n: pd.DataFrame,
+                 fits_m: pd.DataFrame, prediction: dict | None = None) -> list[Claim]:
+    """Every registered claim; a check that fails on odd data reports it instead of raising."""
+    inputs = ClaimInputs(cells, rows, fits_n, fits_m, prediction)
+    out = []
+    for spec in REGISTRY.values():
+        if not len(cells):
+            out.append(spec.result(UNDECIDED, "no runs"))
+            continue
+        try:
+            out.append(spec.check(inputs))
+        except Exception as exc:  # a report with one claim unchecked beats no report
+            out.append(spec.result(UNDECIDED, f"check failed: {type(exc).__name__}: {exc}"))
+    return out
+
+
+def claims_frame(claims: list[Claim]) -> pd.DataFrame:
+    return pd.DataFrame([c.__dict__ for c in claims])
+
+
+# --- shared by the checks ------------------------------------------------------------------------
+
+#: the fits' part of a rule, and the constants it is written from
+_FIT = ("≥{MIN_SIZES} sizes; a fit decides only when its 95% interval is at most "
+        "{MAX_CI_WIDTH:g} wide")
+_FIT_CONSTANTS = {"MIN_SIZES": fits.MIN_SIZES, "MAX_CI_WIDTH": fits.MAX_CI_WIDTH}
+#: what one slice of the least-data counts holds fixed (with the other size)
+_SLICE_KEYS = ["device", "dataset", "d", "dtype"]
 
 
 def _family(algorithm: str) -> str:
@@ -149,6 +239,36 @@ def _decides(f: fits.SlopeFit) -> bool:
     return f.hi - f.lo <= fits.MAX_CI_WIDTH
 
 
+def _slope_in_n(s: pd.DataFrame, col: str, label: str, show: Callable[[float], str],
+                ev: list[str]) -> fits.SlopeFit | None:
+    """The log-log slope of a count ``col`` vs n over the slice ``s``, written to ``ev``
+    after ``label`` with the count's range (``show`` writes a value); None when its interval
+    is too wide to decide."""
+    fit = fits.fit_loglog(s["n"], s[col], n_boot=1000)
+    text = (f"{label} {show(s[col].min())}–{show(s[col].max())} over n={int(s['n'].min())}–"
+            f"{int(s['n'].max())}, slope {_fmt_fit(fit)}")
+    if not _decides(fit):
+        ev.append(text + " (too wide to decide)")
+        return None
+    ev.append(text)
+    return fit
+
+
+def _finished(cells: pd.DataFrame) -> pd.DataFrame:
+    return cells[cells["status"].isin(DONE)] if len(cells) else cells
+
+
+def _most_sizes(done: pd.DataFrame, algs, var: str, fixed: str) -> int:
+    """The most distinct ``var`` that one of ``algs`` finished in one slice at one ``fixed``."""
+    sub = done[done["algorithm"].isin(algs)]
+    if not len(sub):
+        return 0
+    return int(sub.groupby(["algorithm", *_SLICE_KEYS, fixed])[var].nunique().max())
+
+
+# --- C1 ------------------------------------------------------------------------------------------
+
+
 def _full_batch(row) -> bool:
     """False for a mini-batch run (``batch_size`` < n): a stochastic method, whatever its
     family, is not a full-batch Gauss–Newton step and does not speak to C1."""
@@ -161,9 +281,10 @@ def _full_batch(row) -> bool:
     return batch is None or batch >= row["n"]
 
 
-def check_c1(cells: pd.DataFrame) -> Claim:
-    ev, contra, flat = [], False, []
-    done = cells[cells["status"].isin(DONE)]
+def _c1_gauss_newton(done: pd.DataFrame, ev: list[str]) -> tuple[bool, list[bool]]:
+    """The full-batch GN variants' slopes of iterations to ε in n, and their max_iters
+    bounds: (contradicted?, per deciding slope: is it flat?); evidence goes to ``ev``."""
+    contra, flat = False, []
     gn = done[[(_family(a) == "gauss_newton") and _full_batch(row)
                for a, (_, row) in zip(done["algorithm"], done.iterrows())]]
     for variant, g in gn.groupby("variant"):
@@ -174,17 +295,13 @@ def check_c1(cells: pd.DataFrame) -> Claim:
                     ev.append(f"{variant} (m={int(key[-1])}): reached ε at only "
                               f"{s['n'].nunique()} sizes n")
                 continue
-            fit = fits.fit_loglog(s["n"], s["iters_to_target"], n_boot=1000)
-            text = (f"{variant} (m={int(key[-1])}): iterations {int(s['iters_to_target'].min())}"
-                    f"–{int(s['iters_to_target'].max())} over n={int(s['n'].min())}–"
-                    f"{int(s['n'].max())}, slope {_fmt_fit(fit)}")
-            if not _decides(fit):
-                ev.append(text + " (too wide to decide)")
+            fit = _slope_in_n(s, "iters_to_target", f"{variant} (m={int(key[-1])}): iterations",
+                              lambda v: str(int(v)), ev)
+            if fit is None:
                 continue
             if fit.lo > FLAT_MAX:
                 contra = True
             flat.append(fit.hi < FLAT_MAX)
-            ev.append(text)
         capped = g[(g["censor"] == "max_iters") & g["iters_lower_bound"].notna()]
         if len(capped) and len(conv) and \
                 capped["iters_lower_bound"].max() > CAP_FACTOR * conv["iters_to_target"].max():
@@ -193,7 +310,13 @@ def check_c1(cells: pd.DataFrame) -> Claim:
             at = sorted(int(x) for x in capped["n"])
             ev.append(f"{variant}: stopped by max_iters at ≥{top} iterations (n={at}) while its "
                       f"converged runs needed ≤{int(conv['iters_to_target'].max())}")
-    gd_grows = None
+    return contra, flat
+
+
+def _c1_gd(done: pd.DataFrame, ev: list[str]) -> tuple[bool, bool | None]:
+    """gd's iterations at its smallest and largest n per slice: (contradicted?, grows?: None
+    when no slice decides); evidence goes to ``ev``."""
+    contra, gd_grows = False, None
     for key, s in _slices(done[done["algorithm"] == "gd"], "m"):
         if s["n"].nunique() < 2:
             continue
@@ -217,7 +340,38 @@ def check_c1(cells: pd.DataFrame) -> Claim:
         else:
             ev.append(f"{where}: growth below {GD_GROWTH}×"
                       + (" (a lower bound: the cap, not the method)" if bound else ""))
-    if contra:
+    return contra, gd_grows
+
+
+def _needs_c1(cells: pd.DataFrame) -> tuple[str, str, bool]:
+    done = _finished(cells)
+    gn = [a for a in done["algorithm"].unique() if _family(a) == "gauss_newton"] \
+        if len(done) else []
+    have = _most_sizes(done, gn, "n", "m")
+    return (f"{fits.MIN_SIZES} sizes n at one m for a Gauss–Newton-type method, gd at 2 sizes",
+            f"{have} sizes n", have >= fits.MIN_SIZES)
+
+
+@claim("C1", statement="GN-type methods reach ε in O(log 1/ε) iterations independent of n; GD "
+                       "needs iterations growing with n/λ",
+       rule="Per full-batch Gauss–Newton-type variant (batch_size < n excluded) and slice "
+            "(same m, data, device): log-log slope of iterations to ε vs n over the runs that "
+            "reached ε (" + _FIT + "). Runs stopped by max_iters give lower bounds; diverged "
+            "runs give nothing. Contradicted if a GN slope interval lies above {FLAT_MAX}, or "
+            "a GN run's max_iters lower bound is over {CAP_FACTOR:g}× what its converged runs "
+            "needed, or gd (converged at both ends) needs no more iterations at the largest n "
+            "than at the smallest. Supported if ≥1 GN slope was fitted, every GN slope "
+            "interval lies below {FLAT_MAX}, and gd's iterations grow ≥{GD_GROWTH}× from the "
+            "smallest n (reached ε) to the largest (a lower bound counts).",
+       constants={"FLAT_MAX": FLAT_MAX, "CAP_FACTOR": CAP_FACTOR, "GD_GROWTH": GD_GROWTH,
+                  **_FIT_CONSTANTS},
+       needs=_needs_c1)
+def check_c1(cells: pd.DataFrame) -> tuple[str, str]:
+    ev: list[str] = []
+    done = cells[cells["status"].isin(DONE)]
+    gn_contra, flat = _c1_gauss_newton(done, ev)
+    gd_contra, gd_grows = _c1_gd(done, ev)
+    if gn_contra or gd_contra:
         verdict = CONTRADICTED
     elif flat and all(flat) and gd_grows:
         verdict = SUPPORTED
@@ -228,14 +382,40 @@ def check_c1(cells: pd.DataFrame) -> Claim:
                       f"sizes n)")
         if gd_grows is None:
             ev.append(f"no gd slice shows growth ≥{GD_GROWTH}× from a converged smallest n")
-    return Claim("C1", STATEMENTS["C1"], "; ".join(ev) or "no runs", verdict, RULES["C1"])
+    return verdict, "; ".join(ev) or "no runs"
+
+
+# --- C2 ------------------------------------------------------------------------------------------
 
 
 def _leading_terms(table: pd.DataFrame) -> set[str]:
     return {t.strip() for terms in table["term"].dropna() for t in str(terms).split("→")}
 
 
-def check_c2(fits_n: pd.DataFrame, fits_m: pd.DataFrame) -> Claim:
+def _needs_c2(cells: pd.DataFrame) -> tuple[str, str, bool]:
+    done = _finished(cells)
+    in_n = min((_most_sizes(done, [a], "n", "m") for a in C2_METHODS), default=0)
+    in_m = min((_most_sizes(done, [a], "m", "n") for a in C2_METHODS), default=0)
+    k = fits.MIN_SIZES
+    return (f"{k} sizes n at one m and {k} widths m at one n, for each of "
+            f"{', '.join(C2_METHODS)}", f"{in_n} sizes n, {in_m} widths m (fewest over them)",
+            in_n >= k and in_m >= k)
+
+
+@claim("C2", statement="time per iteration: gn_exact ~ n²md, gn_gram ~ n²(m+d), gn_sketch ~ "
+                       "nmd + n³, gd ~ nmd",
+       rule="Fit time per iteration (amortised: mean over all steps, refreshes included) vs n "
+            "and vs m (" + _FIT + "), against the slope θ of the method's cost model over the "
+            "same cells (every term, with the measured inner iterations k and refresh share "
+            "f). A fit agrees when its interval lies within θ ± {TOLERANCE:g}, disagrees when "
+            "it lies wholly outside. A method agrees in n (m) when it has ≥1 deciding fit and "
+            "all its deciding fits agree. Contradicted if any deciding fit of {C2_METHODS} "
+            "disagrees; supported if each of them agrees in n and in m, with these terms "
+            "leading somewhere in their fits in n: {C2_LEADING_IN_N}.",
+       constants={"TOLERANCE": fits.TOLERANCE, "C2_METHODS": C2_METHODS,
+                  "C2_LEADING_IN_N": C2_LEADING_IN_N, **_FIT_CONSTANTS},
+       needs=_needs_c2)
+def check_c2(fits_n: pd.DataFrame, fits_m: pd.DataFrame) -> tuple[str, str]:
     ev, agree, disagree, missing = [], [], [], []
     for var, table in (("n", fits_n), ("m", fits_m)):
         table = table if table is not None else pd.DataFrame(columns=fits.FIT_COLUMNS)
@@ -269,10 +449,29 @@ def check_c2(fits_n: pd.DataFrame, fits_m: pd.DataFrame) -> Claim:
     else:
         verdict = UNDECIDED
     ev += missing
-    return Claim("C2", STATEMENTS["C2"], "; ".join(ev), verdict, RULES["C2"])
+    return verdict, "; ".join(ev)
 
 
-def check_c3(cells: pd.DataFrame) -> Claim:
+# --- C3 ------------------------------------------------------------------------------------------
+
+
+def _needs_c3(cells: pd.DataFrame) -> tuple[str, str, bool]:
+    have = _most_sizes(_finished(cells), ["gn_sketch"], "n", "m")
+    return (f"{fits.MIN_SIZES} sizes n at one m for gn_sketch", f"{have} sizes n",
+            have >= fits.MIN_SIZES)
+
+
+@claim("C3", statement="sketch preconditioning makes the inner iteration count independent "
+                       "of n",
+       rule="Per gn_sketch variant and slice: runs with any step whose CG stopped at "
+            "max_inner are stuck (evidence of the cap only) and left out; log-log slope of "
+            "mean inner iterations vs n over the rest (" + _FIT + "). Supported if some "
+            "variant has ≥1 fitted slice, no stuck run, and every slope interval below "
+            "{FLAT_MAX}; contradicted if every fitted variant has a slice whose interval lies "
+            "above {FLAT_MAX}. gn_cg's slope is shown for contrast.",
+       constants={"FLAT_MAX": FLAT_MAX, **_FIT_CONSTANTS},
+       needs=_needs_c3)
+def check_c3(cells: pd.DataFrame) -> tuple[str, str]:
     ev, flat_variants, grow_variants, fitted_variants = [], [], [], []
     done = cells[cells["status"].isin(("converged", "max_iters", "time_budget"))
                  & cells["mean_inner_iters"].notna()]
@@ -293,14 +492,10 @@ def check_c3(cells: pd.DataFrame) -> Claim:
                 free = s[~s["_stuck"]]
                 if free["n"].nunique() < fits.MIN_SIZES:
                     continue
-                fit = fits.fit_loglog(free["n"], free["mean_inner_iters"], n_boot=1000)
-                text = (f"{where}: inner iterations {free['mean_inner_iters'].min():.1f}–"
-                        f"{free['mean_inner_iters'].max():.1f} over n={int(free['n'].min())}–"
-                        f"{int(free['n'].max())}, slope {_fmt_fit(fit)}")
-                if not _decides(fit):
-                    ev.append(text + " (too wide to decide)")
+                fit = _slope_in_n(free, "mean_inner_iters", f"{where}: inner iterations",
+                                  lambda v: f"{v:.1f}", ev)
+                if fit is None:
                     continue
-                ev.append(text)
                 flats.append(fit.hi < FLAT_MAX)
                 grows.append(fit.lo > FLAT_MAX)
             if alg == "gn_sketch" and flats:
@@ -318,7 +513,10 @@ def check_c3(cells: pd.DataFrame) -> Claim:
         if not fitted_variants:
             ev.append(f"no gn_sketch variant with a deciding slope (inner iterations below "
                       f"the cap at ≥{fits.MIN_SIZES} sizes n)")
-    return Claim("C3", STATEMENTS["C3"], "; ".join(ev), verdict, RULES["C3"])
+    return verdict, "; ".join(ev)
+
+
+# --- C4 ------------------------------------------------------------------------------------------
 
 
 def trajectory_gaps(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
@@ -360,12 +558,31 @@ def trajectory_gaps(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def check_c4(cells: pd.DataFrame, rows: pd.DataFrame) -> Claim:
+def _needs_c4(cells: pd.DataFrame, rows: pd.DataFrame) -> tuple[str, str, bool]:
+    try:
+        pairs = len(trajectory_gaps(cells, rows)) if len(cells) else 0
+    except Exception:  # odd data: the claims check reports it
+        pairs = 0
+    return (f"{C4_MIN_PAIRS} gn_sketch runs with an exact partner (same problem and seed) "
+            f"that reached ε", f"{pairs} pairs", pairs >= C4_MIN_PAIRS)
+
+
+@claim("C4", statement="gn_sketch follows the exact Gauss–Newton trajectory",
+       rule="Pair each gn_sketch run with the gn_gram (else gn_exact) run of the same problem "
+            "and seed that reached ε (diverged or capped partners give no pair); per pair the "
+            "largest gap |log10(L_sketch/L_exact)| over the iterations where both relative "
+            "losses are above ε (a gn_sketch run that diverged: infinite). With "
+            "≥{C4_MIN_PAIRS} pairs: supported if the median gap is ≤ {C4_AGREE} decades and "
+            "every gn_sketch run of the pairs reached ε; contradicted if the median is > "
+            "{C4_DISAGREE}.",
+       constants={"C4_MIN_PAIRS": C4_MIN_PAIRS, "C4_AGREE": C4_AGREE,
+                  "C4_DISAGREE": C4_DISAGREE},
+       needs=_needs_c4)
+def check_c4(cells: pd.DataFrame, rows: pd.DataFrame) -> tuple[str, str]:
     gaps = trajectory_gaps(cells, rows)
     if len(gaps) < C4_MIN_PAIRS:
-        return Claim("C4", STATEMENTS["C4"], f"{len(gaps)} gn_sketch run(s) with an exact GN "
-                     f"partner that reached ε (same problem and seed); the rule needs "
-                     f"{C4_MIN_PAIRS}", UNDECIDED, RULES["C4"])
+        return UNDECIDED, (f"{len(gaps)} gn_sketch run(s) with an exact GN partner that "
+                           f"reached ε (same problem and seed); the rule needs {C4_MIN_PAIRS}")
     med = float(gaps["gap_decades"].median())
     unreached = gaps[~gaps["sketch_reached"].astype(bool)]
     ev = [f"{len(gaps)} pairs; median largest gap {med:.2f} decades, worst "
@@ -385,10 +602,37 @@ def check_c4(cells: pd.DataFrame, rows: pd.DataFrame) -> Claim:
         verdict = SUPPORTED
     else:
         verdict = UNDECIDED
-    return Claim("C4", STATEMENTS["C4"], "; ".join(ev), verdict, RULES["C4"])
+    return verdict, "; ".join(ev)
 
 
-def check_c5(cells: pd.DataFrame, rows: pd.DataFrame) -> Claim:
+# --- C5 ------------------------------------------------------------------------------------------
+
+
+def _needs_c5(cells: pd.DataFrame, rows: pd.DataFrame) -> tuple[str, str, bool]:
+    done = _finished(cells)
+    ntk = ntk_columns(cells, rows) if len(cells) else {}
+    widths = 0
+    if ntk.get("g0_hinf"):  # ‖G₀ − H∞‖ is per run: the widths that have it
+        with_ntk = done[done[ntk["g0_hinf"]].notna()]
+        widths = int(with_ntk.groupby([*_SLICE_KEYS, "n"])["m"].nunique().max()) \
+            if len(with_ntk) else 0
+    return (f"NTK diagnostics (record.ntk=true) at {fits.MIN_SIZES} widths m",
+            f"{widths} widths m with ‖G₀ − H∞‖" if any(ntk.values()) else "no diagnostics",
+            widths >= fits.MIN_SIZES)
+
+
+@claim("C5", statement="NTK regime: G₀ → H∞ like 1/√m, λ_min(G_t) ≥ λ/2, weights move "
+                       "O(1/√m)",
+       rule="(a) log-log slope of ‖G₀ − H∞‖ vs m and (c) of the final per-neuron movement "
+            "‖W_t − W₀‖_F/√m vs m (" + _FIT + ") agree when the interval lies within "
+            "{NTK_SLOPE} ± {TOLERANCE:g}, fail when it lies wholly outside; (b) "
+            "λ_min(G_t)/λ ≥ {LAMBDA_FRACTION} along training at the largest width. "
+            "Contradicted if a part fails; supported if (a) agrees and every other measured "
+            "part holds.",
+       constants={"NTK_SLOPE": NTK_SLOPE, "TOLERANCE": fits.TOLERANCE,
+                  "LAMBDA_FRACTION": LAMBDA_FRACTION, **_FIT_CONSTANTS},
+       needs=_needs_c5)
+def check_c5(cells: pd.DataFrame, rows: pd.DataFrame) -> tuple[str, str]:
     cols = ntk_columns(cells, rows)
     ev, parts = [], {}
 
@@ -419,22 +663,24 @@ def check_c5(cells: pd.DataFrame, rows: pd.DataFrame) -> Claim:
     if cols["w_move"] and len(rows):
         slope_part("c", neuron_movement(rows, cols), "neuron_move", "final ‖W_t − W₀‖_F/√m")
     if not ev:
-        return Claim("C5", STATEMENTS["C5"], "no NTK diagnostic fields in the runs",
-                     UNDECIDED, RULES["C5"])
+        return UNDECIDED, "no NTK diagnostic fields in the runs"
     if any(v is False for v in parts.values()):
         verdict = CONTRADICTED
     elif parts.get("a") is True and all(v is True for v in parts.values()):
         verdict = SUPPORTED
     else:
         verdict = UNDECIDED
-    return Claim("C5", STATEMENTS["C5"], "; ".join(ev), verdict, RULES["C5"])
+    return verdict, "; ".join(ev)
+
+
+# --- C6 ------------------------------------------------------------------------------------------
 
 
 def _growth(comp: pd.DataFrame) -> tuple[float, float, float, int] | None:
     """OLS slope of log(E/S) against log(m/n) over the cells with exact ratios, with its 95%
     t-interval: (slope, low, high, cells); None with too few cells or values of m/n."""
     exact = comp[comp["kind"] == "exact"]
-    if len(exact) < C6_MIN_GROWTH_CELLS or exact["m_over_n"].nunique() < 3:
+    if len(exact) < C6_MIN_GROWTH_CELLS or exact["m_over_n"].nunique() < C6_MIN_RATIOS:
         return None
     x = np.log(exact["m_over_n"].to_numpy(float))
     y = np.log(exact["ratio"].to_numpy(float))
@@ -448,15 +694,47 @@ def _cell_text(r) -> str:
     return f"(n={int(r.n)}, m={int(r.m)}): {sign}{r.ratio:.2g}"
 
 
-def check_c6(cells: pd.DataFrame, prediction: dict | None = None) -> Claim:
+def _needs_c6(cells: pd.DataFrame) -> tuple[str, str, bool]:
+    done = _finished(cells)
+    grid, ratios = 0, 0
+    if len(done):
+        keys = _SLICE_KEYS + ["n", "m"]
+        sk = done[done["algorithm"] == crossover.SKETCH_METHOD]
+        ex = done[done["algorithm"].isin(crossover.EXACT_BASELINES)]
+        both = sk[keys].drop_duplicates().merge(ex[keys].drop_duplicates())
+        if len(both):
+            per_slice = both.groupby(_SLICE_KEYS)
+            grid = int(per_slice.size().max())
+            ratios = int(per_slice.apply(lambda g: (g["m"] / g["n"]).nunique()).max())
+    return (f"{C6_MIN_CELLS} (n, m) cells with gn_sketch and an exact-Gram baseline, "
+            f"{C6_MIN_RATIOS} values of m/n", f"{grid} cells, {ratios} values of m/n",
+            grid >= C6_MIN_CELLS and ratios >= C6_MIN_RATIOS)
+
+
+@claim("C6", statement="wall-clock time to ε: the sketched step beats the exact Gram step where "
+                       "m ≫ n ≫ d, by a margin that grows with m/n",
+       rule="On the (n, m) grid of the crossover sweep (the slice with most cells): per cell, "
+            "E/S = the best exact-Gram baseline ({EXACT_BASELINES}) over the best gn_sketch "
+            "variant, in time to ε (median over seeds). A run that stopped before ε gives a "
+            "lower bound, so E/S is a number, a lower bound (E stopped), an upper bound (S "
+            "stopped) or open (both); only a bound on the right side of 1 decides a cell. The "
+            "rule needs ≥{C6_MIN_CELLS} cells. Supported if gn_sketch surely wins some cell "
+            "and its margin grows with m/n: the 95% interval of the slope of log(E/S) against "
+            "log(m/n), over ≥{C6_MIN_GROWTH_CELLS} cells with exact ratios and "
+            "≥{C6_MIN_RATIOS} values of m/n, lies above 0. Contradicted if it surely loses "
+            "every cell and the calibrated cost model predicts no win within the memory "
+            "budget; otherwise not enough data.",
+       constants={"EXACT_BASELINES": crossover.EXACT_BASELINES, "C6_MIN_CELLS": C6_MIN_CELLS,
+                  "C6_MIN_GROWTH_CELLS": C6_MIN_GROWTH_CELLS, "C6_MIN_RATIOS": C6_MIN_RATIOS},
+       needs=_needs_c6)
+def check_c6(cells: pd.DataFrame, prediction: dict | None = None) -> tuple[str, str]:
     """C6 on the (n, m) grid (harness/reporting/crossover.py). ``prediction``: what the
     calibrated cost model says beyond the measured cells, ``{"predicted_win": bool,
     "text": str}`` (None: no profile, so a loss everywhere measured decides nothing)."""
     comp = crossover.sketch_vs_exact(cells, "time_to_target")
     if not len(comp):
-        return Claim("C6", STATEMENTS["C6"], "no (n, m) grid with both a gn_sketch variant and "
-                     f"an exact-Gram baseline ({', '.join(crossover.EXACT_BASELINES)})", UNDECIDED,
-                     RULES["C6"])
+        return UNDECIDED, ("no (n, m) grid with both a gn_sketch variant and an exact-Gram "
+                           f"baseline ({', '.join(crossover.EXACT_BASELINES)})")
     wins = comp[comp["wins"] == True]  # noqa: E712 (None is undecided)
     losses = comp[comp["wins"] == False]  # noqa: E712
     open_ = comp[comp["wins"].isna()]
@@ -484,38 +762,19 @@ def check_c6(cells: pd.DataFrame, prediction: dict | None = None) -> Claim:
             ev.append("the sketch wins somewhere, but the growth of its margin with m/n is "
                       "not established")
     elif len(losses) == len(comp):
-        if prediction is not None and prediction.get("predicted_win") is False:
-            verdict = CONTRADICTED
-        else:
-            verdict = UNDECIDED
-            ev.append("slower in every cell measured; without a cost-model prediction of no "
-                      "win within the memory budget this is no verdict" if prediction is None
-                      else "slower in every cell measured, but the cost model predicts a win "
-                      "beyond them")
+        verdict = _c6_all_lost(prediction, ev)
     else:
         verdict = UNDECIDED
-    return Claim("C6", STATEMENTS["C6"], "; ".join(ev), verdict, RULES["C6"])
+    return verdict, "; ".join(ev)
 
 
-def check_claims(cells: pd.DataFrame, rows: pd.DataFrame, fits_n: pd.DataFrame,
-                 fits_m: pd.DataFrame, prediction: dict | None = None) -> list[Claim]:
-    """All six claims; a check that fails on odd data reports it instead of raising."""
-    checks = [("C1", lambda: check_c1(cells)), ("C2", lambda: check_c2(fits_n, fits_m)),
-              ("C3", lambda: check_c3(cells)), ("C4", lambda: check_c4(cells, rows)),
-              ("C5", lambda: check_c5(cells, rows)), ("C6", lambda: check_c6(cells, prediction))]
-    out = []
-    for cid, fn in checks:
-        if not len(cells):
-            out.append(Claim(cid, STATEMENTS[cid], "no runs", UNDECIDED, RULES[cid]))
-            continue
-        try:
-            out.append(fn())
-        except Exception as exc:  # a report with one claim unchecked beats no report
-            out.append(Claim(cid, STATEMENTS[cid], f"check failed: {type(exc).__name__}: "
-                             f"{exc}", UNDECIDED, RULES[cid]))
-    return out
-
-
-def claims_frame(claims: list[Claim]) -> pd.DataFrame:
-    return pd.DataFrame([c.__dict__ for c in claims])
-
+def _c6_all_lost(prediction: dict | None, ev: list[str]) -> str:
+    """The verdict when the sketch surely lost every cell: contradicted only when the cost
+    model predicts no win beyond the measured cells either."""
+    if prediction is not None and prediction.get("predicted_win") is False:
+        return CONTRADICTED
+    ev.append("slower in every cell measured; without a cost-model prediction of no win "
+              "within the memory budget this is no verdict" if prediction is None
+              else "slower in every cell measured, but the cost model predicts a win beyond "
+              "them")
+    return UNDECIDED

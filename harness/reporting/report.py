@@ -141,9 +141,28 @@ def build(stores: list[str], out: Path, target: float = DEFAULT_TARGET,
 
 def render(r: Report, stores: list[str], target: float, min_time_s: float,
            command: str | None) -> str:
+    cmd = command or f"nlt-report {' '.join(shlex.quote(s) for s in stores)} --out {r.out}"
+    env, warnings = T.environment(r.cells)
+    L = _header(r, stores, target, cmd, warnings)
+    L += _headline_section(r.cells)
+    L += _claims_section(r)
+    L += _scaling_section(r, min_time_s)
+    L += _crossover_sections(r.cells)
+    L += _cost_model_section(r)
+    L += _figures_section(r.figures)
+    L += _environment_section(r.cells, env, warnings)
+    L += ["## Problems and censored cells", "",
+          "Unreadable or truncated files (their cells are left out of every figure), and cells "
+          "that were skipped, failed or diverged, with their reasons.", "",
+          md_table(T.problem_table(r.loaded.problems, r.cells))]
+    L += ["## Regenerate", "", "```", cmd, "```", ""]
+    return "\n".join(L)
+
+
+def _header(r: Report, stores: list[str], target: float, cmd: str,
+            warnings: list[str]) -> list[str]:
     cells = r.cells
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    cmd = command or f"nlt-report {' '.join(shlex.quote(s) for s in stores)} --out {r.out}"
     L = ["# Benchmark report: Gauss–Newton training of two-layer ReLU networks", "",
          f"Generated {now} by `{cmd}` from {len(cells)} cells in "
          f"{', '.join(f'`{s}`' for s in stores)}. Target relative loss ε = {target:g}. "
@@ -154,46 +173,53 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
         counts = cells["status"].value_counts().sort_index()
         L += ["Cells by status: " + ", ".join(f"{k} {v}" for k, v in counts.items())
               + f"; {len(r.loaded.problems)} unreadable or incomplete file(s).", ""]
-    env, warnings = T.environment(cells)
     if warnings:
         L += ["> **Warning:** " + w for w in warnings] + [""]
+    return L
 
+
+def _headline_section(cells: pd.DataFrame) -> list[str]:
     table, where = T.headline(cells) if len(cells) else (pd.DataFrame(), "no runs")
-    L += ["## Headline", "", f"Reference size: {where}. "
-          "Time per iteration two ways: the median step and the amortised mean over all steps "
-          "(refreshes included); time to ε includes setup.", "",
-          md_table(table)]
+    return ["## Headline", "", f"Reference size: {where}. "
+            "Time per iteration two ways: the median step and the amortised mean over all "
+            "steps (refreshes included); time to ε includes setup.", "",
+            md_table(table)]
 
-    L += ["## Claims check", "", "Verdicts follow explicit rules on the measured numbers "
-          "(column *rule*); *not enough data* also covers data that the rule does not decide.",
-          ""]
+
+def _claims_section(r: Report) -> list[str]:
     claims = pd.DataFrame([{"claim": c.id, "statement": c.statement,
                             "verdict": f"**{c.verdict}**", "evidence": c.evidence,
                             "rule": c.rule} for c in r.claims])
-    L += [md_table(claims)]
-    L += ["What these data can decide: the least data each rule needs, and what the stores "
-          "hold (a *no* means *not enough data* whatever the numbers; a *yes* still needs "
-          "deciding intervals).", "", md_table(T.decidable(cells, r.loaded.rows))]
+    return ["## Claims check", "", "Verdicts follow explicit rules on the measured numbers "
+            "(column *rule*); *not enough data* also covers data that the rule does not "
+            "decide.", "",
+            md_table(claims),
+            "What these data can decide: the least data each rule needs, and what the stores "
+            "hold (a *no* means *not enough data* whatever the numbers; a *yes* still needs "
+            "deciding intervals).", "", md_table(T.decidable(r.cells, r.loaded.rows))]
 
-    L += ["## Scaling exponents", "",
-          f"Log-log slopes of the amortised time per outer iteration (mean over all steps) "
-          f"with studentised-bootstrap 95% intervals, over ≥ {F.MIN_SIZES} sizes whose time "
-          f"per iteration is ≥ {min_time_s:g} s (below that, per-call overheads set the "
-          f"time). *theory* is the slope of the method's cost model (every term, with the "
-          f"measured inner iterations) over the same cells; *term* names the terms that lead "
-          f"somewhere in the range. *agrees*: yes when the whole interval lies within theory "
-          f"± {F.TOLERANCE:g}, **no** when it lies wholly outside, – when it straddles an "
-          f"edge or is wider than {F.MAX_CI_WIDTH:g} (decides nothing).", "",
-          md_table(_theory_table(cells)),
-          "### In n (fixed m)", "", md_table(_fits_table(r.fits_n)),
-          "### In m (fixed n)", "", md_table(_fits_table(r.fits_m))]
 
-    L += ["## Crossover gn_sketch / gn_gram", "",
-          "Smallest n at which gn_sketch (its best variant at that n) beats gn_gram, per "
-          "iteration (amortised: mean over all steps, refreshes included) and to ε; a run "
-          "that stopped before ε is beaten only by a time below its lower bound.", "",
-          md_table(T.crossover(cells) if len(cells) else pd.DataFrame())]
+def _scaling_section(r: Report, min_time_s: float) -> list[str]:
+    return ["## Scaling exponents", "",
+            f"Log-log slopes of the amortised time per outer iteration (mean over all steps) "
+            f"with studentised-bootstrap 95% intervals, over ≥ {F.MIN_SIZES} sizes whose time "
+            f"per iteration is ≥ {min_time_s:g} s (below that, per-call overheads set the "
+            f"time). *theory* is the slope of the method's cost model (every term, with the "
+            f"measured inner iterations) over the same cells; *term* names the terms that "
+            f"lead somewhere in the range. *agrees*: yes when the whole interval lies within "
+            f"theory ± {F.TOLERANCE:g}, **no** when it lies wholly outside, – when it "
+            f"straddles an edge or is wider than {F.MAX_CI_WIDTH:g} (decides nothing).", "",
+            md_table(_theory_table(r.cells)),
+            "### In n (fixed m)", "", md_table(_fits_table(r.fits_n)),
+            "### In m (fixed n)", "", md_table(_fits_table(r.fits_m))]
 
+
+def _crossover_sections(cells: pd.DataFrame) -> list[str]:
+    L = ["## Crossover gn_sketch / gn_gram", "",
+         "Smallest n at which gn_sketch (its best variant at that n) beats gn_gram, per "
+         "iteration (amortised: mean over all steps, refreshes included) and to ε; a run "
+         "that stopped before ε is beaten only by a time below its lower bound.", "",
+         md_table(T.crossover(cells) if len(cells) else pd.DataFrame())]
     ranked = X.rankings(cells, "time_to_target") if len(cells) else pd.DataFrame()
     if len(ranked):
         L += ["## Crossover map in (n, m)", "",
@@ -206,22 +232,28 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
                           for v, b in zip(ranked["margin"], ranked["margin_is_bound"])],
                   unmeasured=[", ".join(u) for u in ranked["unmeasured"]]).drop(
                   columns=["margin_is_bound"]))]
-    L += _cost_model_section(r)
+    return L
 
-    L += ["## Figures", ""]
-    for fig in r.figures:
+
+def _figures_section(figures: list[Figure]) -> list[str]:
+    L = ["## Figures", ""]
+    for fig in figures:
         if fig.files:
             png = next(f for f in fig.files if f.endswith(".png"))
             pdf = next((f for f in fig.files if f.endswith(".pdf")), None)
             L += [f"### Figure {fig.number}: {fig.title}", "", f"![{fig.title}]({png})", "",
                   fig.caption + (f" ([PDF]({pdf}))" if pdf else ""), ""]
-    missing = [f for f in r.figures if not f.files]
+    missing = [f for f in figures if not f.files]
     if missing:
         L += ["Not drawn (no data for them in these stores):", ""]
         L += [f"- Figure {f.number} ({f.title or f.name}): {f.missing}" for f in missing]
         L += [""]
+    return L
 
-    L += ["## Environment", "", md_table(env)]
+
+def _environment_section(cells: pd.DataFrame, env: pd.DataFrame,
+                         warnings: list[str]) -> list[str]:
+    L = ["## Environment", "", md_table(env)]
     if warnings:
         L += ["Warnings:", ""] + [f"- {w}" for w in warnings] + [""]
     routes = T.kernel_routes(cells)
@@ -229,13 +261,7 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
         L += ["Kernel routes of the products with the pattern D (chosen by timing each route "
               "on the machine at hand, per shape; `kernels=` in run.json, docs/performance.md):",
               "", md_table(routes)]
-
-    L += ["## Problems and censored cells", "",
-          "Unreadable or truncated files (their cells are left out of every figure), and cells "
-          "that were skipped, failed or diverged, with their reasons.", "",
-          md_table(T.problem_table(r.loaded.problems, cells))]
-    L += ["## Regenerate", "", "```", cmd, "```", ""]
-    return "\n".join(L)
+    return L
 
 
 def _cost_model_section(r: Report) -> list[str]:

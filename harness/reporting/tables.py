@@ -240,72 +240,20 @@ def problem_table(problems: list[Problem], cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def decidable(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """Per claim: the least data its rule needs (the constants of ``claims``, ``fits`` and
-    ``crossover``, so the two cannot drift apart), what these cells have, and whether that
-    minimum is met. Meeting it does not make a verdict (intervals may still be too wide);
-    missing it means the claim reads *not enough data* whatever the numbers are."""
+    """Per registered claim: the least data its rule needs (written by the claim's
+    registration in ``claims`` from the constants its rule uses, so the two cannot drift
+    apart), what these cells have, and whether that minimum is met. Meeting it does not make a
+    verdict (intervals may still be too wide); missing it means the claim reads *not enough
+    data* whatever the numbers are."""
     from harness.reporting import claims as C
-    from harness.reporting import crossover as X
-    from harness.reporting import fits as F
-    from harness.reporting.figures import ntk_columns
 
-    done = cells[cells["status"].isin(DONE)] if len(cells) else cells
-    slice_keys = ["device", "dataset", "d", "dtype"]
-
-    def most_sizes(algs, var: str, fixed: str) -> int:
-        sub = done[done["algorithm"].isin(algs)]
-        if not len(sub):
-            return 0
-        return int(sub.groupby(["algorithm", *slice_keys, fixed])[var].nunique().max())
-
-    def most_sizes_each(algs, var: str, fixed: str) -> int:
-        return min((most_sizes([a], var, fixed) for a in algs), default=0)
-
-    gn = [a for a in done["algorithm"].unique() if C._family(a) == "gauss_newton"] \
-        if len(done) else []
+    inputs = C.ClaimInputs(cells, rows)
     out = []
-
-    def add(cid: str, needs: str, has: str, ok: bool) -> None:
-        out.append({"claim": cid, "the rule needs at least": needs, "these data have": has,
+    for spec in C.REGISTRY.values():
+        least = spec.least_data(inputs)
+        if least is None:
+            continue
+        needs, has, ok = least
+        out.append({"claim": spec.id, "the rule needs at least": needs, "these data have": has,
                     "can decide": "yes" if ok else "no"})
-
-    k = F.MIN_SIZES
-    c1 = most_sizes(gn, "n", "m")
-    add("C1", f"{k} sizes n at one m for a Gauss–Newton-type method, gd at 2 sizes",
-        f"{c1} sizes n", c1 >= k)
-    c2n = most_sizes_each(C.C2_METHODS, "n", "m")
-    c2m = most_sizes_each(C.C2_METHODS, "m", "n")
-    add("C2", f"{k} sizes n at one m and {k} widths m at one n, for each of "
-        f"{', '.join(C.C2_METHODS)}", f"{c2n} sizes n, {c2m} widths m (fewest over them)",
-        c2n >= k and c2m >= k)
-    c3 = most_sizes(["gn_sketch"], "n", "m")
-    add("C3", f"{k} sizes n at one m for gn_sketch", f"{c3} sizes n", c3 >= k)
-    try:
-        pairs = len(C.trajectory_gaps(cells, rows)) if len(cells) else 0
-    except Exception:  # odd data: the claims check reports it
-        pairs = 0
-    add("C4", f"{C.C4_MIN_PAIRS} gn_sketch runs with an exact partner (same problem and "
-        f"seed) that reached ε", f"{pairs} pairs", pairs >= C.C4_MIN_PAIRS)
-    ntk = ntk_columns(cells, rows) if len(cells) else {}
-    widths = 0
-    if ntk.get("g0_hinf"):  # ‖G₀ − H∞‖ is per run: the widths that have it
-        with_ntk = done[done[ntk["g0_hinf"]].notna()]
-        widths = int(with_ntk.groupby([*slice_keys, "n"])["m"].nunique().max()) \
-            if len(with_ntk) else 0
-    add("C5", f"NTK diagnostics (record.ntk=true) at {k} widths m",
-        f"{widths} widths m with ‖G₀ − H∞‖" if any(ntk.values()) else "no diagnostics",
-        widths >= k)
-    grid, ratios = 0, 0
-    if len(done):
-        sk = done[done["algorithm"] == X.SKETCH_METHOD]
-        ex = done[done["algorithm"].isin(X.EXACT_BASELINES)]
-        both = sk[slice_keys + ["n", "m"]].drop_duplicates().merge(
-            ex[slice_keys + ["n", "m"]].drop_duplicates())
-        if len(both):
-            per_slice = both.groupby(slice_keys)
-            grid = int(per_slice.size().max())
-            ratios = int(per_slice.apply(lambda g: (g["m"] / g["n"]).nunique()).max())
-    add("C6", f"{C.C6_MIN_CELLS} (n, m) cells with gn_sketch and an exact-Gram baseline, "
-        f"3 values of m/n", f"{grid} cells, {ratios} values of m/n",
-        grid >= C.C6_MIN_CELLS and ratios >= 3)
     return pd.DataFrame(out)
