@@ -297,10 +297,7 @@ def record_failure(cfg: DictConfig, launch: dict, cell: Path, reason: str):
     prov["launch"] = launch
     record = {
         "status": "failed", "reason": reason, "cell": str(cell),
-        "label": f"{run.algorithm.name} {run.dataset} n={run.n} m={run.m} d={run.d} "
-                 f"seed={run.seed}",
-        "config_hash": config_hash(run.identity), "algorithm": run.algorithm.name,
-        "dataset": run.dataset, "n": run.n, "m": run.m, "d": run.d, "seed": run.seed,
+        "label": run.label, "config_hash": config_hash(run.identity), **run.facts(),
         "device": run.device.type, "dtype": str(cfg.dtype), "iterations": 0, "rows": 0,
         "total_time_s": None, "config": OmegaConf.to_container(cfg, resolve=True),
         "identity": run.identity, "provenance": prov,
@@ -397,12 +394,11 @@ def _app(cfg: DictConfig) -> str:
     except ConfigError as exc:
         fail(PROG, str(exc))
     cell = store_path(cfg) / cell_name(run.identity)
-    label = f"{run.algorithm.name} {run.dataset} n={run.n} m={run.m} d={run.d} seed={run.seed}"
+    label = run.label
     try:
         if multirun:
             write_json(job_dir / STARTED_FILE, {
-                "cell": str(cell), "algorithm": run.algorithm.name, "dataset": run.dataset,
-                "n": run.n, "m": run.m, "d": run.d, "seed": run.seed})
+                "cell": str(cell), **run.facts()})
         if cfg.isolate and (cfg.force or not cell_is_complete(cell)):
             outcome = run_isolated(cfg, launch, cell)
         else:  # reuse (nothing to isolate), or isolate=false for a debugger
@@ -553,7 +549,17 @@ def validate_command(argv: list[str]) -> list[list[str]] | None:
 
 def main() -> None:
     try:
-        parts = guarded(PROG, lambda: validate_command(sys.argv[1:]))
+        if any(a in ("--help", "-h", "--hydra-help") for a in sys.argv[1:]):
+            suite = suite_parts(sys.argv[1:])
+            if suite is not None:  # a suite has no config of its own: list it, then the help
+                flags = ("--help", "-h", "--hydra-help")
+                print("This preset is a suite of sweeps:\n" + "\n".join(
+                    "  nlt-run " + " ".join(a for a in part if a not in flags)
+                    for part in suite) + "\n")
+                sys.argv[1:] = [a for a in sys.argv[1:] if not a.startswith("+sweep=")]
+            parts = None
+        else:
+            parts = guarded(PROG, lambda: validate_command(sys.argv[1:]))
         if parts is not None:
             sys.exit(run_suite(parts))
         if split_argv(sys.argv[1:]) is not None:
