@@ -16,6 +16,10 @@ from algorithms.base import ALGORITHMS, Shape
 from harness.config import resolve
 from harness.errors import ConfigError
 from harness.problem import LAYERED, MODELS, TWO_LAYER, Jacobian, Problem, make_problem
+from harness.reporting import claims, tables
+from harness.reporting.load import load_stores
+from harness.reporting.metrics import cell_metrics
+from harness.reporting.report import build
 from harness.results import cell_name, config_hash
 from harness.sketches import SKETCHES, LayeredSketch, sketch_problem
 from harness.timing import NullClock
@@ -147,3 +151,53 @@ def test_cli_deep_run_and_unknown_model(tmp_path):
     bad = nlt_run(tmp_path, "model=resnet", f"store={tmp_path / 'r'}")
     assert bad.returncode == 2
     assert "resnet" in bad.stderr and "mlp" in bad.stderr and "two_layer" in bad.stderr
+
+
+# --- reports: cells of different depths are different problems ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def depth_store(tmp_path_factory):
+    """gn_gram and gn_sketch at depth 1 and 2 of the MLP, plus a two-layer gn_gram, on tiny
+    problems (three sizes n)."""
+    store = tmp_path_factory.mktemp("depth_store")
+    common = ("data.d=8", "model.m=32", "max_iters=12")
+    for n in (16, 24, 32):
+        run_in_process(store, "algorithm=gn_gram", f"data.n={n}", *common)
+        for depth in (1, 2):
+            for alg in ("gn_gram", "gn_sketch"):
+                if (depth, alg) == (2, "gn_gram") and n == 32:
+                    continue  # depth 2 at n=32 has no exact partner of its own depth
+                run_in_process(store, f"algorithm={alg}", "model=mlp", f"model.depth={depth}",
+                               f"data.n={n}", *common)
+    return store
+
+
+def test_sketch_runs_pair_only_with_exact_runs_of_the_same_depth(depth_store):
+    loaded = load_stores([depth_store])
+    cells = cell_metrics(loaded)
+    gaps = claims.trajectory_gaps(cells, loaded.rows)
+    by_variant = gaps.groupby("variant")["n"].apply(sorted).to_dict()
+    # depth 2 at n=32 has only a two-layer (and a depth-1) gn_gram beside it: no pair
+    assert by_variant == {"gn_sketch [mlp L=1]": [16, 24, 32], "gn_sketch [mlp L=2]": [16, 24]}
+
+
+def test_report_decides_claims_per_depth_and_tabulates_time_to_target(depth_store, tmp_path):
+    report = build([str(depth_store)], tmp_path / "out")
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+    assert "## Depth" in text
+    table = claims.claims_by_depth(report.cells, report.loaded.rows)
+    assert set(zip(table["model"], table["depth"])) == {("two_layer", 1), ("mlp", 1), ("mlp", 2)}
+    assert set(table["claim"]) == set(claims.DEPTH_CLAIMS)
+    c4 = table[(table["claim"] == "C4") & (table["depth"] == 2)].iloc[0]
+    assert "2 gn_sketch run(s)" in c4["evidence"]  # the two depth-2 pairs, not three
+    times = tables.depth_table(report.cells)
+    assert {"gn_gram", "gn_sketch", "gn_sketch inner/outer"} <= set(times.columns)
+    assert len(times) == 3 * 3  # (model, depth) × n
+
+
+def test_a_two_layer_store_has_no_depth_section(tmp_path):
+    store = tmp_path / "s"
+    run_in_process(store, "algorithm=gn_gram", "data.n=16", "data.d=8", "model.m=32")
+    build([str(store)], tmp_path / "out")
+    assert "## Depth" not in (tmp_path / "out" / "REPORT.md").read_text()

@@ -39,6 +39,7 @@ from scipy import stats
 from algorithms.base import ALGORITHMS
 from harness.reporting import crossover, fits
 from harness.reporting.figures import lambda_ratio, neuron_movement, ntk_columns
+from harness.reporting.metrics import with_model
 from harness.results import DONE_STATUSES as DONE
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not enough data"
@@ -207,6 +208,29 @@ def check_claims(cells: pd.DataFrame, rows: pd.DataFrame, fits_n: pd.DataFrame,
     return out
 
 
+#: the claims the report decides again on each model depth (docs/reports.md, "Depth")
+DEPTH_CLAIMS = ("C1", "C3", "C4")
+
+
+def claims_by_depth(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``DEPTH_CLAIMS`` decided on the cells of each (model, depth) alone, by the same
+    registered rules: one row per depth and claim."""
+    out = []
+    if "depth" not in cells or not len(cells):
+        return pd.DataFrame(out)
+    for (model, depth), sub in cells.groupby(["model", "depth"], sort=True):
+        part = rows[rows["cell"].isin(sub["cell"])] if len(rows) else rows
+        inputs = ClaimInputs(sub, part)
+        for cid in DEPTH_CLAIMS:
+            try:
+                c = REGISTRY[cid].check(inputs)
+            except Exception as exc:  # as in check_claims: one unchecked cell of the table
+                c = REGISTRY[cid].result(UNDECIDED, f"check failed: {type(exc).__name__}")
+            out.append({"model": model, "depth": int(depth), "claim": cid,
+                        "verdict": f"**{c.verdict}**", "evidence": c.evidence})
+    return pd.DataFrame(out)
+
+
 def claims_frame(claims: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame([c.__dict__ for c in claims])
 
@@ -227,7 +251,7 @@ def _family(algorithm: str) -> str:
 
 
 def _slices(frame: pd.DataFrame, other: str):
-    keys = ["device", "dataset", "data_params", "d", "dtype", other]
+    keys = [*with_model(["device", "dataset", "data_params", "d", "dtype"], frame), other]
     return frame.groupby(keys, dropna=False)
 
 
@@ -263,7 +287,8 @@ def _most_sizes(done: pd.DataFrame, algs, var: str, fixed: str) -> int:
     sub = done[done["algorithm"].isin(algs)]
     if not len(sub):
         return 0
-    return int(sub.groupby(["algorithm", *_SLICE_KEYS, fixed])[var].nunique().max())
+    return int(sub.groupby(with_model(["algorithm", *_SLICE_KEYS, fixed], sub))[var]
+               .nunique().max())
 
 
 # --- C1 ------------------------------------------------------------------------------------------
@@ -292,10 +317,11 @@ def _c1_gauss_newton(done: pd.DataFrame, ev: list[str]) -> tuple[bool, list[bool
         for key, s in _slices(conv, "m"):
             if s["n"].nunique() < fits.MIN_SIZES:
                 if s["n"].nunique() > 1:  # single-size slices (m sweeps) are not news
-                    ev.append(f"{variant} (m={int(key[-1])}): reached ε at only "
+                    ev.append(f"{variant} ({key[1]}, m={int(key[-1])}): reached ε at only "
                               f"{s['n'].nunique()} sizes n")
                 continue
-            fit = _slope_in_n(s, "iters_to_target", f"{variant} (m={int(key[-1])}): iterations",
+            where = f"{variant} ({key[1]}, m={int(key[-1])})"
+            fit = _slope_in_n(s, "iters_to_target", f"{where}: iterations",
                               lambda v: str(int(v)), ev)
             if fit is None:
                 continue
@@ -325,7 +351,7 @@ def _c1_gd(done: pd.DataFrame, ev: list[str]) -> tuple[bool, bool | None]:
         lo_n, hi_n = s["n"].min(), s["n"].max()
         at_lo, at_hi = s["n"] == lo_n, s["n"] == hi_n
         k_lo, k_hi = k[at_lo].median(), k[at_hi].median()
-        where = f"gd (m={int(key[-1])})"
+        where = f"gd ({key[1]}, m={int(key[-1])})"
         if k_lo != k_lo or k_hi != k_hi or not exact[at_lo].all():
             ev.append(f"{where}: smallest n={int(lo_n)} did not reach ε or largest "
                       f"n={int(hi_n)} has no bound: does not decide")
@@ -482,7 +508,7 @@ def check_c3(cells: pd.DataFrame) -> tuple[str, str]:
         for variant, g in done[done["algorithm"] == alg].groupby("variant"):
             flats, grows, stuck_any = [], [], False
             for key, s in _slices(g, "m"):
-                where = f"{variant} (m={int(key[-1])})"
+                where = f"{variant} ({key[1]}, m={int(key[-1])})"
                 stuck = s[s["_stuck"]]
                 if len(stuck):
                     stuck_any = True
@@ -526,7 +552,7 @@ def trajectory_gaps(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     if not len(rows):
         return pd.DataFrame(out)
-    key = ["dataset", "data_params", "n", "m", "d", "seed", "dtype", "device"]
+    key = with_model(["dataset", "data_params", "n", "m", "d", "seed", "dtype", "device"], cells)
     ok = cells[cells["data_ok"].astype(bool)]
     exact = ok[ok["algorithm"].isin(["gn_gram", "gn_exact"]) & ok["iters_to_target"].notna()]
     by_cell = {c: g.set_index("iter")["rel_loss"] for c, g in rows.groupby("cell")}

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.reporting.metrics import MODEL_KEYS
+
 #: The methods whose per-iteration cost is the O(mn²) exact Gram step that BPSW21 improves on.
 EXACT_BASELINES = ("gn_gram", "ngd")
 SKETCH_METHOD = "gn_sketch"
@@ -71,7 +73,7 @@ def _per_iter_column(cells: pd.DataFrame) -> str:
 def grid_slice(cells: pd.DataFrame) -> pd.DataFrame:
     """The cells of the (dataset, d, dtype, device) slice with the most (n, m) pairs among
     those that form a grid (two or more n, each at two or more m); empty if there is none."""
-    keys = [k for k in ("dataset", "d", "dtype", "device") if k in cells]
+    keys = [k for k in ("dataset", "d", "dtype", "device", *MODEL_KEYS) if k in cells]
     best, best_size = cells.iloc[0:0], 0
     for _, g in cells.groupby(keys, dropna=False) if keys else [(None, cells)]:
         pairs = g[["n", "m"]].drop_duplicates()

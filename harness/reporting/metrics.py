@@ -40,6 +40,16 @@ def phase_columns(rows: pd.DataFrame) -> list[str]:
     return sorted(c for c in rows.columns if c.startswith("t_"))
 
 
+#: what names the network of a cell beside its data: cells of different models or depths are
+#: never compared as the same problem
+MODEL_KEYS = ("model", "depth")
+
+
+def with_model(keys: list[str], frame: pd.DataFrame) -> list[str]:
+    """``keys`` plus the model columns ``frame`` has (tables built by hand may lack them)."""
+    return [*keys, *(k for k in MODEL_KEYS if k in frame and k not in keys)]
+
+
 def cell_metrics(loaded: Loaded, target: float = DEFAULT_TARGET) -> pd.DataFrame:
     """One row per cell: the run fields plus the measured quantities and their censoring."""
     runs = loaded.runs.copy()

@@ -148,6 +148,7 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
     L += _claims_section(r)
     L += _scaling_section(r, min_time_s)
     L += _crossover_sections(r.cells)
+    L += _depth_section(r)
     L += _cost_model_section(r)
     L += _figures_section(r.figures)
     L += _environment_section(r.cells, env, warnings)
@@ -233,6 +234,23 @@ def _crossover_sections(cells: pd.DataFrame) -> list[str]:
                   unmeasured=[", ".join(u) for u in ranked["unmeasured"]]).drop(
                   columns=["margin_is_bound"]))]
     return L
+
+
+def _depth_section(r: Report) -> list[str]:
+    """Claims C1, C3, C4 per model depth and time to ε per depth, when the stores hold a
+    model other than the two-layer one (``model=mlp``, the ``deep`` preset)."""
+    cells = r.cells
+    if not len(cells) or "depth" not in cells or \
+            set(zip(cells["model"], cells["depth"])) <= {("two_layer", 1)}:
+        return []
+    return ["## Depth", "", "The same rules, decided on the cells of each model and depth "
+            "alone (C1: iterations to ε flat in n; C3: the sketch's inner iterations flat in "
+            "n; C4: gn_sketch follows the exact Gauss–Newton trajectory).", "",
+            md_table(C.claims_by_depth(cells, r.loaded.rows)),
+            "Time to ε (setup included) and, in brackets, outer iterations, per depth; a "
+            "`>` is a lower bound (the run stopped first, reason given). The last columns are "
+            "the mean inner CG iterations per outer step of the sketch-preconditioned and the "
+            "plain CG Gauss–Newton step.", "", md_table(T.depth_table(cells))]
 
 
 def _figures_section(figures: list[Figure]) -> list[str]:

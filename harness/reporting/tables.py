@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from harness.reporting.load import Problem
+from harness.reporting.metrics import with_model
 from harness.results import DONE_STATUSES as DONE
 
 #: Time per iteration, by rule (metrics.cell_metrics): the median step over steps 1..T, and the
@@ -65,6 +66,41 @@ def reference_size(cells: pd.DataFrame):
     return best["device"], int(best["n"]), int(best["m"]), why
 
 
+def reach_text(g: pd.DataFrame) -> tuple[str, str]:
+    """(iterations to ε, time to ε) of a group of cells (seeds) as text: medians over the
+    seeds that reached ε, or the censored lower bound ``> …`` with its reason."""
+    reached = g[g["iters_to_target"].notna()]
+    if len(reached):
+        part = "" if len(reached) == len(g) else f" ({len(reached)}/{len(g)} seeds)"
+        return (f"{np.median(reached['iters_to_target']):g}{part}",
+                fmt_time(np.median(reached["time_to_target_s"])))
+    lb = g["iters_lower_bound"].dropna()
+    reasons = ", ".join(sorted(set(g["censor"].dropna())))
+    iters = f"> {lb.max():g} ({reasons})" if len(lb) else f"not reached ({reasons})"
+    tl = g["time_lower_bound_s"].dropna()
+    return iters, (f"> {fmt_time(tl.max())}" if len(tl) else "–")
+
+
+def depth_table(cells: pd.DataFrame) -> pd.DataFrame:
+    """Per model and depth, dataset and n: each method's time to ε (iterations), a censored
+    bound where it did not get there, and the mean inner CG iterations of the sketched and
+    the plain CG step (does the preconditioner still work at depth?)."""
+    if "depth" not in cells or not len(cells):
+        return pd.DataFrame()
+    out = []
+    keys = ["model", "depth", "dataset", "n", "m"]
+    for key, g in cells.groupby(keys, sort=True):
+        row = dict(zip(keys, key))
+        for alg, a in g.groupby("algorithm", sort=True):
+            iters, ttt = reach_text(a)
+            row[alg] = f"{ttt} ({iters})"
+        for alg in ("gn_sketch", "gn_cg"):
+            inner = g.loc[g["algorithm"] == alg, "mean_inner_iters"].dropna()
+            row[f"{alg} inner/outer"] = f"{inner.median():.1f}" if len(inner) else "–"
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def headline(cells: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     ref = reference_size(cells)
     if ref is None:
@@ -75,19 +111,7 @@ def headline(cells: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     out = []
     for variant, g in sub.groupby("variant", sort=True):
         finished = g[g["status"].isin(DONE)]
-        reached = g[g["iters_to_target"].notna()]
-        if len(reached) == len(g):
-            iters = f"{np.median(reached['iters_to_target']):g}"
-            ttt = fmt_time(np.median(reached["time_to_target_s"]))
-        elif len(reached):
-            iters = f"{np.median(reached['iters_to_target']):g} ({len(reached)}/{len(g)} seeds)"
-            ttt = fmt_time(np.median(reached["time_to_target_s"]))
-        else:
-            lb = g["iters_lower_bound"].dropna()
-            reasons = ", ".join(sorted(set(g["censor"].dropna())))
-            iters = f"> {lb.max():g} ({reasons})" if len(lb) else f"not reached ({reasons})"
-            tl = g["time_lower_bound_s"].dropna()
-            ttt = f"> {fmt_time(tl.max())}" if len(tl) else "–"
+        iters, ttt = reach_text(g)
         out.append({"method": variant, "cells": len(g),
                     "time / iteration (median step)":
                         fmt_time(finished[MEDIAN].median()),
@@ -130,7 +154,7 @@ def crossover(cells: pd.DataFrame) -> pd.DataFrame:
     out = []
     if not len(sk) or not len(gr):
         return pd.DataFrame(columns=cols)
-    keys = ["device", "dataset", "d", "dtype", "m"]
+    keys = with_model(["device", "dataset", "d", "dtype", "m"], sk)
     for key, s in sk.groupby(keys):
         g = gr
         for k, v in zip(keys, key):
