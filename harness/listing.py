@@ -1,4 +1,4 @@
-"""``nlt-list``: every registered algorithm, dataset and sketch, with hyperparameters,
+"""``nlt-list``: every registered algorithm, dataset, model and sketch, with hyperparameters,
 defaults and paper references.
 
     nlt-list                 # everything
@@ -53,6 +53,19 @@ def list_datasets() -> str:
     return "datasets (data=<name>, data.n=..., data.d=...):\n" + "\n".join(out)
 
 
+def list_models() -> str:
+    from harness.problem import MODELS
+
+    out = []
+    for name in MODELS.names():
+        cls = MODELS.get(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        tags = ", ".join(sorted(cls.features)) or "none"
+        out.append(_entry(f"{name} [structure: {tags}]", doc[0] if doc else "", [], ()))
+    return ("models (model=<name>, model.m=<width>, model.depth=<layers>; methods that need a "
+            "structure a model lacks are skipped with the reason):\n" + "\n".join(out))
+
+
 def list_sketches() -> str:
     try:
         sketches = importlib.import_module("harness.sketches").SKETCHES
@@ -66,7 +79,7 @@ def list_sketches() -> str:
     return "sketches (algorithm.sketch=<name> for gn_sketch):\n" + "\n".join(out)
 
 
-SECTIONS = {"algorithms": list_algorithms, "datasets": list_datasets,
+SECTIONS = {"algorithms": list_algorithms, "datasets": list_datasets, "models": list_models,
             "sketches": list_sketches}
 
 

@@ -304,7 +304,9 @@ class MLPGramOperator:
 
 
 class MLPReLU:
-    """Data, fixed output signs and the flat parameter vector θ (``params``, updated in place).
+    """Fully connected ReLU network, depth L trained hidden layers of width m (NTK scaling).
+
+    Data, fixed output signs and the flat parameter vector θ (``params``, updated in place).
 
     The layer matrices are views into ``params`` (``weights()``); algorithms read and write
     ``params`` only, the problem owns the math.

@@ -295,7 +295,9 @@ class Linearization:
 
 
 class TwoLayerReLU:
-    """Data, fixed output signs and the current first-layer weights ``W`` (updated in place).
+    """BPSW21's two-layer ReLU network f(W) = relu(X Wᵀ) a/√m, trained first layer W (m×d).
+
+    Data, fixed output signs and the current first-layer weights ``W`` (updated in place).
 
     Implements ``Problem``: ``params`` is W itself, ``update`` moves it; the problem owns the
     math, the algorithms own their state (torch.optim's split).
