@@ -66,7 +66,13 @@ import numpy as np
 import torch
 
 from harness.errors import ConfigError
-from harness.problem import LAYERED, Linearization, first_layer_init, register_model
+from harness.problem import (
+    LAYERED,
+    JacobianBase,
+    Linearization,
+    first_layer_init,
+    register_model,
+)
 
 __all__ = ["KroneckerFactors", "LayerBlock", "MLPGramOperator", "MLPJacobian", "MLPReLU",
            "make_mlp"]
@@ -121,7 +127,7 @@ def _check_block(x: torch.Tensor, size: int, what: str) -> tuple[torch.Tensor, b
     return (x[:, None], True) if x.ndim == 1 else (x, False)
 
 
-class MLPJacobian:
+class MLPJacobian(JacobianBase):
     r"""J ∈ R^{n×P} of the network outputs at θ, held as the per-layer factors (K⁽ˡ⁾, B⁽ˡ⁾).
 
     ``J @ v`` / ``matvec`` takes v of shape (P,) or a block (P, k); ``J.T @ g`` / ``rmatvec``
@@ -189,13 +195,6 @@ class MLPJacobian:
             out[blk.start:blk.stop] = M.permute(0, 2, 1).reshape(blk.stop - blk.start, k)
         return out[:, 0] if vector else out
 
-    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
-        return self.matvec(v)
-
-    @property
-    def T(self) -> _MLPAdjoint:
-        return _MLPAdjoint(self)
-
     # --- the Gram matrix ---------------------------------------------------------------------
 
     def gram(self, damping: float = 0.0) -> torch.Tensor:
@@ -234,25 +233,6 @@ class MLPJacobian:
                 r, blk.stop - blk.start)
         return out
 
-    def dense(self) -> torch.Tensor:
-        """The explicit n×P Jacobian (small sizes only): memory nP."""
-        return self.rows(0, self.n)
-
-
-class _MLPAdjoint:
-    def __init__(self, op: MLPJacobian):
-        self.op = op
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.op.shape[::-1]
-
-    @property
-    def T(self) -> MLPJacobian:
-        return self.op
-
-    def __matmul__(self, g: torch.Tensor) -> torch.Tensor:
-        return self.op.rmatvec(g)
 
 
 class MLPGramOperator:

@@ -142,7 +142,40 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return gen
 
 
-class JacobianOperator:
+class JacobianBase:
+    """What every Jacobian operator derives from its ``matvec``, ``rmatvec`` and ``rows``:
+    ``J @ v``, ``J.T @ g`` and the explicit ``dense()`` J (small sizes only)."""
+
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        return self.matvec(v)
+
+    @property
+    def T(self) -> _Adjoint:
+        return _Adjoint(self)
+
+    def dense(self) -> torch.Tensor:
+        return self.rows(0, self.n)
+
+
+class _Adjoint:
+    """Jᵀ as an operator: ``J.T @ g`` is ``J.rmatvec(g)``."""
+
+    def __init__(self, op: JacobianBase):
+        self.op = op
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.op.shape[::-1]
+
+    @property
+    def T(self) -> JacobianBase:
+        return self.op
+
+    def __matmul__(self, g: torch.Tensor) -> torch.Tensor:
+        return self.op.rmatvec(g)
+
+
+class JacobianOperator(JacobianBase):
     r"""J ∈ R^{n×md} of f at W, held as (X, D, a): ``J @ V``, ``J.T @ g``, ``gram()``, ``dense()``.
 
     ``V`` is an m×d tensor (or a flat md vector), ``g`` a length-n vector. Every product with
@@ -179,13 +212,6 @@ class JacobianOperator:
         """D (Dᵀ Y) for Y of shape (n, k): the two passes through D of a Gram product."""
         return kernels.pattern_mm(self.pattern, kernels.pattern_rmm(self.pattern, Y))
 
-    def __matmul__(self, V: torch.Tensor) -> torch.Tensor:
-        return self.matvec(V)
-
-    @property
-    def T(self) -> _Adjoint:
-        return _Adjoint(self)
-
     def gram(self, damping: float = 0.0) -> torch.Tensor:
         """G + μI with G = (X Xᵀ) ⊙ (D Dᵀ) / m (Hadamard identity; no explicit J).
 
@@ -215,21 +241,6 @@ class JacobianOperator:
         U = self.D[i0:i1, r0:r1] * (self.a[r0:r1] * self.scale)
         return (U[:, :, None] * self.X[i0:i1, None, :]).reshape(i1 - i0, -1)
 
-    def dense(self) -> torch.Tensor:
-        """The explicit n×md Jacobian, J[i, r·d + k] = a_r D_ir x_ik / √m (small sizes only)."""
-        return self.rows(0, self.n)
-
-
-class _Adjoint:
-    def __init__(self, op: JacobianOperator):
-        self.op = op
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.op.shape[::-1]
-
-    def __matmul__(self, g: torch.Tensor) -> torch.Tensor:
-        return self.op.rmatvec(g)
 
 
 class GramOperator:
