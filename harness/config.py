@@ -300,6 +300,33 @@ def _check_finite(node: Any, key: str = "") -> None:
             _check_finite(v, f"{key}[{i}]")
 
 
+def _check_run_options(container: dict[str, Any]) -> None:
+    """The run's own options (budgets, threads, kernels, profile, warm-up, fault injection)."""
+    _positive_int("max_iters", container["max_iters"])
+    _number("target_rel_loss", container["target_rel_loss"], 0.0, 1.0)
+    _number("time_budget_s", container["time_budget_s"], 0.0, lo_open=True, nullable=True)
+    _number("wall_budget_s", container["wall_budget_s"], 0.0, lo_open=True, nullable=True)
+    _number("testing.slow_step_s", container["testing"]["slow_step_s"], 0.0)
+    _number("memory_budget_gb", container["memory_budget_gb"], 0.0, lo_open=True,
+            nullable=True)
+    _number("progress_interval_s", container["progress_interval_s"], 0.0)
+    if container["threads"] is not None:
+        _positive_int("threads", container["threads"])
+    kernels.check_mode(container["kernels"])
+    profile = container.get("cost_profile")
+    if profile not in (None, "auto") and not Path(os.path.expanduser(str(profile))).is_file():
+        raise ConfigError(f"cost_profile {profile!r} is not a file; use 'auto', null or a "
+                          f"profile written by nlt-bench --calibrate")
+    warmup = container["warmup_steps"]
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ConfigError(f"warmup_steps must be a non-negative integer, got {warmup!r}")
+    if container["testing"]["fail_at_iter"] is not None:
+        _positive_int("testing.fail_at_iter", container["testing"]["fail_at_iter"])
+    if container["testing"]["fail_mode"] not in ("raise", "kill"):
+        raise ConfigError(f"Unknown testing.fail_mode {container['testing']['fail_mode']!r}. "
+                          "Available: ['kill', 'raise']")
+
+
 def resolve(cfg: DictConfig) -> ResolvedRun:
     """Validate a composed config; nothing is allocated."""
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -328,29 +355,7 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
                           f"model=two_layer, got model={model.model}")
     device = resolve_device(container["device"])
     dtype = resolve_dtype(container["dtype"])
-    _positive_int("max_iters", container["max_iters"])
-    _number("target_rel_loss", container["target_rel_loss"], 0.0, 1.0)
-    _number("time_budget_s", container["time_budget_s"], 0.0, lo_open=True, nullable=True)
-    _number("wall_budget_s", container["wall_budget_s"], 0.0, lo_open=True, nullable=True)
-    _number("testing.slow_step_s", container["testing"]["slow_step_s"], 0.0)
-    _number("memory_budget_gb", container["memory_budget_gb"], 0.0, lo_open=True,
-            nullable=True)
-    _number("progress_interval_s", container["progress_interval_s"], 0.0)
-    if container["threads"] is not None:
-        _positive_int("threads", container["threads"])
-    kernels.check_mode(container["kernels"])
-    profile = container.get("cost_profile")
-    if profile not in (None, "auto") and not Path(os.path.expanduser(str(profile))).is_file():
-        raise ConfigError(f"cost_profile {profile!r} is not a file; use 'auto', null or a "
-                          f"profile written by nlt-bench --calibrate")
-    warmup = container["warmup_steps"]
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ConfigError(f"warmup_steps must be a non-negative integer, got {warmup!r}")
-    if container["testing"]["fail_at_iter"] is not None:
-        _positive_int("testing.fail_at_iter", container["testing"]["fail_at_iter"])
-    if container["testing"]["fail_mode"] not in ("raise", "kill"):
-        raise ConfigError(f"Unknown testing.fail_mode {container['testing']['fail_mode']!r}. "
-                          "Available: ['kill', 'raise']")
+    _check_run_options(container)
     _seed("seed", container["seed"])
     for stream in STREAMS:
         if container["seeds"][stream] is not None:
