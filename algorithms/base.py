@@ -6,8 +6,9 @@ An algorithm is one class in one file (benchopt's solver, torch.optim's optimize
 * ``Params``: a dataclass of hyperparameters with defaults, also the Hydra schema;
 * ``references``: the papers the update rule comes from;
 * ``cost_terms(n, m, d, params, inner, refresh)`` and ``cost_text``: its flops per outer
-  iteration as terms (``harness.flops``) and as the tables print them, which the report fits
-  measured times against; ``family`` and ``reports_inner_iters`` say how reports group it;
+  iteration on the two-layer model as terms (``harness.flops``) and as the tables print them;
+  callers ask ``flops(..., depth)``, which maps them to L hidden layers and which the report
+  fits measured times against; ``family`` and ``reports_inner_iters`` say how reports group it;
 * ``memory_bytes(params, shape)``: the planned peak memory, which the runner compares with the
   budget (``skip`` may refuse for other reasons, returning a sentence instead of crashing);
 * ``requires``: the model structure it needs (``harness.problem.TWO_LAYER`` for K-FAC);
@@ -27,8 +28,8 @@ import torch
 
 from harness.device import format_bytes
 from harness.errors import ConfigError
-from harness.flops import Term
-from harness.problem import Problem, TwoLayerReLU
+from harness.flops import Term, deepen
+from harness.problem import TWO_LAYER, Problem, TwoLayerReLU
 from harness.registry import Registry
 
 
@@ -108,6 +109,19 @@ class Algorithm:
         model, or one that needs ``inner`` and has none; the report then fits without theory.
         """
         return None
+
+    @classmethod
+    def flops(cls, n: float, m: float, d: float, params: dict[str, Any], inner: float | None,
+              refresh: float, depth: int = 1) -> list[Term] | None:
+        """``cost_terms`` at ``depth`` hidden layers of width m (``harness.flops.deepen``):
+        what every caller uses. None where ``cost_terms`` is, and beyond depth 1 for a method
+        that needs the two-layer structure (``requires``)."""
+        if not (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1):
+            raise ConfigError(f"depth must be a positive integer, got {depth!r}")
+        if depth > 1 and TWO_LAYER in cls.requires:
+            return None
+        terms = cls.cost_terms(n, m, d, params, inner, refresh)
+        return None if terms is None else deepen(terms, m, d, depth)
 
     @classmethod
     def memory_bytes(cls, params: Any, shape: Shape) -> int:

@@ -63,7 +63,7 @@ class GGN(Algorithm):
         b, eb = batch_size(params, n)
         return [Term("b²m", 2 * b * b * m, {"n": 2 * eb, "m": 1, "d": 0}),
                 Term("b³", b**3 / 3, {"n": 3 * eb, "m": 0, "d": 0}),
-                Term("bmd", 4 * b * m * d, {"n": eb, "m": 1, "d": 1})]
+                Term("bmd", 4 * b * m * d, {"n": eb, "m": 1, "d": 1}, linearize=0.5)]
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

@@ -68,7 +68,7 @@ class GNExact(Algorithm):
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
         return [monomial("n²md", 2, n, m, d, 2, 1, 1), monomial("n³", 1 / 3, n, m, d, 3, 0, 0),
-                monomial("nmd", 5, n, m, d, 1, 1, 1)]  # forward, J written out, Jᵀg
+                monomial("nmd", 5, n, m, d, 1, 1, 1, linearize=0.4)]  # forward, J, Jᵀg
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

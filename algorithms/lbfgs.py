@@ -120,7 +120,7 @@ class LBFGS(Algorithm):
             return None
         h = params.get("history_size")
         h = float(h) if isinstance(h, (int, float)) else 10.0
-        return [monomial("k·nmd", 4 * inner, n, m, d, 1, 1, 1),
+        return [monomial("k·nmd", 4 * inner, n, m, d, 1, 1, 1, linearize=0.5),
                 monomial("h·md", 4 * h, n, m, d, 0, 1, 1)]
 
     @classmethod

@@ -57,7 +57,7 @@ class SGD(Algorithm):
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
         b, eb = batch_size(params, n)
-        return [Term("bmd", 4 * b * m * d, {"n": eb, "m": 1, "d": 1})]
+        return [Term("bmd", 4 * b * m * d, {"n": eb, "m": 1, "d": 1}, linearize=0.5)]
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

@@ -143,8 +143,8 @@ class RefreshingSolver:
 
 
 def gradient_terms(n: float, m: float, d: float) -> list[Term]:
-    """A forward pass and Jᵀr: 4nmd."""
-    return [monomial("nmd", 4, n, m, d, 1, 1, 1)]
+    """A forward pass and Jᵀr: 4nmd (half of it the linearisation's forward pass)."""
+    return [monomial("nmd", 4, n, m, d, 1, 1, 1, linearize=0.5)]
 
 
 def damped_gram_terms(n: float, m: float, d: float) -> list[Term]:

@@ -79,6 +79,7 @@ import torch
 
 from harness import kernels
 from harness.errors import ConfigError, unknown
+from harness.flops import num_params
 from harness.hadamard import BLOCK_BITS, next_power_of_two
 
 SCHEMA = "nlt-costmodel/1"
@@ -395,13 +396,33 @@ class Profile:
 
 
 class Costs:
-    """Seconds of the building blocks of a step, on one profile, dtype and route policy."""
+    """Seconds of the building blocks of a step, on one profile, dtype and route policy.
 
-    def __init__(self, profile: Profile, dtype: str, kernels_mode: str = "auto"):
+    ``depth`` 1 prices the two-layer model's operators (``harness.problem``: the products
+    with the pattern D on their ``harness.kernels`` route); depth L > 1 those of the deep MLP
+    (``harness.mlp``, uniform width m): every layer's factors K⁽ˡ⁾, H⁽ˡ⁾ are float matrices,
+    so each layer's product runs on the float route of the same shape (layer 1's too)."""
+
+    def __init__(self, profile: Profile, dtype: str, kernels_mode: str = "auto",
+                 depth: int = 1):
         self.p, self.dtype = profile, dtype
         self.mode = kernels.check_mode(kernels_mode)
         self.routes: dict[str, str] = {}
         self.itemsize = 8 if dtype == "float64" else 4
+        self.depth = depth
+
+    def params(self, m: float, d: float) -> float:
+        """P: md, plus m² per further hidden layer."""
+        return m * d if self.depth == 1 else num_params(m, d, self.depth)
+
+    def fan_ins(self, d: float, m: float) -> list[float]:
+        """Each layer's input width m_{l−1}: d, then m."""
+        return [d] + [m] * (self.depth - 1)
+
+    def dense(self, product: str, n: float, m: float, k: float = 0) -> float:
+        """A product of an n×m float factor (an MLP layer's K or H) shaped like the pattern
+        product ``product``: its float route (``pattern`` without the route choice)."""
+        return self._t(f"{PRODUCT_KERNEL[product]}_float", **_pattern_work(product, n, m, k))
 
     def _t(self, name: str, **work: float) -> float:
         return self.p.seconds(name, self.dtype, **work)
@@ -424,10 +445,7 @@ class Costs:
     def pattern(self, product: str, n: float, m: float, k: float = 0) -> float:
         """D Dᵀ (k unused), D Z or Dᵀ Y (k columns) on the route harness.kernels would take."""
         prefix = PRODUCT_KERNEL[product]
-        if product == "pattern_gram":
-            work = {"elements": n * m + n * n, "flops": 2 * n * n * m}
-        else:
-            work = {"elements": n * m + (n + m) * k, "flops": 2 * n * m * k}
+        work = _pattern_work(product, n, m, k)
         times = {"float": self._t(f"{prefix}_float", **work)}
         if self.p.has(f"{prefix}_int8", self.dtype):  # measured where the route exists
             times["int8"] = self._t(f"{prefix}_int8", **work)
@@ -463,27 +481,52 @@ class Costs:
         return self._t("fwht", elements=rows * N * len(bits),
                        flops=2 * rows * N * sum(1 << b for b in bits))
 
-    # composite operations of harness.problem
+    # composite operations of harness.problem (depth 1) and harness.mlp (depth L > 1)
 
     def forward(self, n: float, m: float, d: float) -> float:
         """linearize(): X Wᵀ into a new n×m buffer, relu_, (·) a, sign_ (the buffer becomes D
-        in place)."""
-        return (self.gemm(n, m, d, "xw") + self.fresh(n * m) + 3 * self.ew(n * m)
-                + 2 * self.ew(n))
+        in place). Depth L adds per further layer the forward product H W⁽ˡ⁾ᵀ (relu_, scale)
+        and the backward one K W⁽ˡ⁾ for the signals (the sign of H into a new buffer, two
+        products), each of the three n×m buffers fresh."""
+        t = (self.gemm(n, m, d, "xw") + self.fresh(n * m) + 3 * self.ew(n * m)
+             + 2 * self.ew(n))
+        if self.depth > 1:
+            t += (self.depth - 1) * (2 * self.gemm(n, m, m) + 3 * self.fresh(n * m)
+                                     + 5 * self.ew(n * m))
+        return t
+
+    def jt(self, n: float, m: float, d: float) -> float:
+        """Jᵀ g before its scaling: Dᵀ (g ⊙ X); depth L: per layer K⁽ˡ⁾ᵀ (g ⊙ B⁽ˡ⁾), copied
+        into the flat P-vector."""
+        if self.depth == 1:
+            return self.ew(n * d) + self.pattern("pattern_rmm", n, m, d)
+        return sum(self.ew(n * c) + self.dense("pattern_rmm", n, m, c) + self.ew(m * c)
+                   for c in self.fan_ins(d, m))
 
     def rmatvec(self, n: float, m: float, d: float) -> float:
-        """Jᵀ g = a ⊙ (Dᵀ (g ⊙ X)) / √m, then W −= η·(it)."""
-        return self.ew(n * d) + self.pattern("pattern_rmm", n, m, d) + 3 * self.ew(m * d)
+        """Jᵀ g = a ⊙ (Dᵀ (g ⊙ X)) / √m, then W −= η·(it) (P entries at depth L)."""
+        return self.jt(n, m, d) + 3 * self.ew(self.params(m, d))
 
     def gram_apply(self, n: float, m: float, d: float, k: float = 1) -> float:
-        """(G + μI) P for a block of k vectors: rowsum(X ⊙ D (Dᵀ (P ⊙ X))) / m."""
-        kd = k * d
-        return (2 * self.ew(n * kd) + self.pattern("pattern_rmm", n, m, kd)
-                + self.pattern("pattern_mm", n, m, kd) + self.ew(n * k))
+        """(G + μI) P for a block of k vectors: rowsum(X ⊙ D (Dᵀ (P ⊙ X))) / m; depth L:
+        the same per layer on (K⁽ˡ⁾, B⁽ˡ⁾), float products."""
+        if self.depth == 1:
+            kd = k * d
+            return (2 * self.ew(n * kd) + self.pattern("pattern_rmm", n, m, kd)
+                    + self.pattern("pattern_mm", n, m, kd) + self.ew(n * k))
+        return sum(2 * self.ew(n * k * c) + self.dense("pattern_rmm", n, m, k * c)
+                   + self.dense("pattern_mm", n, m, k * c) + self.ew(n * k)
+                   for c in self.fan_ins(d, m))
 
     def hadamard_gram(self, n: float, m: float, d: float) -> float:
-        """G = (D Dᵀ) ⊙ (X Xᵀ) / m (+ μI)."""
-        return self.pattern("pattern_gram", n, m) + self.gemm(n, n, d, "xw") + 2 * self.ew(n * n)
+        """G = (D Dᵀ) ⊙ (X Xᵀ) / m (+ μI); depth L: Σₗ (B⁽ˡ⁾B⁽ˡ⁾ᵀ) ⊙ (K⁽ˡ⁾K⁽ˡ⁾ᵀ), float GEMMs
+        (B⁽¹⁾ = X on the small-k kernel), one accumulating pass each."""
+        if self.depth == 1:
+            return (self.pattern("pattern_gram", n, m) + self.gemm(n, n, d, "xw")
+                    + 2 * self.ew(n * n))
+        return self.ew(n * n) + sum(
+            self.gemm(n, n, c, "xw" if c == d else "gram_float") + self.gemm(n, n, m)
+            + 2 * self.ew(n * n) for c in self.fan_ins(d, m))
 
     def cholesky_solve(self, n: float, rhs: float = 1) -> float:
         return self.cholesky(n) + 2 * self.trsv(n, rhs)
@@ -497,6 +540,12 @@ class Costs:
         return iters * per
 
 
+def _pattern_work(product: str, n: float, m: float, k: float) -> dict[str, float]:
+    if product == "pattern_gram":
+        return {"elements": n * m + n * n, "flops": 2 * n * n * m}
+    return {"elements": n * m + (n + m) * k, "flops": 2 * n * m * k}
+
+
 def _split_bits(N: int) -> list[int]:
     k = max(0, int(N).bit_length() - 1)
     passes = -(-k // BLOCK_BITS)
@@ -507,7 +556,22 @@ def _split_bits(N: int) -> list[int]:
 
 
 def sketch_seconds(c: Costs, sketch: str, n: int, m: int, d: int, s: int) -> float:
-    """Forming B = S Jᵀ (s×n) as ``harness.sketches`` does, kernel by kernel."""
+    """Forming B = S Jᵀ (s×n) as ``harness.sketches`` does, kernel by kernel. At depth L a
+    sketch of Kronecker rows runs once per layer on (K⁽ˡ⁾, B⁽ˡ⁾) and sums the parts
+    (``LayeredSketch``); any other acts on the flat rows of J, P = md + (L − 1)m² long."""
+    if c.depth == 1:
+        return _sketch_layer(c, sketch, n, m, d, s)
+    from harness.problem import LAYERED
+    from harness.sketches import SKETCHES
+
+    if sketch in SKETCHES and LAYERED in SKETCHES.get(sketch).requires:
+        return sum(_sketch_layer(c, sketch, n, m, fan_in, s) for fan_in in c.fan_ins(d, m)) \
+            + (c.depth - 1) * c.ew(n * s)
+    return _sketch_layer(c, sketch, n, int(c.params(m, d)), 1, s)
+
+
+def _sketch_layer(c: Costs, sketch: str, n: int, m: int, d: int, s: int) -> float:
+    """The sketch of one Kronecker layer u ⊗ x (u ∈ R^m, x ∈ R^d), as on two layers."""
     if sketch == "tensor_srht":
         from harness.sketches import BLOCK_ELEMENTS
 
@@ -541,9 +605,9 @@ Phases = dict[str, float]
 
 def _first_order(c: Costs, p, n, m, d, inner, rows=None) -> Phases:
     b = n if rows is None else rows
-    return {"forward": c.forward(b, m, d),
-            "gradient": c.ew(b * d) + c.pattern("pattern_rmm", b, m, d) + 2 * c.ew(m * d),
-            "update": c.ew(m * d)}
+    P = c.params(m, d)
+    return {"forward": c.forward(b, m, d), "gradient": c.jt(b, m, d) + 2 * c.ew(P),
+            "update": c.ew(P)}
 
 
 def _gd(c, p, n, m, d, inner) -> Phases:
@@ -552,14 +616,16 @@ def _gd(c, p, n, m, d, inner) -> Phases:
 
 def _sgd(c, p, n, m, d, inner) -> Phases:
     out = _first_order(c, p, n, m, d, inner, rows=min(int(p["batch_size"]), n))
-    out["update"] = 2 * c.ew(m * d) if p.get("momentum") else c.ew(m * d)
+    P = c.params(m, d)
+    out["update"] = 2 * c.ew(P) if p.get("momentum") else c.ew(P)
     return out
 
 
 def _adam(c, p, n, m, d, inner) -> Phases:
     out = _first_order(c, p, n, m, d, inner)
-    out["gradient"] += c.ew(m * d)  # / n
-    out["update"] = ADAM_PASSES * c.ew(m * d)
+    P = c.params(m, d)
+    out["gradient"] += c.ew(P)  # / n
+    out["update"] = ADAM_PASSES * c.ew(P)
     return out
 
 
@@ -620,7 +686,7 @@ def _gn_nystrom(c, p, n, m, d, inner, refresh_every=None) -> Phases:
 
     ell = min(int(p["rank"]), n)
     every = _refresh_every(p, refresh_every)
-    kb = min(_block_columns(n, m, d), ell)
+    kb = min(_block_columns(n, m, int(c.params(m, d))), ell)
     blocks = math.ceil(ell / kb)
     build = c.ew(n * ell) + c.qr(n, ell)  # Ω, orthonormalised
     build += blocks * c.gram_apply(n, m, d, kb) + 2 * c.ew(n * ell)  # Y = G Ω, shift
@@ -633,13 +699,18 @@ def _gn_nystrom(c, p, n, m, d, inner, refresh_every=None) -> Phases:
 
 
 def _gn_exact(c, p, n, m, d, inner) -> Phases:
-    nmd = n * m * d
+    P = c.params(m, d)
+    nP = n * P
+    jacobian = JACOBIAN_PASSES[p["jacobian"]] * c.ew(nP)
+    if p["jacobian"] == "closed_form":
+        jacobian += c.ew(n * m)
+    elif c.depth > 1:  # jacrev: the backward pass of n cotangents at once, per further layer
+        jacobian += (c.depth - 1) * c.gemm(n * n, m, m)
     return {"forward": c.forward(n, m, d),
-            "jacobian": JACOBIAN_PASSES[p["jacobian"]] * c.ew(nmd)
-            + (c.ew(n * m) if p["jacobian"] == "closed_form" else 0.0),
-            "gram": c.gemm(n, n, m * d),
+            "jacobian": jacobian,
+            "gram": c.gemm(n, n, P),
             "solve": c.cholesky_solve(n),
-            "update": c.ew(nmd) + c.ew(m * d)}  # Jᵀ g reads J once
+            "update": c.ew(nP) + c.ew(P)}  # Jᵀ g reads J once
 
 
 METHODS: dict[str, Callable[..., Phases]] = {
@@ -670,24 +741,43 @@ def method_params(method: str, params: Mapping[str, Any] | None) -> dict[str, An
     return merged
 
 
+def check_depth(method: str, depth: Any) -> int:
+    """``depth`` as a positive int; a ConfigError for a bad one, or for depth > 1 with a
+    method that needs the two-layer structure (kfac: ``requires``), which has no formula."""
+    if not (isinstance(depth, (int, np.integer)) and not isinstance(depth, bool) and depth >= 1):
+        raise ConfigError(f"cost model: depth must be a positive integer, got {depth!r}")
+    if depth > 1:
+        from algorithms.base import ALGORITHMS
+        from harness.problem import TWO_LAYER
+
+        if TWO_LAYER in ALGORITHMS.get(method).requires:
+            raise ConfigError(f"cost model: {method} needs the two-layer model's structure; "
+                              f"it has no cost at depth={int(depth)} (only depth=1)")
+    return int(depth)
+
+
 def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: int,
             profile: Profile, inner_iters: float | None = None, *, dtype: str | None = None,
-            kernels_mode: str = "auto", refresh_every: float | None = None) -> dict[str, float]:
+            kernels_mode: str = "auto", refresh_every: float | None = None,
+            depth: int = 1) -> dict[str, float]:
     """Predicted seconds per outer iteration of ``method`` at (n, m, d), phase by phase.
 
     ``params``: the method's hyperparameters (missing ones take the Params defaults).
     ``inner_iters``: mean inner (CG) iterations per outer iteration; None takes
     ``default_inner_iters``. ``refresh_every``: outer steps per preconditioner build under
     ``refresh=adaptive`` (sketch and factor amortised over them; default
-    ``DEFAULT_REFRESH_EVERY``). Returns {phase: seconds, ..., "total": sum}.
+    ``DEFAULT_REFRESH_EVERY``). ``depth``: hidden layers (1: the two-layer model; L > 1: the
+    MLP of ``harness.mlp`` with L layers of width m; ``Costs``). Returns {phase: seconds,
+    ..., "total": sum}.
     """
     p = method_params(method, params)
+    depth = check_depth(method, depth)
     for key, value in (("n", n), ("m", m), ("d", d)):
         if not value >= 1:
             raise ConfigError(f"cost model: {key} must be >= 1, got {value!r}")
     if inner_iters is None or (isinstance(inner_iters, float) and math.isnan(inner_iters)):
         inner_iters = default_inner_iters(method, n, p)
-    c = Costs(profile, dtype or profile.default_dtype, kernels_mode)
+    c = Costs(profile, dtype or profile.default_dtype, kernels_mode, depth)
     fn = METHODS[method]
     if method in REFRESH_METHODS:
         phases = fn(c, p, n, m, d, float(inner_iters), refresh_every=refresh_every)
@@ -700,10 +790,11 @@ def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: in
 
 def predict_routes(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: int,
                    profile: Profile, *, dtype: str | None = None,
-                   kernels_mode: str = "auto") -> dict[str, str]:
-    """The route per pattern product the prediction used (as ``kernels.routes_used()``)."""
+                   kernels_mode: str = "auto", depth: int = 1) -> dict[str, str]:
+    """The route per pattern product the prediction used (as ``kernels.routes_used()``;
+    none beyond depth 1, where every product is a float one)."""
     p = method_params(method, params)
-    c = Costs(profile, dtype or profile.default_dtype, kernels_mode)
+    c = Costs(profile, dtype or profile.default_dtype, kernels_mode, check_depth(method, depth))
     fn = METHODS[method]
     fn(c, p, n, m, d, default_inner_iters(method, n, p))
     return dict(sorted(c.routes.items()))
@@ -713,15 +804,21 @@ def predict_routes(method: str, params: Mapping[str, Any] | None, n: int, m: int
 
 
 def fits_memory(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: int,
-                limit_bytes: float | None, itemsize: int = 4) -> bool:
-    """Whether the method's own memory plan (``memory_bytes``) stays within ``limit_bytes``."""
+                limit_bytes: float | None, itemsize: int = 4, depth: int = 1) -> bool:
+    """Whether the method's own memory plan (``memory_bytes``) stays within ``limit_bytes``
+    (at ``depth`` > 1: the plan on the MLP's ``Shape``)."""
     if limit_bytes is None:
         return True
     from algorithms.base import ALGORITHMS, Shape
 
     cls = ALGORITHMS.get(method)
-    plan = cls.memory_bytes(cls.Params(**method_params(method, params)),
-                            Shape(n, m, d, itemsize))
+    shape = Shape(n, m, d, itemsize)
+    if depth > 1:
+        from harness.mlp import MLPReLU
+
+        shape = Shape(n, m, d, itemsize, depth=depth, model=MLPReLU.model,
+                      features=MLPReLU.features)
+    plan = cls.memory_bytes(cls.Params(**method_params(method, params)), shape)
     return plan <= limit_bytes
 
 
@@ -732,7 +829,7 @@ def frontier(profile: Profile, ns: Sequence[int], ms: Sequence[int], d: int,
              outer_iters: Mapping[str, float] | None = None, *,
              dtype: str | None = None, kernels_mode: str = "auto",
              refresh_every: float | None = None,
-             memory_bytes: float | None = None) -> pd.DataFrame:
+             memory_bytes: float | None = None, depth: int = 1) -> pd.DataFrame:
     """Per n, the smallest m of ``ms`` where ``methods[0]`` beats ``methods[1]``.
 
     Per iteration (``m_per_iteration``) and, given ``outer_iters`` {method: outer iterations
@@ -740,6 +837,7 @@ def frontier(profile: Profile, ns: Sequence[int], ms: Sequence[int], d: int,
     admissible while ``methods[0]``'s memory plan fits ``memory_bytes`` (default: the
     profile's); a baseline that does not fit loses. None where no admissible m of the grid
     wins. Also returns the time ratio baseline / candidate at the largest admissible m.
+    ``depth``: hidden layers of the model (``predict``, ``fits_memory``).
     """
     cand, base = methods
     params = dict(params or {})
@@ -756,19 +854,19 @@ def frontier(profile: Profile, ns: Sequence[int], ms: Sequence[int], d: int,
         row: dict[str, Any] = {"n": int(n), "m_per_iteration": None, "m_to_target": None,
                                "m_max_fits": None, "ratio_at_max": None}
         for m in sorted(ms):
-            if not fits_memory(cand, params.get(cand), n, m, d, limit, itemsize):
+            if not fits_memory(cand, params.get(cand), n, m, d, limit, itemsize, depth):
                 break
             row["m_max_fits"] = int(m)
             t = {}
             for name in methods:
                 if name == base and not fits_memory(base, params.get(base), n, m, d, limit,
-                                                    itemsize):
+                                                    itemsize, depth):
                     t[name] = math.inf
                     continue
                 t[name] = predict(name, params.get(name), n, m, d, profile,
                                   inner_iters.get(name), dtype=dtype,
                                   kernels_mode=kernels_mode,
-                                  refresh_every=refresh_every)["total"]
+                                  refresh_every=refresh_every, depth=depth)["total"]
             row["ratio_at_max"] = t[base] / t[cand]
             if row["m_per_iteration"] is None and t[cand] < t[base]:
                 row["m_per_iteration"] = int(m)
@@ -808,8 +906,9 @@ def predicted_vs_measured(cells: pd.DataFrame, profile: Profile,
 
     ``cells``: the report's per-cell table (``harness.reporting.metrics.cell_metrics``):
     algorithm, n, m, d, hyperparameters (JSON), time_per_iter_s (median), mean_step_time_s
-    (amortised), mean_inner_iters, optionally dtype and ``refresh_every`` (outer steps per
-    preconditioner build; else a run is taken to build once in ``n_steps`` steps). Methods
+    (amortised), mean_inner_iters, optionally dtype, ``depth`` (hidden layers; missing: 1)
+    and ``refresh_every`` (outer steps per preconditioner build; else a run is taken to
+    build once in ``n_steps`` steps). Methods
     with ``refresh=adaptive`` are compared on the amortised time, the others on the median.
     Cells without a time or of a method the model lacks are left out.
     """
@@ -841,13 +940,14 @@ def predicted_vs_measured(cells: pd.DataFrame, profile: Profile,
         inner = r.get("mean_inner_iters")
         inner = float(inner) if _finite(inner) else None
         cell_dtype = dtype or (r.get("dtype") if isinstance(r.get("dtype"), str) else None)
+        depth = int(r["depth"]) if _finite(r.get("depth")) else 1
         try:
             pred = predict(alg, params, int(r["n"]), int(r["m"]), int(r["d"]), profile,
-                           inner, dtype=cell_dtype, refresh_every=every)
+                           inner, dtype=cell_dtype, refresh_every=every, depth=depth)
         except ConfigError:
             continue
         row = {"algorithm": alg, "hyperparameters": json.dumps(params, sort_keys=True),
-               "n": int(r["n"]), "m": int(r["m"]), "d": int(r["d"]),
+               "n": int(r["n"]), "m": int(r["m"]), "d": int(r["d"]), "depth": depth,
                "dtype": cell_dtype or profile.default_dtype, "measure": "amortised" if adaptive
                else "median", "inner_iters": inner, "refresh_every": every,
                "measured_s": float(measured), "predicted_s": pred["total"],

@@ -326,8 +326,9 @@ class _Run:
         a reason to skip a cell whose one outer iteration is predicted to take longer than
         the whole budget (it could not give more than a lower bound); else None."""
         cfg, r = self.cfg, self.run
-        if cfg.time_budget_s is None or not cfg.cost_profile or r.model != "two_layer":
-            return None  # (the cost formulas are the two-layer model's)
+        if cfg.time_budget_s is None or not cfg.cost_profile or \
+                r.model not in ("two_layer", "mlp"):
+            return None  # (the cost model knows the two-layer model and the uniform MLP)
         from harness import costmodel
 
         profile = costmodel.machine_profile(cfg.cost_profile, r.device)
@@ -336,7 +337,7 @@ class _Run:
         try:
             params = {k: v for k, v in r.identity["algorithm"].items() if k != "name"}
             step = costmodel.predict(r.algorithm.name, params, r.n, r.m, r.d, profile,
-                                     dtype=str(cfg.dtype))["total"]
+                                     dtype=str(cfg.dtype), depth=int(r.depth))["total"]
         except ConfigError:  # a method the model does not cover
             return None
         self.info["predicted_step_time_s"] = step

@@ -34,7 +34,7 @@ from algorithms.base import (
 )
 from harness.config import CONF_DIR
 from harness.listing import list_algorithms
-from harness.problem import make_problem
+from harness.problem import TWO_LAYER, make_problem
 from harness.reporting import fits
 from harness.timing import NullClock
 from tests.test_presets import test_method_yaml_equals_params_defaults as yaml_equals_defaults
@@ -120,11 +120,18 @@ def check_references(cls: type[Algorithm]) -> None:
 def check_cost_model(cls: type[Algorithm]) -> None:
     """Terms that are all positive at a small size, with measured k and f given, and their text."""
     params = param_defaults(cls.Params)
-    terms = cls.cost_terms(float(N), float(M), float(D), params, INNER, REFRESH)
+    terms = cls.flops(float(N), float(M), float(D), params, INNER, REFRESH)
     assert terms, f"{cls.name} has no cost model (cost_terms)"
     assert all(t.value > 0 and set(t.exponents) == {"n", "m", "d"} for t in terms), terms
     assert cls.cost_text, f"{cls.name} has no cost_text"
     assert isinstance(cls.reports_inner_iters, bool)
+    # at depth 2 (the MLP): more flops than the two-layer model, or no model where the method
+    # needs the two-layer structure
+    deep = cls.flops(float(N), float(M), float(D), params, INNER, REFRESH, depth=2)
+    if TWO_LAYER in cls.requires:
+        assert deep is None, f"{cls.name} needs two layers but has flops at depth 2"
+    else:
+        assert deep and sum(t.value for t in deep) > sum(t.value for t in terms), cls.name
     assert cls.family in ("first_order", "gauss_newton", "approximate_natural_gradient")
 
 
@@ -182,8 +189,8 @@ def synthetic_cells(cls: type[Algorithm], m: int = 1024) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     rows = []
     for n in FIT_NS:
-        flops = sum(t.value for t in cls.cost_terms(float(n), float(m), float(D), params,
-                                                    INNER, REFRESH))
+        flops = sum(t.value for t in cls.flops(float(n), float(m), float(D), params,
+                                               INNER, REFRESH))
         for seed in (0, 1):
             rows.append({"variant": cls.name, "algorithm": cls.name, "device": "cpu",
                          "dataset": "synthetic", "data_params": "{}", "d": D,

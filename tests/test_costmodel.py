@@ -324,3 +324,197 @@ def test_committed_profiles_still_predict_with_their_fallbacks_noted():
         for name in costmodel.METHODS:
             assert predict(name, {}, 1024, 65536, 16, prof)["total"] > 0, (path.name, name)
     assert Profile.load(DATASHEET).notes  # a datasheet: no curves, no fault kernel
+
+
+# --- depth: the deep MLP (harness.mlp) in the time and flop models ------------------------------
+
+# Every kernel at a different rate, int8 routes, fixed costs and page faults: a two-layer
+# prediction that changed anywhere would change these numbers.
+MIXED = Profile.synthetic(flops=1e10, elements=2e9, overhead_s=1e-6, int8_speedup=3.0,
+                          fault={"overhead_s": 0.0, "rates": {"bytes": 5e9}})
+# predict(...)["total"] on MIXED before depth existed (commit 1b27e5c). gn_nystrom at n=64:
+# that commit priced its block products with Ω blocks of n·m // d columns (d passed where
+# _block_columns takes P), now n·m // P = n // d, as gn_nystrom runs them.
+TWO_LAYER_TOTALS = {
+    ("adam", 64, 512, 8): 0.0002244954666666667,
+    ("adam", 1024, 2048, 16): 0.016126042133333334,
+    ("gd", 64, 512, 8): 0.00020011146666666668,
+    ("gd", 1024, 2048, 16): 0.015986970133333334,
+    ("ggn", 64, 512, 8): 0.0003934453333333334,
+    ("ggn", 1024, 2048, 16): 0.0017552800000000001,
+    ("gn_cg", 64, 512, 8): 0.0007168826666666667,
+    ("gn_cg", 1024, 2048, 16): 0.14042055582243043,
+    ("gn_exact", 64, 512, 8): 0.004718616533333333,
+    ("gn_exact", 1024, 2048, 16): 7.073474059733334,
+    ("gn_gram", 64, 512, 8): 0.0003934453333333334,
+    ("gn_gram", 1024, 2048, 16): 0.20304136,
+    ("gn_nystrom", 64, 512, 8): 0.005069753493333334,  # 0.004805377493333334 before the fix
+    ("gn_nystrom", 1024, 2048, 16): 0.43285920320000004,
+    ("gn_sketch", 64, 512, 8): 0.0017607143111111113,  # sketch=srht
+    ("gn_sketch", 1024, 2048, 16): 0.21154381137777778,
+    ("kfac", 64, 512, 8): 0.00038963733333333334,
+    ("kfac", 1024, 2048, 16): 0.2023517216,
+    ("ngd", 64, 512, 8): 0.0003934453333333334,
+    ("ngd", 1024, 2048, 16): 0.20304136,
+    ("sgd", 64, 512, 8): 0.00011067573333333334,
+    ("sgd", 1024, 2048, 16): 0.0005896090666666666,
+}
+
+
+@pytest.mark.parametrize("key", sorted(TWO_LAYER_TOTALS))
+def test_depth_one_is_the_two_layer_prediction_bit_for_bit(key):
+    name, n, m, d = key
+    params = {"sketch": "srht"} if (name == "gn_sketch" and n == 64) else {}
+    plain = predict(name, params, n, m, d, MIXED)
+    assert predict(name, params, n, m, d, MIXED, depth=1) == plain
+    assert plain["total"] == TWO_LAYER_TOTALS[key]  # exact: no tolerance
+    assert (costmodel.predict_routes(name, params, n, m, d, MIXED, depth=1)
+            == costmodel.predict_routes(name, params, n, m, d, MIXED))
+
+
+DEEP_CASES = [(name, {}) for name in sorted(costmodel.METHODS) if name != "kfac"] + [
+    ("gn_sketch", {"sketch": s}) for s in ("srht", "gaussian", "countsketch", "tensorsketch")]
+
+
+@pytest.mark.parametrize("name,params", DEEP_CASES)
+def test_a_deeper_model_is_predicted_slower(name, params):
+    for prof in (UNIT, MIXED):
+        t = [predict(name, params, 128, 1024, 16, prof, depth=L) for L in (1, 2, 3)]
+        assert t[0]["total"] < t[1]["total"] < t[2]["total"], (name, params)
+        assert set(t[0]) == set(t[2])  # the same phases
+        assert all(v >= 0 for v in t[2].values())
+
+
+def test_deep_gram_and_forward_by_hand():
+    """UNIT prices GEMMs by their flops and elementwise passes by their elements."""
+    n, m, d = 10, 100, 2
+    t = predict("gn_gram", {}, n, m, d, UNIT, depth=2)
+    # zeroed G; layer 1: X Xᵀ, K Kᵀ, G += ⊙ (2 passes); layer 2: H Hᵀ, K Kᵀ, 2 passes
+    gram = n * n + (2 * n * n * d + 2 * n * n * m + 2 * n * n) + (4 * n * n * m + 2 * n * n)
+    assert t["gram"] == pytest.approx(gram / 1e9)
+    # the two-layer forward, plus the second layer's forward and backward n×m×m GEMMs and
+    # five passes over n×m (relu_, scale; sign into a new buffer, two products)
+    forward = 2 * n * m * d + 3 * n * m + 2 * n + 2 * (2 * n * m * m) + 5 * n * m
+    assert t["forward"] == pytest.approx(forward / 1e9)
+    P = m * d + m * m
+    # Jᵀg per layer: g ⊙ B, Kᵀ(·), copied into the P-vector; W −= η·(it): 3 passes over P
+    update = (n * d + 2 * n * m * d + m * d) + (n * m + 2 * n * m * m + m * m) + 3 * P
+    assert t["update"] == pytest.approx(update / 1e9)
+
+
+def test_deep_sketches_by_layer_or_on_the_flat_rows():
+    n, m, d, s = 64, 256, 8, 128
+    deep = costmodel.Costs(MIXED, "float32", depth=3)
+    flat = costmodel.Costs(MIXED, "float32")
+    # tensor_srht: one sketch per layer (m×d, then m×m twice), summed
+    layered = (costmodel.sketch_seconds(flat, "tensor_srht", n, m, d, s)
+               + 2 * costmodel.sketch_seconds(flat, "tensor_srht", n, m, m, s)
+               + 2 * flat.ew(n * s))
+    assert costmodel.sketch_seconds(deep, "tensor_srht", n, m, d, s) == pytest.approx(layered)
+    # srht: on the rows of J, P = md + 2m² long
+    P = m * d + 2 * m * m
+    assert costmodel.sketch_seconds(deep, "srht", n, m, d, s) == pytest.approx(
+        costmodel.sketch_seconds(flat, "srht", n, P, 1, s))
+
+
+def test_kfac_has_no_deep_cost():
+    with pytest.raises(ConfigError, match=r"kfac needs the two-layer .* depth=2"):
+        predict("kfac", {}, 64, 512, 8, UNIT, depth=2)
+    with pytest.raises(ConfigError, match="depth must be a positive integer"):
+        predict("gd", {}, 64, 512, 8, UNIT, depth=0)
+    assert predict("kfac", {}, 64, 512, 8, UNIT, depth=1)["total"] > 0
+
+
+def test_predicted_vs_measured_and_frontier_read_depth():
+    prof = Profile.synthetic(flops=1e9, elements=1e9)
+    deep = predict("gd", {}, 64, 512, 8, prof, depth=3)["total"]
+    cells = pd.DataFrame([{"algorithm": "gd", "n": 64, "m": 512, "d": 8, "depth": 3,
+                           "hyperparameters": "{}", "time_per_iter_s": deep}])
+    rows = costmodel.predicted_vs_measured(cells, prof)
+    assert rows["ratio"].tolist() == pytest.approx([1.0]) and rows["depth"].tolist() == [3]
+    # a deeper model's memory plan (P, 2L − 1 n×m factors) leaves less room for m
+    limit = 2**27
+    shallow = frontier(prof, [256], [2**k for k in range(8, 16)], 16, memory_bytes=limit)
+    deeper = frontier(prof, [256], [2**k for k in range(8, 16)], 16, memory_bytes=limit,
+                      depth=3)
+    assert deeper["m_max_fits"].iloc[0] < shallow["m_max_fits"].iloc[0]
+
+
+def test_runner_predicts_mlp_cells_at_their_depth(tmp_path):
+    """model=mlp: the step is predicted at the cell's depth and a slow one is skipped."""
+    from tests.helpers import run_in_process
+
+    slow = Profile.synthetic(flops=1e3, elements=1e3)
+    slow.data.update(device_name="slow test machine", date="2026-01-01")
+    path = slow.save(tmp_path / "slow.json")
+    cell = ("algorithm=gn_gram", "data.n=16", "model.m=32", "model=mlp", "model.depth=2",
+            "time_budget_s=1", f"cost_profile={path}")
+    outcome, run, _ = run_in_process(tmp_path / "store", *cell)
+    assert outcome.status == "skipped" and "cost model predicts" in run["reason"]
+    d = run["d"]
+    expected = predict("gn_gram", {}, 16, 32, d, slow, depth=2, dtype=run["dtype"])["total"]
+    assert run["predicted_step_time_s"] == pytest.approx(expected)
+    assert expected > predict("gn_gram", {}, 16, 32, d, slow, dtype=run["dtype"])["total"]
+
+
+# --- depth in the flop models (harness.flops.deepen, Algorithm.flops) --------------------------
+
+
+def _flops(name: str, n, m, d, depth, params=None, inner=None) -> dict[str, float]:
+    from algorithms.base import ALGORITHMS
+
+    terms = ALGORITHMS.get(name).flops(float(n), float(m), float(d), params or {}, inner, 1.0,
+                                       depth=depth)
+    return {t.label: t.value for t in terms}
+
+
+def test_deepen_by_hand():
+    from harness.flops import deepen, monomial
+
+    n, m, d = 8, 16, 4
+    gram = [monomial("n²m", 2, n, m, d, 2, 1, 0), monomial("n²d", 2, n, m, d, 2, 0, 1)]
+    # the MLP's Gram at L = 3: Σₗ 2n²(m_l + m_{l−1}) = 2n²d + 5·2n²m
+    assert sum(t.value for t in deepen(gram, m, d, 3)) == 2 * n * n * d + 5 * 2 * n * n * m
+    assert deepen(gram, m, d, 1) == gram
+    P = m * d + 2 * m * m
+    (jv,) = deepen([monomial("nmd", 2, n, m, d, 1, 1, 1)], m, d, 3)  # J·v: 2nP
+    assert (jv.label, jv.value) == ("nP", 2 * n * P)
+    assert jv.exponents == {"n": 1, "m": 2, "d": 0}  # (L − 1)m > d: m² leads
+    (grad,) = deepen([monomial("nmd", 4, n, m, d, 1, 1, 1, linearize=0.5)], m, d, 3)
+    assert grad.value == 2 * n * P + 2 * n * (P - m * d) + 2 * n * P  # forward, signals, Jᵀr
+
+
+def test_flops_at_depth_are_the_mlp_operator_counts():
+    """harness.mlp's counts: linearize 2nP + 2n(P − md), Jᵀg 2nP, G·p 4nP, Gram
+    2n²(d + (2L − 1)m), J written out nP."""
+    n, m, d, L = 64, 128, 8, 3
+    P = m * d + (L - 1) * m * m
+    linearize, jtg = 2 * n * P + 2 * n * (P - m * d), 2 * n * P
+    gram = 2 * n * n * (d + (2 * L - 1) * m)
+    assert sum(_flops("gd", n, m, d, L).values()) == pytest.approx(linearize + jtg)
+    assert sum(_flops("gn_gram", n, m, d, L).values()) == pytest.approx(
+        linearize + gram + n**3 / 3 + jtg)
+    k = 7.0
+    assert sum(_flops("gn_cg", n, m, d, L, inner=k).values()) == pytest.approx(
+        linearize + k * 4 * n * P + jtg)
+    assert sum(_flops("gn_exact", n, m, d, L).values()) == pytest.approx(
+        2 * n * n * P + n**3 / 3 + linearize + n * P + jtg)
+    sk = _flops("gn_sketch", n, m, d, L, {"sketch": "tensor_srht"}, inner=k)
+    assert sk["nm·log m (sketch)"] == pytest.approx((2 * L - 1) * n * m * math.log2(m))
+    assert sk["ns (sketch)"] == pytest.approx(L * n * 4 * n)  # s = 4n rows, once per layer
+    srht = _flops("gn_sketch", n, m, d, L, {"sketch": "srht"}, inner=k)
+    N = 2 ** math.ceil(math.log2(P))
+    assert srht["nP·log(P) (sketch)"] == pytest.approx(n * N * math.log2(N))
+    ts = _flops("gn_sketch", n, m, d, L, {"sketch": "tensorsketch"}, inner=k)
+    assert ts["n(m+d) (sketch)"] == pytest.approx(n * (d + (2 * L - 1) * m))
+
+
+def test_two_layer_only_methods_have_no_deep_flops():
+    from algorithms.base import ALGORITHMS
+
+    kfac = ALGORITHMS.get("kfac")
+    assert kfac.flops(64.0, 128.0, 8.0, {}, None, 1.0, depth=2) is None
+    assert kfac.flops(64.0, 128.0, 8.0, {}, None, 1.0) == kfac.cost_terms(
+        64.0, 128.0, 8.0, {}, None, 1.0)
+    with pytest.raises(ConfigError, match="depth must be a positive integer"):
+        kfac.flops(64.0, 128.0, 8.0, {}, None, 1.0, depth=0)

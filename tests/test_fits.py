@@ -92,3 +92,38 @@ def test_sketch_cost_model_uses_measured_inner_iterations_and_the_sketch_transfo
         labels = [t.label for t in fits.cost_terms("gn_sketch", n, m, d, {"sketch": sketch},
                                                 inner=4)]
         assert any("(sketch)" in label for label in labels), sketch
+
+
+def _cells(depth, flop_depth):
+    """gn_gram cells over REPORT_N at m=1024 (a ``depth`` column unless None) whose times
+    follow the flop model at ``flop_depth``."""
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for n in REPORT_N:
+        flops = sum(t.value for t in fits.cost_terms("gn_gram", n, 1024, 16, {},
+                                                     depth=flop_depth))
+        row = {"variant": "gn_gram", "algorithm": "gn_gram", "device": "cpu",
+               "dataset": "synthetic", "data_params": "{}", "d": 16, "dtype": "float64",
+               "n": n, "m": 1024, "status": "converged", "hyperparameters": json.dumps({}),
+               fits.TIME_COLUMN: 1e-9 * flops}
+        if depth is not None:
+            row["depth"] = depth
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_fits_take_each_cells_depth():
+    # at m = 1024, d = 16 the two-layer Gram step is led by 2n²m (slope near 2); three layers
+    # add per-parameter work n·P, P = md + 2m², which leads over this n range (slope near 1)
+    deep = fits.scaling_fits(_cells(3, 3), "n", min_time_s=0.0).iloc[0]
+    flat = fits.scaling_fits(_cells(None, 1), "n", min_time_s=0.0).iloc[0]
+    assert deep.agrees and flat.agrees
+    assert flat.theory - deep.theory > 0.5, (flat.theory, deep.theory)
+    assert "nP" in deep.term and "nP" not in flat.term
+    # a missing depth (an old store: NaN or no column) is the two-layer model
+    assert fits.cost_terms("gn_gram", 64, 1024, 16, {}, depth=float("nan")) == \
+        fits.cost_terms("gn_gram", 64, 1024, 16, {})
+    assert fits.cost_terms("kfac", 64, 1024, 16, {}, depth=2) is None

@@ -181,24 +181,27 @@ THEORY_TEXT: Mapping[str, str] = _CostTexts()
 
 
 def cost_terms(algorithm: str, n: float, m: float, d: float, params: dict,
-               inner: float | None = None, refresh: float | None = None) -> list[Term] | None:
-    """Every term of ``algorithm``'s model at one cell (its class's ``cost_terms``); None for
-    a method not registered, without a model, or whose model needs the measured inner
-    iteration count ``inner`` and it is missing (None or NaN). A missing ``refresh`` share
-    counts as 1: every step rebuilt."""
+               inner: float | None = None, refresh: float | None = None,
+               depth: int | None = 1) -> list[Term] | None:
+    """Every term of ``algorithm``'s model at one cell with ``depth`` hidden layers (its
+    class's ``flops``); None for a method not registered, without a model (at that depth),
+    or whose model needs the measured inner iteration count ``inner`` and it is missing (None
+    or NaN). A missing ``refresh`` share counts as 1: every step rebuilt; a missing depth
+    (None or NaN: a store from before the model group) as 1."""
     cls = _method(algorithm)
     if cls is None:
         return None
     k = None if inner is None or inner != inner else float(inner)
     f = 1.0 if refresh is None or refresh != refresh else float(refresh)
-    return cls.cost_terms(float(n), float(m), float(d), params, k, f)
+    L = 1 if depth is None or depth != depth else int(depth)
+    return cls.flops(float(n), float(m), float(d), params, k, f, depth=L)
 
 
 def dominant_term(algorithm: str, n: float, m: float, d: float, params: dict,
-                  inner: float | None = None,
-                  refresh: float | None = None) -> tuple[Term, float] | None:
+                  inner: float | None = None, refresh: float | None = None,
+                  depth: int | None = 1) -> tuple[Term, float] | None:
     """(leading term, its share of the modelled cost), or None without a model."""
-    terms = cost_terms(algorithm, n, m, d, params, inner, refresh)
+    terms = cost_terms(algorithm, n, m, d, params, inner, refresh, depth)
     if not terms:
         return None
     top = max(terms, key=lambda t: t.value)
@@ -219,7 +222,7 @@ def _model_values(algorithm: str, frame: pd.DataFrame, params: dict):
     values, leads = [], []
     for r in frame.itertuples(index=False):
         terms = cost_terms(algorithm, r.n, r.m, r.d, params, getattr(r, "mean_inner_iters", None),
-                           getattr(r, "refresh_frac", None))
+                           getattr(r, "refresh_frac", None), getattr(r, "depth", 1))
         if not terms:
             return None
         values.append(sum(t.value for t in terms))
