@@ -487,6 +487,42 @@ def run_suite(parts: list[list[str]]) -> int:
 EXIT_INTERRUPTED = 130
 
 
+#: config groups whose options take ``group.<key>=value`` overrides
+_OPTION_GROUPS = ("algorithm", "data", "model")
+
+
+def _defer_group_options(argv: list[str]) -> list[str]:
+    """``-m algorithm=gn_sketch,gn_cg algorithm.tol=1e-4``: Hydra composes a multirun's base
+    config with the sweeps left out, so it would apply ``algorithm.tol`` to the default
+    algorithm (gn_gram, which has no ``tol``) and refuse the command. An option of a group
+    that is swept is made a one-value sweep (``choice(1e-4)``), applied per job after the
+    group is chosen, as the user meant."""
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return argv
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    swept = set()
+    for a in argv:
+        if a.startswith("-") or "=" not in a:
+            continue
+        try:
+            o = parser.parse_override(a)
+        except Exception:  # left to the pre-flight, which explains it
+            continue
+        if o.key_or_group in _OPTION_GROUPS and o.is_sweep_override():
+            swept.add(o.key_or_group)
+    out = []
+    for a in argv:
+        key, _, value = a.partition("=")
+        group = key.split(".", 1)[0]
+        plain = not (value.startswith(("choice(", "range(", "glob(", "[")) or "," in value)
+        if group in swept and "." in key and not key.startswith(("+", "~")) and plain:
+            a = f"{key}=choice({value})"
+        out.append(a)
+    return out
+
+
 def _own_output_dir(argv: list[str]) -> list[str]:
     """A job directory no other command shares: Hydra names it to the second, so two sweeps
     started in the same second would share job directories (and print each other's tables).
@@ -549,6 +585,7 @@ def validate_command(argv: list[str]) -> list[list[str]] | None:
 
 def main() -> None:
     try:
+        sys.argv[1:] = _defer_group_options(sys.argv[1:])
         if any(a in ("--help", "-h", "--hydra-help") for a in sys.argv[1:]):
             suite = suite_parts(sys.argv[1:])
             if suite is not None:  # a suite has no config of its own: list it, then the help

@@ -119,3 +119,19 @@ def test_each_sweep_summary_keeps_its_own_state(tmp_path):
     first.state.report()  # no job directories yet: nothing to print, but reported once
     assert first.state.reported and not second.state.reported and second.state.sweep_dir is None
     assert SweepSummary().state is not SweepSummary().state  # outside nlt-run: one each
+
+
+def test_options_of_a_swept_group_apply_per_job():
+    """``-m algorithm=gn_sketch,gn_cg algorithm.tol=1e-4`` would otherwise be refused: Hydra
+    composes the multirun's base config with the default algorithm, which has no ``tol``."""
+    from harness.run import _defer_group_options
+
+    argv = ["-m", "algorithm=gn_sketch,gn_cg", "algorithm.tol=1e-4", "data.n=64",
+            "data=digits", "model.depth=2", "algorithm.max_inner=choice(5,10)"]
+    assert _defer_group_options(argv) == [
+        "-m", "algorithm=gn_sketch,gn_cg", "algorithm.tol=choice(1e-4)", "data.n=64",
+        "data=digits", "model.depth=2", "algorithm.max_inner=choice(5,10)"]
+    # not a multirun, or the group is not swept: unchanged
+    assert _defer_group_options(argv[1:]) == argv[1:]
+    fixed = ["-m", "algorithm=gn_sketch", "algorithm.tol=1e-4", "data.n=64,128"]
+    assert _defer_group_options(fixed) == fixed
