@@ -68,6 +68,7 @@ import torch
 from harness.errors import ConfigError
 from harness.problem import (
     LAYERED,
+    GramBase,
     JacobianBase,
     Linearization,
     first_layer_init,
@@ -235,7 +236,7 @@ class MLPJacobian(JacobianBase):
 
 
 
-class MLPGramOperator:
+class MLPGramOperator(GramBase):
     r"""Matrix-free (G + μI) p = J(Jᵀ p) + μp, fused layer by layer.
 
     Per layer: M = K⁽ˡ⁾ᵀ (p ⊙ B⁽ˡ⁾) (m_l × m_{l−1}), then rowsum(B⁽ˡ⁾ ⊙ K⁽ˡ⁾ M). For a block
@@ -244,23 +245,6 @@ class MLPGramOperator:
     Flops 4nP·k per application; temporaries per layer n×m·k twice and m_l×m_{l−1}·k (only
     one layer's share of Jᵀ p is alive at a time, never the whole P·k).
     """
-
-    def __init__(self, jac: MLPJacobian, damping: float = 0.0):
-        self.jac = jac
-        self.damping = float(damping)
-        self.n = jac.n
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.n, self.n)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.jac.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.jac.device
 
     def __matmul__(self, p: torch.Tensor) -> torch.Tensor:
         Pm, vector = _check_block(p, self.n, "G @ p: p")
@@ -278,9 +262,6 @@ class MLPGramOperator:
     def diagonal(self) -> torch.Tensor:
         """diag(G) + μ: O(nLm) flops, O(n) memory."""
         return self.jac.gram_diagonal() + self.damping
-
-    def dense(self) -> torch.Tensor:
-        return self.jac.gram(self.damping)
 
 
 class MLPReLU:

@@ -195,6 +195,14 @@ class JacobianOperator(JacobianBase):
     def shape(self) -> tuple[int, int]:
         return (self.n, self.m * self.d)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.X.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.X.device
+
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         """(J v)_i = x_i · (D (a ⊙ V))_i / √m."""
         check_operand("J @ v", V, self.num_params)
@@ -243,14 +251,11 @@ class JacobianOperator(JacobianBase):
 
 
 
-class GramOperator:
-    r"""Matrix-free G + μI: ``(G + μI) p = rowsum(X ⊙ D (Dᵀ (p ⊙ X))) / m + μ p``.
+class GramBase:
+    """What every Gram operator (G + μI, matrix-free) shares: its Jacobian, the damping,
+    shape, dtype and device, and ``dense()`` from the Jacobian's dense Gram."""
 
-    Two products with D per application, no md-sized intermediate beyond m×d. ``p`` may be a
-    vector (n,) or a block (n, k); the block form runs k products in one pass through D.
-    """
-
-    def __init__(self, jac: JacobianOperator, damping: float = 0.0):
+    def __init__(self, jac, damping: float = 0.0):
         self.jac = jac
         self.damping = float(damping)
         self.n = jac.n
@@ -261,11 +266,22 @@ class GramOperator:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.jac.X.dtype
+        return self.jac.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.jac.X.device
+        return self.jac.device
+
+    def dense(self) -> torch.Tensor:
+        return self.jac.gram(self.damping)
+
+
+class GramOperator(GramBase):
+    r"""Matrix-free G + μI: ``(G + μI) p = rowsum(X ⊙ D (Dᵀ (p ⊙ X))) / m + μ p``.
+
+    Two products with D per application, no md-sized intermediate beyond m×d. ``p`` may be a
+    vector (n,) or a block (n, k); the block form runs k products in one pass through D.
+    """
 
     def __matmul__(self, p: torch.Tensor) -> torch.Tensor:
         X = self.jac.X
@@ -283,9 +299,6 @@ class GramOperator:
     def diagonal(self) -> torch.Tensor:
         """diag(G)_i = ‖x_i‖² · (number of active units of i) / m, plus μ."""
         return self.jac.X.pow(2).sum(1) * self.jac.D.sum(1) / self.jac.m + self.damping
-
-    def dense(self) -> torch.Tensor:
-        return self.jac.gram(self.damping)
 
 
 @dataclass
