@@ -164,7 +164,10 @@ def _header(r: Report, stores: list[str], target: float, cmd: str,
             warnings: list[str]) -> list[str]:
     cells = r.cells
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    L = ["# Benchmark report: Gauss–Newton training of two-layer ReLU networks", "",
+    models = sorted(set(cells["model"])) if len(cells) and "model" in cells else []
+    what = "two-layer ReLU networks" if models in ([], ["two_layer"]) else \
+        f"ReLU networks ({', '.join(models)})"
+    L = [f"# Benchmark report: Gauss–Newton training of {what}", "",
          f"Generated {now} by `{cmd}` from {len(cells)} cells in "
          f"{', '.join(f'`{s}`' for s in stores)}. Target relative loss ε = {target:g}. "
          "Every number below comes from `results.parquet` (per-iteration rows) and "
