@@ -44,6 +44,14 @@ memory-bound, then freshly faulted pages), so that a pass over a 4 GB pattern is
 at the rate of a 1 MB one. Timings of ``xw`` write into a preallocated output; a step that
 allocates its n×m buffer pays ``fault`` for it on top (``Costs.fresh``).
 
+Beyond the kernels, a step pays fixed costs no kernel timing sees: Python and dispatch per
+torch call, small temporaries, the phase clock. The calibration measures them where they are,
+by running every method's own step at a size where its kernels cost next to nothing
+(``OVERHEAD_SIZE``) under the runner's clock: a phase's fixed cost is its measured time less
+the kernel model's prediction there (never below zero), per occurrence of the phase, and
+for the inner solve per CG iteration (``Profile.overheads``; ``predict`` adds them, an
+amortised build divided like its kernels). Nothing is fitted to the cells it is judged on.
+
 Each is measured per dtype (float32 and float64; the int8 routes exist for float32 only).
 The profile is a JSON file (``Profile``), written by ``calibrate`` and read by ``predict``,
 ``frontier`` and ``predicted_vs_measured``. ``reports/profiles/h100_datasheet.json`` holds an
@@ -114,6 +122,14 @@ PRODUCT_KERNEL = {"pattern_gram": "gram", "pattern_mm": "mm", "pattern_rmm": "rm
 #: Gauss–Newton run to 1e-6 takes 2–4 outer steps and builds R once (nlt-bench's
 #: AMORTIZE_STEPS = 3, docs/performance.md).
 DEFAULT_REFRESH_EVERY = 3.0
+#: CG iterations priced one by one before the steady per-iteration cost is used
+CG_TRACE_ITERS = 64
+#: (n, m, d) at which the calibration runs each method's step to measure its fixed costs
+OVERHEAD_SIZE = (64, 128, 8)
+#: timed steps per method there (after one untimed warm-up step)
+OVERHEAD_STEPS = 9
+#: phases built once per preconditioner refresh (amortised over ``refresh_every`` steps)
+REFRESH_PHASES = ("sketch", "factor", "nystrom")
 #: gn_sketch CG iterations at tol 0.1: 4 at every n from 64 to 2048 (README, claim C3).
 DEFAULT_SKETCH_INNER = 4.0
 #: gn_cg CG iterations at tol 0.1 grow like n^0.41 from 6 at n = 64 (README, claim C3).
@@ -305,6 +321,8 @@ class Profile:
             if missing:
                 out.append(f"{dtype}: no {', '.join(missing)} kernel (fresh allocations "
                            f"cost nothing)")
+            if not self.is_datasheet and dtype not in self.data.get("overheads", {}):
+                out.append(f"{dtype}: no measured fixed costs per phase (kernels only)")
             flat = sorted(k for k, f in table.items() if not f.curve)
             if flat:
                 out.append(f"{dtype}: no size curve for {', '.join(flat)} (one rate at "
@@ -313,6 +331,12 @@ class Profile:
 
     def has(self, name: str, dtype: str) -> bool:
         return name in self.fits.get(dtype, {})
+
+    def overheads(self, method: str, dtype: str) -> dict[str, float]:
+        """Measured fixed seconds per phase occurrence of ``method`` (``solve`` of a CG
+        method: per inner iteration); empty for a profile without them (datasheets, older
+        calibrations: kernels only)."""
+        return dict(self.data.get("overheads", {}).get(dtype, {}).get(method, {}))
 
     def fit(self, name: str, dtype: str) -> Fit:
         if dtype not in self.fits:
@@ -410,6 +434,9 @@ class Costs:
         self.routes: dict[str, str] = {}
         self.itemsize = 8 if dtype == "float64" else 4
         self.depth = depth
+        # the int8 copy of the current linearisation's D (kernels.Pattern): made by an int8
+        # Gram, or bought by the skinny products once their savings cover it (rent or buy)
+        self._cast_paid, self._rent = False, 0.0
 
     def params(self, m: float, d: float) -> float:
         """P: md, plus m² per further hidden layer."""
@@ -456,7 +483,19 @@ class Costs:
             route = ("float" if times["float"] <= (1 + kernels.TIE_MARGIN) * times[fastest]
                      else fastest)
         self.routes[product] = route
-        return times[route]
+        if route != "int8" or self._cast_paid:
+            return times[route]
+        if product == "pattern_gram":  # its int8 time includes the cast; the copy stays
+            self._cast_paid = True
+            return times[route]
+        cast = self.ew(n * m) + self.fresh(n * m / self.itemsize)  # n·m one-byte values
+        if self.mode == "auto":  # as kernels.Selector.run: rent float until int8 pays
+            saving = times["float"] - times["int8"]
+            if self._rent + saving < cast:
+                self._rent += saving
+                return times["float"]
+        self._cast_paid = True
+        return times["int8"] + cast
 
     def qr(self, rows: float, cols: float) -> float:
         k = min(rows, cols)
@@ -488,6 +527,7 @@ class Costs:
         in place). Depth L adds per further layer the forward product H W⁽ˡ⁾ᵀ (relu_, scale)
         and the backward one K W⁽ˡ⁾ for the signals (the sign of H into a new buffer, two
         products), each of the three n×m buffers fresh."""
+        self._cast_paid, self._rent = False, 0.0  # a new D: no int8 copy yet
         t = (self.gemm(n, m, d, "xw") + self.fresh(n * m) + 3 * self.ew(n * m)
              + 2 * self.ew(n))
         if self.depth > 1:
@@ -534,10 +574,18 @@ class Costs:
     def cg(self, n: float, m: float, d: float, iters: float,
            precondition: Callable[[], float] | None = None) -> float:
         """``iters`` CG iterations: a Gram product, the vector work, the preconditioner."""
-        per = self.gram_apply(n, m, d) + CG_VECTOR_PASSES * self.ew(n)
-        if precondition is not None:
-            per += precondition()
-        return iters * per
+        def one() -> float:
+            t = self.gram_apply(n, m, d) + CG_VECTOR_PASSES * self.ew(n)
+            return t + (precondition() if precondition is not None else 0.0)
+
+        # iteration by iteration while the route of the products may still change (the
+        # int8 cast is bought after a few), then the steady cost for the rest
+        total, done = 0.0, 0
+        while done < iters and not (self._cast_paid or done >= CG_TRACE_ITERS):
+            step = min(1.0, iters - done)
+            total += step * one()
+            done += 1
+        return total + max(0.0, iters - done) * one() if done < iters else total
 
 
 def _pattern_work(product: str, n: float, m: float, k: float) -> dict[str, float]:
@@ -784,8 +832,64 @@ def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: in
     else:
         phases = fn(c, p, n, m, d, float(inner_iters))
     phases = {k: float(v) for k, v in phases.items()}
+    every = _refresh_every(p, refresh_every) if method in REFRESH_METHODS else 1.0
+    for phase, fixed in profile.overheads(method, c.dtype).items():
+        scale = (float(inner_iters) if phase == "solve" and method in INNER_METHODS
+                 else 1.0 / every if phase in REFRESH_PHASES else 1.0)
+        phases[phase] = phases.get(phase, 0.0) + fixed * scale
     phases["total"] = float(sum(phases.values()))
     return phases
+
+
+def _measure_overheads(dev: torch.device, dtype: str, profile: Profile,
+                       log: Callable[[str], None]) -> dict[str, dict[str, float]]:
+    """Each method's fixed seconds per phase (see the module docstring): its own steps at
+    ``OVERHEAD_SIZE`` under the runner's clock, less the kernel model's prediction there."""
+    from algorithms.base import ALGORITHMS
+    from harness.device import resolve_dtype
+    from harness.loop import timed_step, warm_up
+    from harness.problem import make_generator, make_problem
+    from harness.timing import PhaseClock
+
+    n, m, d = OVERHEAD_SIZE
+    out: dict[str, dict[str, float]] = {}
+    for method in METHODS:
+        cls = ALGORITHMS.get(method)
+        problem = make_problem("synthetic", n, d, m, seed=0, device=dev,
+                               dtype=resolve_dtype(dtype))
+
+        def make(cls=cls, problem=problem):
+            return cls(problem, cls.Params(), make_generator(1, dev))
+
+        warm_up(problem, make, 1)
+        alg, clock = make(), PhaseClock(dev)
+        alg.setup(clock)
+        clock.pop()
+        seen: dict[str, list[float]] = {}
+        inner = []
+        for _ in range(OVERHEAD_STEPS):
+            info, _, _ = timed_step(alg, clock, dev)
+            for phase, secs in clock.pop().items():
+                seen.setdefault(phase, []).append(secs)
+            if info.inner_iters is not None:
+                inner.append(float(info.inner_iters))
+        k = float(np.mean(inner)) if inner else None
+        every = OVERHEAD_STEPS / max(1, len(seen.get("sketch", seen.get("nystrom", [1]))))
+        kernel = predict(method, {}, n, m, d, Profile({**profile.data, "overheads": {}}),
+                         inner_iters=k, dtype=dtype, refresh_every=every
+                         if method in REFRESH_METHODS else None)
+        fixed = {}
+        for phase, times in seen.items():
+            per_occurrence = float(np.median(times))
+            model = kernel.get(phase, 0.0) * (every if phase in REFRESH_PHASES else 1.0)
+            extra = max(0.0, per_occurrence - model)
+            if phase == "solve" and method in INNER_METHODS:
+                extra /= max(1.0, k or 1.0)
+            fixed[phase] = extra
+        out[method] = fixed
+        log(f"    {method:<11} fixed costs " + ", ".join(
+            f"{ph} {1e6 * s:.0f} us" for ph, s in sorted(fixed.items())))
+    return out
 
 
 def predict_routes(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: int,
@@ -1216,11 +1320,15 @@ def calibrate(device: str = "cpu", dtypes: Sequence[str] = DTYPES, quick: bool =
     if dev.type == "cuda":
         cc = torch.cuda.get_device_capability(dev)
         data["cuda_capability"] = f"{cc[0]}.{cc[1]}"
+    data["overheads"] = {}
     for dt in dtypes:
         fits, routes, unavailable = _measure_dtype(dev, resolve_dtype(dt), sizes, log)
         data["kernels"][dt] = {k: f.as_dict() for k, f in fits.items()}
         data["routes"][dt] = routes
         data["unavailable"][dt] = unavailable
+        log(f"  {dt}: fixed costs per phase (each method's step at n, m, d = "
+            f"{OVERHEAD_SIZE})")
+        data["overheads"][dt] = _measure_overheads(dev, dt, Profile(data), log)
     return Profile(data)
 
 

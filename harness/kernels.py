@@ -84,6 +84,13 @@ class Pattern:
     def __init__(self, D: torch.Tensor):
         self.D = D
         self._int8: torch.Tensor | None = None
+        #: seconds the int8 route would have saved on this pattern so far, had its cast been
+        #: paid (``Selector.run``: the cast is bought once this reaches its cost)
+        self.rent = 0.0
+
+    @property
+    def has_int8(self) -> bool:
+        return self._int8 is not None
 
     @property
     def int8(self) -> torch.Tensor:
@@ -238,12 +245,18 @@ class Choice:
     times_s: dict[str, float] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     calibration_s: float = 0.0
+    #: seconds of the int8 copy of D (made once per linearisation) where the route's times
+    #: leave it out (the skinny products: their int8 time is on a pattern that has its copy)
+    cast_s: float | None = None
+    #: calls that ran on float while the cast had not yet paid for itself on their pattern
+    rented: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"product": self.product, "bucket": list(self.bucket), "device": self.device,
                 "dtype": self.dtype, "route": self.route, "how": self.how,
                 "times_s": self.times_s, "unavailable": self.unavailable,
-                "calibration_s": self.calibration_s}
+                "calibration_s": self.calibration_s, "cast_s": self.cast_s,
+                "rented": self.rented}
 
 
 class Selector:
@@ -260,6 +273,9 @@ class Selector:
         self.calibration_s = 0.0
 
     def choose(self, product: Product, P: Pattern, *operands: torch.Tensor) -> str:
+        return self._choice(product, P, *operands).route
+
+    def _choice(self, product: Product, P: Pattern, *operands: torch.Tensor) -> Choice:
         D = P.D
         key = (product.name, D.device.type, str(D.dtype).replace("torch.", ""),
                product.bucket(P, *operands))
@@ -267,7 +283,7 @@ class Selector:
         if choice is None:
             choice = self.choices[key] = self._decide(key, product, P, *operands)
         self.used.setdefault(key, choice)
-        return choice.route
+        return choice
 
     def _decide(self, key, product: Product, P: Pattern, *operands) -> Choice:
         name, device, dtype, bucket = key
@@ -294,6 +310,8 @@ class Selector:
                 choice.times_s[r] = float(self.timer(r, call, P.D.device))
             except Exception as exc:  # a route that fails here is not a candidate
                 choice.unavailable[r] = f"{type(exc).__name__}: {exc}"
+        if not product.cast_per_call and INT8 in choice.times_s:
+            choice.cast_s = _time_route(lambda: cal[0].D.to(torch.int8), P.D.device)
         choice.calibration_s = time.perf_counter() - t0
         self.calibration_s += choice.calibration_s
         choice.how = "measured"
@@ -306,7 +324,18 @@ class Selector:
 
     def run(self, name: str, P: Pattern, *operands: torch.Tensor) -> torch.Tensor:
         product = PRODUCTS[name]
-        route = self.choose(product, P, *operands)
+        choice = self._choice(product, P, *operands)
+        route = choice.route
+        if route == INT8 and choice.cast_s and not P.has_int8:
+            # rent or buy: a product whose int8 time leaves out the cast runs on float until
+            # the time int8 would have saved on this pattern reaches the cast's cost, then
+            # casts (at most twice the better of the two in hindsight). gd's one Jᵀr per
+            # linearisation stays on float; CG's many products on one D buy the cast.
+            saving = choice.times_s.get(FLOAT, 0.0) - choice.times_s.get(INT8, 0.0)
+            if P.rent + saving < choice.cast_s:
+                P.rent += saving
+                choice.rented += 1
+                route = FLOAT
         return product.routes[route].run(P, *operands)
 
 

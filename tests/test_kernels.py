@@ -212,3 +212,30 @@ def test_the_gram_calibrates_on_a_corner_the_skinny_products_whole():
     Pr, Yc = kernels.PRODUCTS["pattern_rmm"].calibration_operands(P, Y)
     assert tuple(Pm.shape) == tuple(Pr.shape) == (n, m)
     assert Zc.shape == Z.shape and Yc.shape == Y.shape
+
+
+def test_skinny_products_rent_float_until_the_int8_cast_pays():
+    """The int8 time of D Z is measured on a pattern that has its int8 copy; a fresh pattern
+    (one per linearisation) runs float until the time int8 would have saved reaches the
+    cast, then casts once (rent or buy); an int8 Gram's copy is used at once."""
+    kernels.configure("auto", timer=fake_timer({"float": 3.0, "int8": 1.0}))
+    Z = torch.randn(300, 5)
+    kernels.pattern_mm(pattern(), Z)  # decide the bucket's route: int8
+    (choice,) = kernels.selector().choices.values()
+    assert choice.route == "int8" and choice.cast_s is not None and choice.cast_s > 0
+    choice.cast_s, choice.rented = 5.0, 0  # 2 s saved per call: the third call buys
+    P = pattern(seed=1)
+    for _ in range(2):
+        kernels.pattern_mm(P, Z)
+        assert not P.has_int8
+    kernels.pattern_mm(P, Z)
+    assert P.has_int8 and choice.rented == 2 and P.rent == 4.0
+    torch.testing.assert_close(kernels.pattern_mm(P, Z), P.D @ Z)  # exact either way
+    Q = pattern(seed=2)
+    kernels.configure("auto", timer=fake_timer({"float": 3.0, "int8": 1.0}))
+    kernels.pattern_gram(Q)  # the Gram's int8 route makes the copy
+    assert Q.has_int8
+    kernels.configure("int8")  # a forced route never rents
+    R = pattern(seed=3)
+    kernels.pattern_mm(R, Z)
+    assert R.has_int8
