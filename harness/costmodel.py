@@ -1190,7 +1190,6 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
                                                          dict[str, str]]:
     """Every kernel's points and fit for one dtype; the pattern routes side by side."""
     gen = torch.Generator(device=device).manual_seed(0)
-    kw = dict(device=device, dtype=dtype)
     points: dict[str, list[dict[str, float]]] = {k: [] for k in KERNELS}
     unavailable: dict[str, str] = {}
     routes: dict[str, list[dict[str, Any]]] = {p: [] for p in PRODUCT_KERNEL}
@@ -1198,6 +1197,18 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
     def timed(fn):
         return _time(fn, device, sizes)
 
+    _measure_patterns(points, routes, unavailable, gen, timed, device, dtype, sizes, log)
+    _measure_dense(points, gen, timed, device, dtype, sizes)
+    log(f"  {str(dtype)[6:]} factorisations, passes and transforms")
+    fits = {name: fit_kernel(pts, KERNELS[name], anchor=name in OPTIONAL_KERNELS)
+            for name, pts in points.items() if pts}
+    return fits, routes, unavailable
+
+
+def _measure_patterns(points, routes, unavailable, gen, timed, device, dtype, sizes,
+                      log) -> None:
+    """The forward GEMM and every route of the products with D, at the pattern sizes."""
+    kw = dict(device=device, dtype=dtype)
     for n, m in (*sizes.pattern, *sizes.stream):
         D = (torch.rand(n, m, generator=gen, device=device) > 0.5).to(dtype)
         X = torch.randn(n, max(sizes.ks), generator=gen, device=device).to(dtype)
@@ -1240,6 +1251,11 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
                 routes[product].append(rec)
         log(f"  {str(dtype)[6:]} pattern products at n={n} m={m}")
         del D, out
+
+
+def _measure_dense(points, gen, timed, device, dtype, sizes) -> None:
+    """Factorisations, triangular solves, elementwise passes, copies, page faults, FWHT."""
+    kw = dict(device=device, dtype=dtype)
     for n in sizes.square:
         A = torch.randn(n, n, generator=gen, device=device).to(dtype)
         S = A @ A.T / n + torch.eye(n, **kw)
@@ -1278,10 +1294,6 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
         points["fwht"].append({"elements": rows_ * N * len(bits),
                                "flops": 2 * rows_ * N * sum(1 << b for b in bits),
                                "seconds": timed(lambda x=x: fwht(x))})
-    log(f"  {str(dtype)[6:]} factorisations, passes and transforms")
-    fits = {name: fit_kernel(pts, KERNELS[name], anchor=name in OPTIONAL_KERNELS)
-            for name, pts in points.items() if pts}
-    return fits, routes, unavailable
 
 
 def slug(text: str) -> str:
