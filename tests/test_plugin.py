@@ -53,8 +53,8 @@ class DampedGD(Algorithm):
         with phase("forward"):
             lin = self.problem.linearize()
         with phase("update"):
-            self.problem.W.sub_(lin.jacobian.rmatvec(lin.residual),
-                                alpha=self.params.lr / (1 + self.params.damping))
+            self.problem.update(lin.jacobian.rmatvec(lin.residual),
+                                self.params.lr / (1 + self.params.damping))
         return StepInfo()
 '''
 
