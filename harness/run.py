@@ -584,6 +584,10 @@ def validate_command(argv: list[str]) -> list[list[str]] | None:
 
 
 def main() -> None:
+    # Ctrl-C or kill -INT stops a sweep cleanly (table, exit code 130) however nlt-run was
+    # started: a shell script's background job (`nlt-run ... &`) inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler of its own
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         sys.argv[1:] = _defer_group_options(sys.argv[1:])
         if any(a in ("--help", "-h", "--hydra-help") for a in sys.argv[1:]):

@@ -48,11 +48,13 @@ def _fingerprint(cell: Path) -> tuple[str, str]:
     return file_sha256(cell / RUN_FILE), file_sha256(cell / RESULT_FILE)
 
 
-def _spawn(tmp: Path, *args: str) -> subprocess.Popen:
+def _spawn(tmp: Path, *args: str, ignore_sigint: bool = False) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
     return subprocess.Popen([sys.executable, "-m", "harness.run", "-m", "+sweep=smoke",
                              "data.n=16", *args, f"store={tmp / 'store'}"], cwd=tmp, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ignore)
 
 
 def _descendants(pid: int) -> set[int]:
@@ -124,6 +126,17 @@ def test_sigint_stops_cleanly_with_the_table_and_130(tmp_path):
     assert not any(_alive(p) for p in kids)
     done = _done_cells(tmp_path / "store")
     assert len(done) == 1
+
+
+def test_sigint_stops_a_sweep_started_with_sigint_ignored(tmp_path):
+    """A shell script's background job (``nlt-run ... &``) starts with SIGINT ignored; kill
+    -INT still stops the sweep cleanly with its table and 130."""
+    proc = _spawn(tmp_path, *FOREVER, ignore_sigint=True)
+    _wait_for_running_cell(tmp_path, proc, 1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out[-2000:] + err[-2000:]
+    assert "cells by status: interrupted 1, time_budget 1" in out
 
 
 def test_sigkill_of_the_sweep_takes_its_cell_along(tmp_path):
