@@ -89,6 +89,7 @@ class Sizes:
     max_steps: int
     kernel_shapes: tuple[tuple[int, int, int], ...] = ()  # (n, m, k) of the route table
     gram_vs_plain: tuple[int, int, int] = (1024, 8192, 16)  # (n, m, d)
+    fresh_jt: tuple[int, int, int] = (1024, 65536, 16)  # (n, m, d): Jᵀr on a fresh D
 
 
 FULL = Sizes(reference=(4096, 65536, 16), crossover_ns=(256, 512, 1024, 2048, 4096),
@@ -97,11 +98,12 @@ FULL = Sizes(reference=(4096, 65536, 16), crossover_ns=(256, 512, 1024, 2048, 40
              step_budget_s=10.0, max_steps=5,
              kernel_shapes=((1024, 8192, 16), (2048, 16384, 16), (4096, 65536, 16),
                             (4096, 65536, 64)),
-             gram_vs_plain=(1024, 8192, 16))
+             gram_vs_plain=(1024, 8192, 16), fresh_jt=(1024, 65536, 16))
 QUICK = Sizes(reference=(128, 2048, 16), crossover_ns=(32, 64), crossover_d=16,
               exact=(32, 256, 8), to_target=(32, 512, 8), adam_lrs=(1e-1,),
               run_budget_s=0.5, max_iters=1000, step_budget_s=0.1, max_steps=2,
-              kernel_shapes=((64, 1024, 16),), gram_vs_plain=(64, 1024, 8))
+              kernel_shapes=((64, 1024, 16),), gram_vs_plain=(64, 1024, 8),
+              fresh_jt=(64, 1024, 8))
 
 DATASET = "synthetic"
 
@@ -333,6 +335,29 @@ def kernel_routes(sizes: Sizes, device, dtype) -> dict[str, Any]:
         out["gram_vs_plain"]["gn_gram_over_plain"] = harness_step["seconds"] / plain_step
     worst = [r["chosen_over_fastest"] for r in rows if "chosen_over_fastest" in r]
     out["worst_chosen_over_fastest"] = max(worst) if worst else None
+    out["fresh_jt"] = fresh_jt_times(*sizes.fresh_jt, device, dtype)
+    return out
+
+
+def fresh_jt_times(n: int, m: int, d: int, device, dtype) -> dict[str, Any]:
+    """Jᵀr on a fresh linearisation (gd's gradient: one product per D) under each kernel
+    policy: ``auto`` (the int8 copy of D rented until it pays, kernels.Selector.run),
+    ``int8`` (the copy made every time) and ``float``; median of 5 after one untimed call."""
+    problem = problem_at(n, m, d, device, dtype)
+
+    def once() -> float:
+        lin = problem.linearize()
+        with Stopwatch(device) as sw:
+            lin.jacobian.rmatvec(lin.residual)
+        return sw.seconds
+
+    out: dict[str, Any] = {"n": n, "m": m, "d": d}
+    for mode in ("auto", "int8", "float"):
+        kernels.configure(mode)
+        once()  # the route's calibration, outside the times
+        out[f"{mode}_s"] = statistics.median(once() for _ in range(5))
+    kernels.configure("auto")
+    out["auto_over_best"] = out["auto_s"] / min(out["int8_s"], out["float_s"])
     return out
 
 
@@ -578,6 +603,9 @@ def _targets_kernels(kn: dict[str, Any], t: _Targets) -> None:
     gp = kn["gram_vs_plain"]
     t.add(f"gn_gram / plain-torch float32 step (n={gp['n']}, m={gp['m']}, d={gp['d']})",
           gp.get("gn_gram_over_plain"), 1.3, True, gp["gn_gram"].get("note", ""))
+    fj = kn["fresh_jt"]
+    t.add(f"Jᵀr on a fresh D, kernels=auto / best forced route (n={fj['n']}, m={fj['m']})",
+          fj["auto_over_best"], 1.1, True)
 
 
 def _targets_roofline(rf: dict[str, Any], t: _Targets) -> None:
@@ -637,6 +665,10 @@ def _render_kernels(kn: dict[str, Any]) -> list[str]:
                  f"{gp['plain_s'] * 1e3:.2f} ms at n={gp['n']} m={gp['m']} d={gp['d']}: "
                  f"{gp['gn_gram_over_plain']:.2f}x" if "seconds" in g
                  else f"  gn_gram step: {g.get('note')}")
+    fj = kn["fresh_jt"]
+    lines.append(f"  Jᵀr on a fresh linearisation (gd's gradient) n={fj['n']} m={fj['m']} "
+                 f"d={fj['d']}: auto {fj['auto_s'] * 1e3:.2f} ms, int8 (cast every time) "
+                 f"{fj['int8_s'] * 1e3:.2f} ms, float {fj['float_s'] * 1e3:.2f} ms")
     return lines
 
 
