@@ -336,8 +336,8 @@ MIXED = Profile.synthetic(flops=1e10, elements=2e9, overhead_s=1e-6, int8_speedu
 # "cast priced": the skinny pattern products then took the int8 route without its cast (the
 # int8 copy of D, made once per linearisation); they now rent float until the cast pays, as
 # kernels.Selector.run does (test_the_cast_is_rented_then_bought_as_the_selector_does).
-# gn_nystrom at n=64: that commit priced its block products with Ω blocks of n·m // d columns (d passed where
-# _block_columns takes P), now n·m // P = n // d, as gn_nystrom runs them.
+# gn_nystrom at n=64: that commit priced its block products with Ω blocks of n·m // d
+# columns (d passed where _block_columns takes P), now n·m // P = n // d, as gn_nystrom runs them.
 TWO_LAYER_TOTALS = {
     ("adam", 64, 512, 8): 0.0002484330666666667,  # cast priced
     ("adam", 1024, 2048, 16): 0.017595048533333334,  # cast priced
@@ -351,7 +351,7 @@ TWO_LAYER_TOTALS = {
     ("gn_exact", 1024, 2048, 16): 7.073474059733334,
     ("gn_gram", 64, 512, 8): 0.0003934453333333334,
     ("gn_gram", 1024, 2048, 16): 0.20304136,
-    ("gn_nystrom", 64, 512, 8): 0.005285191893333334,  # cast priced  # 0.004805377493333334 before the fix
+    ("gn_nystrom", 64, 512, 8): 0.005285191893333334,  # cast priced; block fix (was 0.0048)
     ("gn_nystrom", 1024, 2048, 16): 0.435797216,  # cast priced
     ("gn_sketch", 64, 512, 8): 0.0017846519111111112,  # cast priced  # sketch=srht
     ("gn_sketch", 1024, 2048, 16): 0.21301281777777778,  # cast priced
