@@ -71,6 +71,7 @@ from harness.problem import (
     GramBase,
     JacobianBase,
     Linearization,
+    OnInputs,
     first_layer_init,
     register_model,
 )
@@ -264,7 +265,7 @@ class MLPGramOperator(GramBase):
         return self.jac.gram_diagonal() + self.damping
 
 
-class MLPReLU:
+class MLPReLU(OnInputs):
     """Fully connected ReLU network, depth L trained hidden layers of width m (NTK scaling).
 
     Data, fixed output signs and the flat parameter vector θ (``params``, updated in place).
@@ -295,14 +296,6 @@ class MLPReLU:
         self.params = params
         self.params0 = params.clone()
         self.info = dict(info or {})
-
-    @property
-    def device(self) -> torch.device:
-        return self.X.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.X.dtype
 
     def _theta(self, params: torch.Tensor | None, what: str = "params") -> torch.Tensor:
         if params is None:

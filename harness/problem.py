@@ -142,6 +142,18 @@ def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Gener
     return gen
 
 
+class OnInputs:
+    """``device`` and ``dtype``: those of the inputs X the object holds."""
+
+    @property
+    def device(self) -> torch.device:
+        return self.X.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.X.dtype
+
+
 class JacobianBase:
     """What every Jacobian operator derives from its ``matvec``, ``rmatvec`` and ``rows``:
     ``J @ v``, ``J.T @ g`` and the explicit ``dense()`` J (small sizes only)."""
@@ -175,7 +187,7 @@ class _Adjoint:
         return self.op.rmatvec(g)
 
 
-class JacobianOperator(JacobianBase):
+class JacobianOperator(OnInputs, JacobianBase):
     r"""J ∈ R^{n×md} of f at W, held as (X, D, a): ``J @ V``, ``J.T @ g``, ``gram()``, ``dense()``.
 
     ``V`` is an m×d tensor (or a flat md vector), ``g`` a length-n vector. Every product with
@@ -194,14 +206,6 @@ class JacobianOperator(JacobianBase):
     @property
     def shape(self) -> tuple[int, int]:
         return (self.n, self.m * self.d)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.X.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.X.device
 
     def matvec(self, V: torch.Tensor) -> torch.Tensor:
         """(J v)_i = x_i · (D (a ⊙ V))_i / √m."""
@@ -318,7 +322,7 @@ class Linearization:
         return self.jacobian.gram_operator(damping)
 
 
-class TwoLayerReLU:
+class TwoLayerReLU(OnInputs):
     """BPSW21's two-layer ReLU network f(W) = relu(X Wᵀ) a/√m, trained first layer W (m×d).
 
     Data, fixed output signs and the current first-layer weights ``W`` (updated in place).
@@ -353,13 +357,6 @@ class TwoLayerReLU:
         check_operand("update direction", direction, self.num_params)
         self.W.sub_(direction.reshape(self.W.shape), alpha=step)
 
-    @property
-    def device(self) -> torch.device:
-        return self.X.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.X.dtype
 
     def forward(self, W: torch.Tensor | None = None, rows: torch.Tensor | None = None):
         """f = relu(X Wᵀ) a / √m on all rows or on the index set ``rows``."""
