@@ -25,7 +25,7 @@ from harness import kernels
 from harness.data import DATASETS, validate_dataset
 from harness.device import resolve_device, resolve_dtype
 from harness.errors import ConfigError, unknown
-from harness.problem import MODELS, STREAMS, stream_seed
+from harness.problem import MODELS, STREAMS, TWO_LAYER, stream_seed
 from harness.results import NON_IDENTITY_KEYS
 
 #: the Hydra configs, shipped inside the package (package data), so that an installed wheel
@@ -165,6 +165,17 @@ def _yaml_stems(*parts: str) -> set[str]:
     return {p.stem for p in CONF_DIR.joinpath(*parts).glob("*.yaml")}
 
 
+#: config group -> the registry whose plugins are options beside the group's YAMLs
+_GROUP_REGISTRIES = {"algorithm": ALGORITHMS, "data": DATASETS, "model": MODELS}
+
+
+def group_choices(group: str) -> list[str]:
+    """The options of a config group (``algorithm``, ``data``, ``model``, ``sweep``): its
+    YAMLs, named variants such as ``gn_sketch_paper`` included, and every registered plugin."""
+    registry = _GROUP_REGISTRIES.get(group)
+    return sorted(_yaml_stems(group) | (set(registry.names()) if registry else set()))
+
+
 def help_groups() -> str:
     """The config groups of ``nlt-run --help`` (hydra/help/nlt.yaml), with the choices a user
     has: Hydra's own listing would also offer the ``_schema_*`` configs, which are internal."""
@@ -174,13 +185,13 @@ def help_groups() -> str:
     launchers |= {name.removesuffix(".yaml")
                   for name in ConfigStore.instance().list("hydra/launcher")}
     groups = [
-        ("algorithm", sorted(set(ALGORITHMS.names()) | _yaml_stems("algorithm")),
+        ("algorithm", group_choices("algorithm"),
          "the method; its parameters as algorithm.<param>=value (nlt-list)"),
-        ("data", sorted(set(DATASETS.names()) | _yaml_stems("data")),
+        ("data", group_choices("data"),
          "the dataset; data.n, data.d and its options as data.<param>=value"),
-        ("model", sorted(set(MODELS.names()) | _yaml_stems("model")),
+        ("model", group_choices("model"),
          "the network; model.m (width), model.depth (mlp: trained hidden layers)"),
-        ("+sweep", sorted(_yaml_stems("sweep")),
+        ("+sweep", group_choices("sweep"),
          "a preset sweep, with -m only (docs/sweeps.md)"),
         ("hydra/launcher", sorted(launchers),
          "how a sweep's cells run: one at a time, in parallel, on SLURM (docs/sweeps.md)"),
@@ -350,7 +361,7 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
     reason = model.check_sizes(m, depth)
     if reason:
         raise ConfigError(reason)
-    if container["record"]["ntk"] and model.model != "two_layer":
+    if container["record"]["ntk"] and TWO_LAYER not in model.features:
         raise ConfigError(f"record.ntk compares G with the two-layer NTK limit H∞; it needs "
                           f"model=two_layer, got model={model.model}")
     device = resolve_device(container["device"])

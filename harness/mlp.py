@@ -72,6 +72,7 @@ from harness.problem import (
     JacobianBase,
     Linearization,
     OnInputs,
+    as_block,
     first_layer_init,
     register_model,
 )
@@ -112,21 +113,6 @@ def _layout(d: int, widths: Sequence[int]) -> tuple[LayerBlock, ...]:
 def _layer_scales(d: int, widths: Sequence[int]) -> tuple[float, ...]:
     """s_1 = 1, s_l = √(2 / m_{l−1}) for l ≥ 2."""
     return (1.0,) + tuple(math.sqrt(2.0 / w) for w in widths[:-1])
-
-
-def _shape_text(shape) -> str:
-    return "(" + ", ".join(str(int(s)) for s in shape) + (",)" if len(shape) == 1 else ")")
-
-
-def _check_block(x: torch.Tensor, size: int, what: str) -> tuple[torch.Tensor, bool]:
-    """x as a (size, k) block, and whether it was a vector; a wrong shape is a ValueError."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{what} must be a torch.Tensor of shape ({size},) or ({size}, k), "
-                         f"got {type(x).__name__}")
-    if x.ndim not in (1, 2) or x.shape[0] != size:
-        raise ValueError(f"{what} must have shape ({size},) or ({size}, k) with k arbitrary, "
-                         f"got {_shape_text(x.shape)}")
-    return (x[:, None], True) if x.ndim == 1 else (x, False)
 
 
 class MLPJacobian(JacobianBase):
@@ -172,7 +158,7 @@ class MLPJacobian(JacobianBase):
         Flops 2nP·k (+ 2nLm·k for the row sums); temporary n×m·k per layer; v of shape (P,)
         gives (n,), a block (P, k) gives (n, k).
         """
-        V, vector = _check_block(v, self.num_params, "J @ v: v")
+        V, vector = as_block("J @ v: v", v, self.num_params)
         k = V.shape[1]
         out = torch.zeros(self.n, k, dtype=V.dtype, device=V.device)
         for (K, B), blk in zip(self.factors, self.layout):
@@ -188,7 +174,7 @@ class MLPJacobian(JacobianBase):
         Flops 2nP·k; temporary n×m·k per layer; output (P,) for g of shape (n,), (P, k) for a
         block (n, k). With g = r this is the gradient ∇_θ L.
         """
-        Gm, vector = _check_block(g, self.n, "J.T @ g: g")
+        Gm, vector = as_block("J.T @ g: g", g, self.n)
         k = Gm.shape[1]
         out = torch.empty(self.num_params, k, dtype=Gm.dtype, device=Gm.device)
         for (K, B), blk in zip(self.factors, self.layout):
@@ -248,7 +234,7 @@ class MLPGramOperator(GramBase):
     """
 
     def __matmul__(self, p: torch.Tensor) -> torch.Tensor:
-        Pm, vector = _check_block(p, self.n, "G @ p: p")
+        Pm, vector = as_block("G @ p: p", p, self.n)
         n, k = self.n, Pm.shape[1]
         out = torch.zeros(n, k, dtype=Pm.dtype, device=Pm.device)
         for K, B in self.jac.factors:
@@ -290,9 +276,9 @@ class MLPReLU(OnInputs):
         self.num_params = self.layout[-1].stop
         if params.shape != (self.num_params,):
             raise ValueError(f"params must have shape ({self.num_params},), "
-                             f"got {_shape_text(params.shape)}")
+                             f"got {tuple(params.shape)}")
         if a.shape != (self.widths[-1],):
-            raise ValueError(f"a must have shape ({self.widths[-1]},), got {_shape_text(a.shape)}")
+            raise ValueError(f"a must have shape ({self.widths[-1]},), got {tuple(a.shape)}")
         self.params = params
         self.params0 = params.clone()
         self.info = dict(info or {})
@@ -301,7 +287,7 @@ class MLPReLU(OnInputs):
         if params is None:
             return self.params
         if not isinstance(params, torch.Tensor) or params.shape != (self.num_params,):
-            got = _shape_text(params.shape) if isinstance(params, torch.Tensor) \
+            got = tuple(params.shape) if isinstance(params, torch.Tensor) \
                 else type(params).__name__
             raise ValueError(f"{what} must have shape ({self.num_params},), got {got}")
         return params
@@ -372,6 +358,19 @@ class MLPReLU(OnInputs):
         lin = self.linearize(params)
         return lin.jacobian.rmatvec(lin.residual)
 
+    @classmethod
+    def build(cls, X, y, *, m, depth, init_gen, device, dtype, info) -> MLPReLU:
+        return make_mlp(X, y, depth=depth, m=m, init_gen=init_gen, device=device,
+                        dtype=dtype, info=info)
+
+    @classmethod
+    def check_sizes(cls, m, depth) -> str | None:
+        try:
+            _check_widths(m, depth)
+        except ConfigError as exc:
+            return str(exc)
+        return None
+
     def update(self, direction: torch.Tensor, step: float) -> None:
         """θ ← θ − step · direction, in place (the layer views follow)."""
         direction = self._theta(direction, what="direction")
@@ -405,8 +404,8 @@ def make_mlp(X: torch.Tensor, y: torch.Tensor, *, depth: int, m: int | Sequence[
     """
     widths = _check_widths(m, depth)
     if X.ndim != 2 or y.shape != (X.shape[0],):
-        raise ValueError(f"X must be (n, d) and y (n,), got X {_shape_text(X.shape)} "
-                         f"and y {_shape_text(y.shape)}")
+        raise ValueError(f"X must be (n, d) and y (n,), got X {tuple(X.shape)} "
+                         f"and y {tuple(y.shape)}")
     d = X.shape[1]
     W1, a = first_layer_init(widths[0], d, init_gen, out_width=widths[-1])
     rest = [torch.randn(w, fan_in, generator=init_gen, dtype=torch.float64)
@@ -417,19 +416,4 @@ def make_mlp(X: torch.Tensor, y: torch.Tensor, *, depth: int, m: int | Sequence[
                    widths, info=info)
 
 
-def _build(cls, X, y, *, m, depth, init_gen, device, dtype, info):
-    return make_mlp(X, y, depth=depth, m=m, init_gen=init_gen, device=device, dtype=dtype,
-                    info=info)
-
-
-def _check_sizes(cls, m, depth) -> str | None:
-    try:
-        _check_widths(m, depth)
-    except ConfigError as exc:
-        return str(exc)
-    return None
-
-
-MLPReLU.build = classmethod(_build)
-MLPReLU.check_sizes = classmethod(_check_sizes)
 register_model(MLPReLU)

@@ -22,40 +22,35 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from algorithms.base import ALGORITHMS
-from harness.config import CONF_DIR, RunConfig, register_configs, resolve, store_path
-from harness.data import DATASETS
+from harness.config import (
+    CONF_DIR,
+    RunConfig,
+    group_choices,
+    register_configs,
+    resolve,
+    store_path,
+)
 from harness.errors import ConfigError, unknown
-from harness.problem import MODELS
 from harness.results import cell_name, writable_dir_problem
 
 
 def sweep_presets() -> list[str]:
-    return sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
+    return group_choices("sweep")
 
 
 def algorithm_choices() -> list[str]:
     """Registered methods and the named variants of harness/conf/algorithm/ (gn_sketch_paper)."""
-    return sorted(set(ALGORITHMS.names())
-                  | {p.stem for p in (CONF_DIR / "algorithm").glob("*.yaml")})
+    return group_choices("algorithm")
 
 
-def model_choices() -> list[str]:
-    return sorted(set(MODELS.names()) | {p.stem for p in (CONF_DIR / "model").glob("*.yaml")})
-
-
-#: config group -> (what its options are called, the allowed options)
-_CHOICES = {"algorithm": ("algorithm", algorithm_choices),
-            "data": ("dataset", lambda: DATASETS.names()),
-            "model": ("model", model_choices),
-            "sweep": ("sweep preset", sweep_presets)}
+#: config group -> what its options are called in an error
+_CHOICES = {"algorithm": "algorithm", "data": "dataset", "model": "model",
+            "sweep": "sweep preset"}
 
 
 def _check_choice(key: str, value: str) -> None:
-    if key in _CHOICES:
-        kind, choices = _CHOICES[key]
-        if value not in choices():
-            raise unknown(kind, value, choices())
+    if key in _CHOICES and value not in group_choices(key):
+        raise unknown(_CHOICES[key], value, group_choices(key))
 
 
 def _hydra_message(exc: Exception) -> str:

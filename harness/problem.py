@@ -4,9 +4,10 @@ ReLU problem of BPSW21 with its matrix-free curvature operators.
 Every method talks to a problem through the ``Problem`` protocol below — J·v, Jᵀ·g, the Gram
 matrix or its operator, and ``problem.update(direction, step)`` — never through a model's
 weights, so a method written for the two-layer model runs on any registered model
-(``model=two_layer`` by default, ``model=mlp`` in ``harness/mlp.py``). Methods that need the
-two-layer structure itself (K-FAC's Kronecker factors, the tensor sketches, the closed-form
-Jacobian) declare it in ``Algorithm.requires`` and are skipped with a reason elsewhere.
+(``model=two_layer`` by default, ``model=mlp`` in ``harness/mlp.py``). A method that needs a
+model's structure declares it (``Algorithm.requires``: K-FAC needs ``TWO_LAYER``;
+``Sketch.requires``: the tensor sketches need ``LAYERED``) and is skipped with the reason on a
+model without it.
 
 Model (spec §1): inputs X ∈ R^{n×d} with unit rows, targets y ∈ R^n, trained first layer
 W ∈ R^{m×d}, fixed output signs a ∈ {±1}^m,
@@ -51,8 +52,8 @@ from harness.registry import Registry
 
 STREAMS = ("data", "init", "algorithm")
 
-#: structure tag of the two-layer model: what K-FAC, the tensor sketches and the closed-form
-#: Jacobian need (``Algorithm.requires``, ``Sketch.requires``)
+#: structure tag of the two-layer model: one trained layer with the pattern D and signs a
+#: (K-FAC's factors, the sketches' and autograd Jacobian's direct two-layer paths)
 TWO_LAYER = "two_layer"
 #: structure tag of a model whose Jacobian rows are, layer by layer, Kronecker products
 #: δᵢ⁽ˡ⁾ ⊗ hᵢ⁽ˡ⁻¹⁾ given by ``jacobian.layers()`` (the tensor sketches, one per layer)
@@ -114,21 +115,32 @@ class Problem(Protocol):
     def update(self, direction: torch.Tensor, step: float) -> None: ...
 
 
-def check_operand(what: str, value: torch.Tensor, expected: tuple[int, ...] | int,
-                  alternative: tuple[int, ...] | None = None) -> None:
+def check_operand(what: str, value: torch.Tensor, expected: tuple[int, ...] | int, *,
+                  block: bool = False) -> None:
     """A ValueError naming the expected and the received shape (curvlinops' style) unless
-    ``value`` has the expected shape (or the alternative one); an int expects that many
-    elements in any shape."""
+    ``value`` is a tensor of the expected shape. An int expects that many elements in any
+    shape; ``block`` also accepts a block of k such vectors, (size, k) for ``expected``
+    (size,)."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{what}: expected a torch.Tensor, got {type(value).__name__}")
     got = tuple(value.shape)
     if isinstance(expected, int):
         if value.numel() == expected:
             return
         want = f"{expected} elements"
     else:
-        if got == tuple(expected) or (alternative is not None and got == tuple(alternative)):
+        expected = tuple(expected)
+        if got == expected or (block and value.ndim == 2 and got[:1] == expected):
             return
-        want = str(tuple(expected)) + (f" or {tuple(alternative)}" if alternative else "")
+        want = str(expected) + (f" or ({expected[0]}, k)" if block else "")
     raise ValueError(f"{what}: expected shape {want}, got {got}")
+
+
+def as_block(what: str, x: torch.Tensor, size: int) -> tuple[torch.Tensor, bool]:
+    """``x`` of shape (size,) or (size, k) as a (size, k) block, and whether it was a vector
+    (a wrong shape is ``check_operand``'s ValueError)."""
+    check_operand(what, x, (size,), block=True)
+    return (x[:, None], True) if x.ndim == 1 else (x, False)
 
 
 def stream_seed(seed: int, stream: str) -> int:
@@ -289,7 +301,7 @@ class GramOperator(GramBase):
 
     def __matmul__(self, p: torch.Tensor) -> torch.Tensor:
         X = self.jac.X
-        check_operand("G @ p", p, (self.n,), (self.n, p.shape[-1]) if p.ndim == 2 else None)
+        check_operand("G @ p", p, (self.n,), block=True)
         if p.ndim == 1:
             Z = self.jac.pattern_sandwich(p[:, None] * X)
             out = torch.einsum("nd,nd->n", Z, X) / self.jac.m
@@ -352,6 +364,20 @@ class TwoLayerReLU(OnInputs):
     def params0(self) -> torch.Tensor:
         return self.W0
 
+    @classmethod
+    def build(cls, X, y, *, m, depth, init_gen, device, dtype, info) -> TwoLayerReLU:
+        """The model on data (X, y): W and a drawn by ``first_layer_init``, then cast."""
+        W, a = first_layer_init(m, X.shape[1], init_gen)
+        cast = dict(device=device, dtype=dtype)
+        return cls(X.to(**cast), y.to(**cast), W.to(**cast), a.to(**cast), info=info)
+
+    @classmethod
+    def check_sizes(cls, m: int, depth: int) -> str | None:
+        if depth != 1:
+            return (f"model.depth={depth} does not apply to model=two_layer (one trained "
+                    f"layer); use model=mlp for depth > 1")
+        return None
+
     def update(self, direction: torch.Tensor, step: float) -> None:
         """W ← W − step · direction (an m×d tensor or a flat md vector)."""
         check_operand("update direction", direction, self.num_params)
@@ -412,21 +438,6 @@ def first_layer_init(m: int, d: int, init_gen: torch.Generator,
     return W, a
 
 
-def _build_two_layer(cls, X, y, *, m, depth, init_gen, device, dtype, info):
-    W, a = first_layer_init(m, X.shape[1], init_gen)
-    cast = dict(device=device, dtype=dtype)
-    return cls(X.to(**cast), y.to(**cast), W.to(**cast), a.to(**cast), info=info)
-
-
-def _check_two_layer(cls, m: int, depth: int) -> str | None:
-    if depth != 1:
-        return (f"model.depth={depth} does not apply to model=two_layer (one trained layer); "
-                f"use model=mlp for depth > 1")
-    return None
-
-
-TwoLayerReLU.build = classmethod(_build_two_layer)
-TwoLayerReLU.check_sizes = classmethod(_check_two_layer)
 register_model(TwoLayerReLU)
 
 

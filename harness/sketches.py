@@ -78,12 +78,18 @@ def _units(jac: JacobianOperator, r0: int, r1: int) -> torch.Tensor:
     return jac.D[:, r0:r1] * (jac.a[r0:r1] * jac.scale)
 
 
-def sketch_dims(problem) -> tuple[int, int]:
-    """(m, d) the sketch of ``problem``'s Jacobian is drawn for: the two-layer factors, or
-    (P, 1) — the flat parameter dimension — for any other model."""
-    if TWO_LAYER in problem.features:
-        return problem.m, problem.d
-    return problem.num_params, 1
+def sketch_dims(model) -> tuple[int, int]:
+    """(m, d) one sketch of the Jacobian of ``model`` (a problem, or an ``algorithms.Shape``)
+    is drawn for: the two-layer factors, or (P, 1) — the flat parameter dimension."""
+    if TWO_LAYER in model.features:
+        return model.m, model.d
+    return model.num_params, 1
+
+
+def _per_layer(cls: type[Sketch], features: frozenset[str]) -> bool:
+    """Whether sketch ``cls`` is drawn once per layer on this model: it needs Kronecker rows
+    and the model is not the two-layer one (whose own factors it sketches directly)."""
+    return TWO_LAYER not in features and LAYERED in cls.requires
 
 
 class _KroneckerLayer:
@@ -121,7 +127,7 @@ def sketch_problem(name: str, problem, s: int, generator: torch.Generator):
     layer (``LayeredSketch``) for a sketch that needs Kronecker rows on a layered model; on
     the flat P-dimensional rows otherwise."""
     cls = SKETCHES.get(name)
-    if TWO_LAYER not in problem.features and LAYERED in cls.requires:
+    if _per_layer(cls, problem.features):
         return LayeredSketch(cls, problem.layout, s, generator, problem.dtype)
     return cls(*sketch_dims(problem), s, generator, dtype=problem.dtype)
 
@@ -130,12 +136,10 @@ def check_sketch_size(name: str, shape, s: int) -> str | None:
     """Why sketch ``name`` with s rows cannot be drawn for the model of ``shape`` (an
     ``algorithms.Shape``); None: it can."""
     cls = SKETCHES.get(name)
-    if TWO_LAYER in shape.features:
-        return cls.check_size(shape.m, shape.d, s)
-    if LAYERED in cls.requires:  # one per layer: m×d, then m×m
+    if _per_layer(cls, shape.features):  # one per layer: m×d, then m×m
         layers = [(shape.m, shape.d)] + [(shape.m, shape.m)] * (shape.depth > 1)
         return next(filter(None, (cls.check_size(r, c, s) for r, c in layers)), None)
-    return cls.check_size(shape.num_params, 1, s)
+    return cls.check_size(*sketch_dims(shape), s)
 
 
 def _two_layer(jac) -> bool:
@@ -157,7 +161,7 @@ class Sketch:
     references: ClassVar[tuple[str, ...]] = ()
     #: True when the sketch acts on md-long columns of Jᵀ (cost Ω(n·md)), not on u and x.
     explicit: ClassVar[bool] = True
-    #: Model structure the sketch needs (the tensor sketches use the two-layer factors).
+    #: Model structure the sketch needs (the tensor sketches: Kronecker rows, ``LAYERED``).
     requires: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, m: int, d: int, s: int, generator: torch.Generator, *,

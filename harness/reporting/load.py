@@ -209,12 +209,11 @@ def _dedupe(found: list[tuple[Path, str, dict, Any]], problems: list[Problem]):
 def label_variants(runs: pd.DataFrame) -> pd.Series:
     """``algorithm`` alone, or ``algorithm (k=v, ...)`` naming the hyperparameters that take
     more than one value among that algorithm's cells: one line per variant in the figures.
-    A model other than two_layer is part of the variant: ``gn_sketch [mlp L=3]``."""
+    A model other than two_layer is part of the variant: ``gn_sketch [mlp L=3]`` (``model``
+    and ``depth`` as ``load_stores`` fills them for stores that predate them)."""
     labels = pd.Series(index=runs.index, dtype=object)
-    models = runs.get("model", pd.Series("two_layer", index=runs.index)).fillna("two_layer")
-    depths = runs.get("depth", pd.Series(1, index=runs.index)).fillna(1)
     model_tag = pd.Series(["" if m == "two_layer" else f" [{m} L={int(L)}]"
-                           for m, L in zip(models, depths)], index=runs.index)
+                           for m, L in zip(runs["model"], runs["depth"])], index=runs.index)
     for alg, group in runs.groupby("algorithm", sort=True):
         params = [json.loads(h) for h in group["hyperparameters"]]
         keys = sorted({k for p in params for k in p})
