@@ -493,6 +493,7 @@ class Costs:
             saving = times["float"] - times["int8"]
             if self._rent + saving < cast:
                 self._rent += saving
+                self.routes[product] = "float"  # what this call runs (gd's Jᵀr stays here)
                 return times["float"]
         self._cast_paid = True
         return times["int8"] + cast
