@@ -35,6 +35,8 @@ fwht         ``harness.hadamard.fwht`` of rows × N             elements rows·N
 fault        a fresh buffer's first write (``torch.empty``,    bytes
              then ``fill_``) less the same write on a warm
              buffer: the page faults of a new allocation
+sketch_<s>   sketch s drawn and B = S Jᵀ formed               elements, transform flops and
+             (``sketch_problem(...).sketch_jacobian``)        n·s rows (``sketch_work``)
 ============ ================================================ ===============================
 
 Each fit carries a *size curve* (``Fit.curve``): at every calibrated size, measured over
@@ -44,13 +46,21 @@ memory-bound, then freshly faulted pages), so that a pass over a 4 GB pattern is
 at the rate of a 1 MB one. Timings of ``xw`` write into a preallocated output; a step that
 allocates its n×m buffer pays ``fault`` for it on top (``Costs.fresh``).
 
-Beyond the kernels, a step pays fixed costs no kernel timing sees: Python and dispatch per
-torch call, small temporaries, the phase clock. The calibration measures them where they are,
-by running every method's own step at a size where its kernels cost next to nothing
-(``OVERHEAD_SIZE``) under the runner's clock: a phase's fixed cost is its measured time less
-the kernel model's prediction there (never below zero), per occurrence of the phase, and
-for the inner solve per CG iteration (``Profile.overheads``; ``predict`` adds them, an
-amortised build divided like its kernels). Nothing is fitted to the cells it is judged on.
+Beyond the kernels, a step pays what no kernel timing in a tight loop sees: Python and
+dispatch per torch call, small temporaries, the phase clock, and caches and allocator state
+left by the loss evaluation the runner runs between steps (in a loop of ``linearize`` alone
+a 256×2048 forward takes 0.17 ms here; with the loss evaluated between calls, 0.7 ms). The
+calibration measures that where it happens: the *step ladder* runs every method's own steps
+in the runner's loop (a timed step, then the loss) at a few sizes, ``LADDER``, from where
+fixed costs dominate to where D streams from memory, and keeps per phase the ratio measured
+/ kernel model as a curve over the model's seconds per occurrence of the phase (per CG
+iteration for an inner solve, per build for a refresh; ``Profile.phase_curves``).
+``predict`` multiplies each phase's kernel-model time by its curve's factor at that time,
+interpolated in log–log and held at the ends. gn_sketch's sketch and factor phases have one
+curve per sketch and factorisation (``phase_key``); the sketches themselves are kernels of
+their own (``sketch_<name>``: the draw and B = S Jᵀ timed whole, ``sketch_work``). No ladder
+size and no sketch size is a cell of a committed sweep: no phase is fitted to the cells it
+is judged on.
 
 Each is measured per dtype (float32 and float64; the int8 routes exist for float32 only).
 The profile is a JSON file (``Profile``), written by ``calibrate`` and read by ``predict``,
@@ -110,9 +120,20 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "elementwise": ("elements",),
     "fwht": ("elements", "flops"),
     "fault": ("bytes",),
+    # B = S Jᵀ as ``harness.sketches`` forms it (the draw included), one kernel per sketch:
+    # its passes over D (or J), its transform, and its n·s rows of output (``sketch_work``)
+    "sketch_tensor_srht": ("elements", "flops", "rows"),
+    "sketch_srht": ("elements", "flops", "rows"),
+    "sketch_countsketch": ("elements", "rows"),
+    "sketch_gaussian": ("elements", "flops", "rows"),
+    "sketch_tensorsketch": ("elements", "flops", "rows"),
 }
-#: Kernels a profile may lack (older and datasheet profiles): their cost is then zero.
-OPTIONAL_KERNELS = ("fault",)
+#: Kernels a profile may lack (older and datasheet profiles): a fresh allocation then costs
+#: nothing, a sketch is priced pass by pass from the other kernels (``_sketch_layer``).
+OPTIONAL_KERNELS = ("fault", "sketch_tensor_srht", "sketch_srht", "sketch_countsketch",
+                    "sketch_gaussian", "sketch_tensorsketch")
+#: Kernels fitted through their largest point (``fit_kernel``'s ``anchor``).
+ANCHORED_KERNELS = ("fault",)
 #: harness.kernels product → the profile's kernel name prefix.
 PRODUCT_KERNEL = {"pattern_gram": "gram", "pattern_mm": "mm", "pattern_rmm": "rmm"}
 
@@ -124,10 +145,6 @@ PRODUCT_KERNEL = {"pattern_gram": "gram", "pattern_mm": "mm", "pattern_rmm": "rm
 DEFAULT_REFRESH_EVERY = 3.0
 #: CG iterations priced one by one before the steady per-iteration cost is used
 CG_TRACE_ITERS = 64
-#: (n, m, d) at which the calibration runs each method's step to measure its fixed costs
-OVERHEAD_SIZE = (64, 128, 8)
-#: timed steps per method there (after one untimed warm-up step)
-OVERHEAD_STEPS = 9
 #: phases built once per preconditioner refresh (amortised over ``refresh_every`` steps)
 REFRESH_PHASES = ("sketch", "factor", "nystrom")
 #: gn_sketch CG iterations at tol 0.1: 4 at every n from 64 to 2048 (README, claim C3).
@@ -317,12 +334,16 @@ class Profile:
         """What this profile lacks that newer calibrations measure, and the fallback taken."""
         out = []
         for dtype, table in sorted(self.fits.items()):
-            missing = [k for k in OPTIONAL_KERNELS if k not in table]
-            if missing:
-                out.append(f"{dtype}: no {', '.join(missing)} kernel (fresh allocations "
-                           f"cost nothing)")
-            if not self.is_datasheet and dtype not in self.data.get("overheads", {}):
-                out.append(f"{dtype}: no measured fixed costs per phase (kernels only)")
+            if "fault" not in table:
+                out.append(f"{dtype}: no fault kernel (fresh allocations cost nothing)")
+            sketches = [k for k in OPTIONAL_KERNELS if k.startswith("sketch_")
+                        and k not in table]
+            if sketches and not self.is_datasheet:
+                out.append(f"{dtype}: no {', '.join(sketches)} kernel (those sketches priced "
+                           f"pass by pass)")
+            if not self.is_datasheet and dtype not in self.data.get("phase_curves", {}):
+                out.append(f"{dtype}: no step ladder (kernels only, no per-phase "
+                           f"correction)")
             flat = sorted(k for k, f in table.items() if not f.curve)
             if flat:
                 out.append(f"{dtype}: no size curve for {', '.join(flat)} (one rate at "
@@ -332,11 +353,10 @@ class Profile:
     def has(self, name: str, dtype: str) -> bool:
         return name in self.fits.get(dtype, {})
 
-    def overheads(self, method: str, dtype: str) -> dict[str, float]:
-        """Measured fixed seconds per phase occurrence of ``method`` (``solve`` of a CG
-        method: per inner iteration); empty for a profile without them (datasheets, older
-        calibrations: kernels only)."""
-        return dict(self.data.get("overheads", {}).get(dtype, {}).get(method, {}))
+    def phase_curves(self, method: str, dtype: str) -> dict[str, list[list[float]]]:
+        """The step ladder's correction curves of ``method``: {phase key: [[model seconds
+        per occurrence, measured / model], ...]}; empty for a profile without them."""
+        return dict(self.data.get("phase_curves", {}).get(dtype, {}).get(method, {}))
 
     def fit(self, name: str, dtype: str) -> Fit:
         if dtype not in self.fits:
@@ -619,8 +639,33 @@ def sketch_seconds(c: Costs, sketch: str, n: int, m: int, d: int, s: int) -> flo
     return _sketch_layer(c, sketch, n, int(c.params(m, d)), 1, s)
 
 
+def sketch_work(sketch: str, n: float, m: float, d: float, s: float) -> dict[str, float]:
+    """The work of forming B = S Jᵀ (s×n) for n rows u ⊗ x (u ∈ R^m, x ∈ R^d), in the kinds of
+    the sketch's kernel: elements passed over (D padded to m', or the md-long rows of J, or S
+    itself), transform flops (Hadamard, FFT, or the Gaussian product) and the n·s entries of
+    B, which are gathered, scaled and written transposed."""
+    if sketch == "tensor_srht":
+        mp = next_power_of_two(int(m))
+        return {"elements": n * mp, "flops": n * mp * math.log2(max(mp, 2)), "rows": n * s}
+    if sketch == "srht":
+        N = next_power_of_two(int(m * d))
+        return {"elements": n * N, "flops": n * N * math.log2(max(N, 2)), "rows": n * s}
+    if sketch == "countsketch":
+        return {"elements": n * m * d, "rows": n * s}
+    if sketch == "gaussian":
+        return {"elements": s * m * d + n * m * d, "flops": 2 * s * m * d * n, "rows": n * s}
+    if sketch == "tensorsketch":
+        N = next_power_of_two(int(s))
+        return {"elements": n * m, "flops": n * N * math.log2(max(N, 2)), "rows": n * s}
+    raise unknown("sketch", sketch, ("countsketch", "gaussian", "srht", "tensor_srht",
+                                     "tensorsketch"))
+
+
 def _sketch_layer(c: Costs, sketch: str, n: int, m: int, d: int, s: int) -> float:
-    """The sketch of one Kronecker layer u ⊗ x (u ∈ R^m, x ∈ R^d), as on two layers."""
+    """The sketch of one Kronecker layer u ⊗ x (u ∈ R^m, x ∈ R^d), as on two layers: the
+    sketch's measured kernel where the profile has one, else pass by pass."""
+    if c.p.has(f"sketch_{sketch}", c.dtype):
+        return c._t(f"sketch_{sketch}", **sketch_work(sketch, n, m, d, s))
     if sketch == "tensor_srht":
         from harness.sketches import BLOCK_ELEMENTS
 
@@ -834,63 +879,150 @@ def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: in
         phases = fn(c, p, n, m, d, float(inner_iters))
     phases = {k: float(v) for k, v in phases.items()}
     every = _refresh_every(p, refresh_every) if method in REFRESH_METHODS else 1.0
-    for phase, fixed in profile.overheads(method, c.dtype).items():
-        scale = (float(inner_iters) if phase == "solve" and method in INNER_METHODS
-                 else 1.0 / every if phase in REFRESH_PHASES else 1.0)
-        phases[phase] = phases.get(phase, 0.0) + fixed * scale
+    curves = profile.phase_curves(method, c.dtype)
+    if curves:  # measured over modelled, per phase, on the method's own steps (the ladder)
+        for phase, seconds in phases.items():
+            curve = curves.get(phase_key(method, p, phase))
+            if curve and seconds > 0:
+                x = _occurrence(method, phase, seconds, float(inner_iters), every)
+                phases[phase] = seconds * curve_factor(curve, x)
     phases["total"] = float(sum(phases.values()))
     return phases
 
 
-def _measure_overheads(dev: torch.device, dtype: str, profile: Profile,
-                       log: Callable[[str], None]) -> dict[str, dict[str, float]]:
-    """Each method's fixed seconds per phase (see the module docstring): its own steps at
-    ``OVERHEAD_SIZE`` under the runner's clock, less the kernel model's prediction there."""
+def phase_key(method: str, params: Mapping[str, Any], phase: str) -> str:
+    """The name a phase's correction curve is kept under: the phase, except where a
+    hyperparameter picks a different operation for it (gn_sketch's sketch and factor)."""
+    if method == "gn_sketch" and phase == "sketch":
+        return f"sketch:{params.get('sketch')}"
+    if method == "gn_sketch" and phase == "factor":
+        return f"factor:{params.get('factor')}"
+    if method == "gn_exact" and phase == "jacobian":
+        return f"jacobian:{params.get('jacobian')}"
+    return phase
+
+
+def _occurrence(method: str, phase: str, seconds: float, inner: float, every: float) -> float:
+    """A phase's seconds per occurrence: per inner iteration for an inner solve, per build
+    for an amortised refresh phase, else per step."""
+    if phase == "solve" and method in INNER_METHODS:
+        return seconds / inner if inner > 0 else seconds
+    if phase in REFRESH_PHASES:
+        return seconds * every
+    return seconds
+
+
+def curve_factor(curve: Sequence[Sequence[float]], seconds: float) -> float:
+    """measured / kernel model at ``seconds`` of kernel model per occurrence: interpolated in
+    log–log between the ladder's points, held at the end values beyond them."""
+    if not curve or not seconds > 0:
+        return 1.0
+    xs = np.log([c[0] for c in curve])
+    ys = np.log([c[1] for c in curve])
+    return float(np.exp(np.interp(math.log(seconds), xs, ys)))
+
+
+def _curve(points: Sequence[tuple[float, float]]) -> list[list[float]]:
+    """(model seconds, ratio) points sorted, those within CURVE_MERGE of each other merged
+    by geometric mean (two runs at one cost are one point, not a slope)."""
+    groups: list[list[tuple[float, float]]] = []
+    for x, r in sorted(p for p in points if p[0] > 0 and p[1] > 0):
+        if groups and x <= CURVE_MERGE * groups[-1][0][0]:
+            groups[-1].append((x, r))
+        else:
+            groups.append([(x, r)])
+    return [[math.exp(float(np.mean(np.log([v for v, _ in g])))),
+             math.exp(float(np.mean(np.log([v for _, v in g]))))] for g in groups]
+
+
+#: The runs of the step ladder: every method (with the step sizes kept small, so that its
+#: steps stay steps of the same work instead of converging in two), and gn_sketch once per
+#: sketch and factorisation, rebuilding every step so each step times its build.
+LADDER_RUNS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("gd", {"lr": 1e-6}), ("sgd", {"lr": 1e-6}), ("adam", {"lr": 1e-6}),
+    ("gn_gram", {"step_size": 0.05}), ("ngd", {"step_size": 0.05}),
+    ("ggn", {"step_size": 0.05}), ("kfac", {"step_size": 0.05}),
+    ("gn_cg", {"step_size": 0.05}), ("gn_exact", {"step_size": 0.05}),
+    ("gn_exact", {"step_size": 0.05, "jacobian": "closed_form"}),
+    ("gn_nystrom", {"step_size": 0.05, "refresh": "always"}),
+    ("gn_sketch", {"step_size": 0.05, "refresh": "always"}),
+    ("gn_sketch", {"step_size": 0.05, "refresh": "always", "factor": "qr",
+                   "sketch_ratio": 4.0}),
+    *(("gn_sketch", {"step_size": 0.05, "refresh": "always", "sketch": name})
+      for name in ("gaussian", "srht", "countsketch", "tensorsketch")),
+)
+#: (n, m, d) of the ladder, none of them a cell of a committed sweep (nothing is calibrated
+#: on the cells it is judged on), from where fixed costs dominate to where D streams from
+#: memory. A run stops climbing where the kernel model puts its step above LADDER_STEP_S.
+LADDER = ((64, 128, 8), (160, 1280, 12), (640, 5120, 16), (1280, 20480, 16),
+          (2560, 81920, 16))
+QUICK_LADDER = ((64, 128, 8), (96, 384, 8))
+LADDER_STEP_S = 0.4
+#: timed steps per ladder point (after one untimed warm-up step; the loss is evaluated
+#: between steps, as the runner does)
+LADDER_STEPS = 3
+
+
+def _measure_ladder(dev: torch.device, dtype: str, profile: Profile, ladder,
+                    log: Callable[[str], None]) -> tuple[dict[str, dict[str, list]], list]:
+    """Each method's own steps in the runner's loop (a timed step, then the loss evaluation)
+    at the ladder's sizes; per phase, measured over the kernel model's prediction (no
+    correction) at each size, as a curve over the model's seconds per occurrence. Returns
+    ({method: {phase key: curve}}, the raw points)."""
     from algorithms.base import ALGORITHMS
     from harness.device import resolve_dtype
     from harness.loop import timed_step, warm_up
     from harness.problem import make_generator, make_problem
     from harness.timing import PhaseClock
 
-    n, m, d = OVERHEAD_SIZE
-    out: dict[str, dict[str, float]] = {}
-    for method in METHODS:
+    bare = Profile({k: v for k, v in profile.data.items() if k != "phase_curves"})
+    raw: list[dict[str, Any]] = []
+    pairs: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for method, overrides in LADDER_RUNS:
         cls = ALGORITHMS.get(method)
-        problem = make_problem("synthetic", n, d, m, seed=0, device=dev,
-                               dtype=resolve_dtype(dtype))
+        params = method_params(method, overrides)
+        for n, m, d in ladder:
+            if predict(method, params, n, m, d, bare, dtype=dtype)["total"] > LADDER_STEP_S:
+                break
+            problem = make_problem("synthetic", n, d, m, seed=0, device=dev,
+                                   dtype=resolve_dtype(dtype))
 
-        def make(cls=cls, problem=problem):
-            return cls(problem, cls.Params(), make_generator(1, dev))
+            def make(cls=cls, problem=problem, params=params):
+                return cls(problem, cls.Params(**params), make_generator(1, dev))
 
-        warm_up(problem, make, 1)
-        alg, clock = make(), PhaseClock(dev)
-        alg.setup(clock)
-        clock.pop()
-        seen: dict[str, list[float]] = {}
-        inner = []
-        for _ in range(OVERHEAD_STEPS):
-            info, _, _ = timed_step(alg, clock, dev)
-            for phase, secs in clock.pop().items():
-                seen.setdefault(phase, []).append(secs)
-            if info.inner_iters is not None:
-                inner.append(float(info.inner_iters))
-        k = float(np.mean(inner)) if inner else None
-        every = OVERHEAD_STEPS / max(1, len(seen.get("sketch", seen.get("nystrom", [1]))))
-        kernel = predict(method, {}, n, m, d, Profile({**profile.data, "overheads": {}}),
-                         inner_iters=k, dtype=dtype, refresh_every=every
-                         if method in REFRESH_METHODS else None)
-        fixed = {}
-        for phase, times in seen.items():
-            per_occurrence = float(np.median(times))
-            model = kernel.get(phase, 0.0) * (every if phase in REFRESH_PHASES else 1.0)
-            extra = max(0.0, per_occurrence - model)
-            if phase == "solve" and method in INNER_METHODS:
-                extra /= max(1.0, k or 1.0)
-            fixed[phase] = extra
-        out[method] = fixed
-        log(f"    {method:<11} fixed costs " + ", ".join(
-            f"{ph} {1e6 * s:.0f} us" for ph, s in sorted(fixed.items())))
-    return out
+            warm_up(problem, make, 1)
+            alg, clock = make(), PhaseClock(dev)
+            alg.setup(clock)
+            clock.pop()
+            problem.loss()
+            seen: dict[str, list[float]] = {}
+            inner = []
+            for _ in range(LADDER_STEPS):
+                info, _, _ = timed_step(alg, clock, dev)
+                for phase, secs in clock.pop().items():
+                    seen.setdefault(phase, []).append(secs)
+                if info.inner_iters is not None:
+                    inner.append(float(info.inner_iters))
+                problem.loss()  # the runner's evaluation, outside the clock
+            k = float(np.mean(inner)) if inner else 0.0
+            model = predict(method, params, n, m, d, bare, inner_iters=k, dtype=dtype,
+                            refresh_every=1.0)
+            for phase, times in seen.items():
+                if not model.get(phase, 0.0) > 0:
+                    continue
+                measured = float(np.median(times))
+                key = phase_key(method, params, phase)
+                x = _occurrence(method, phase, model[phase], k, 1.0)
+                pairs.setdefault(method, {}).setdefault(key, []).append(
+                    (x, measured / model[phase]))
+                raw.append({"method": method, "params": dict(overrides), "n": n, "m": m,
+                            "d": d, "phase": key, "inner_iters": k, "measured_s": measured,
+                            "model_s": model[phase]})
+            del alg, problem
+        log(f"    {method:<11} {json.dumps(overrides)[:60]}")
+    curves = {method: {key: _curve(pts) for key, pts in table.items()}
+              for method, table in pairs.items()}
+    return curves, raw
 
 
 def predict_routes(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: int,
@@ -1142,6 +1274,10 @@ class CalibrationSizes:
     #: bytes of the fresh buffers ``fault`` is timed on: from below the allocator's reuse
     #: threshold to well past it (a step's n×m buffer reaches gigabytes).
     fault: tuple[int, ...] = ()
+    #: (n, m, d, s/n) at which every sketch forms B = S Jᵀ, off the sweeps' grids; the
+    #: sketches that pass over J's md-long rows only up to ``sketch_explicit_max`` = n·m·d
+    sketch: tuple[tuple[int, int, int, float], ...] = ()
+    sketch_explicit_max: float = 0.0
 
 
 FULL_CAL = CalibrationSizes(
@@ -1151,11 +1287,18 @@ FULL_CAL = CalibrationSizes(
     elements=(1 << 14, 1 << 18, 1 << 22, 1 << 24, 1 << 26, 1 << 27),
     fwht=((4096, 1024), (256, 65536), (1024, 16), (1024, 4096), (1024, 65536)), repeats=5,
     budget_s=3.0, stream=((4096, 65536),),
-    fault=(1 << 20, 1 << 22, 1 << 24, 1 << 25, 1 << 26, 1 << 28, 1 << 30))
+    fault=(1 << 20, 1 << 22, 1 << 24, 1 << 25, 1 << 26, 1 << 28, 1 << 30),
+    sketch=((96, 384, 16, 2.0), (320, 1280, 16, 8.0), (320, 1280, 64, 4.0),
+            (192, 6144, 16, 2.0), (768, 3072, 16, 2.0), (768, 3072, 16, 8.0),
+            (640, 20480, 16, 4.0), (1536, 12288, 16, 2.0), (1280, 81920, 16, 2.0),
+            (3072, 24576, 16, 4.0)),
+    sketch_explicit_max=float(1 << 25))
 QUICK_CAL = CalibrationSizes(
     pattern=((32, 256), (64, 512)), ks=(8, 16), square=(32, 64, 128),
     qr=((128, 32), (256, 64)), elements=(1 << 10, 1 << 14, 1 << 16),
-    fwht=((64, 256), (32, 1024)), repeats=5, budget_s=0.1, fault=(1 << 16, 1 << 20))
+    fwht=((64, 256), (32, 1024)), repeats=5, budget_s=0.1, fault=(1 << 16, 1 << 20),
+    sketch=((32, 64, 4, 2.0), (64, 128, 8, 4.0), (96, 256, 8, 2.0), (128, 192, 8, 8.0)),
+    sketch_explicit_max=float(1 << 20))
 
 
 #: A fresh buffer's extra time is a difference of two timings; below this it is noise.
@@ -1201,7 +1344,9 @@ def _measure_dtype(device: torch.device, dtype: torch.dtype, sizes: CalibrationS
     _measure_patterns(points, routes, unavailable, gen, timed, device, dtype, sizes, log)
     _measure_dense(points, gen, timed, device, dtype, sizes)
     log(f"  {str(dtype)[6:]} factorisations, passes and transforms")
-    fits = {name: fit_kernel(pts, KERNELS[name], anchor=name in OPTIONAL_KERNELS)
+    _measure_sketches(points, timed, device, dtype, sizes)
+    log(f"  {str(dtype)[6:]} sketches")
+    fits = {name: fit_kernel(pts, KERNELS[name], anchor=name in ANCHORED_KERNELS)
             for name, pts in points.items() if pts}
     return fits, routes, unavailable
 
@@ -1297,6 +1442,33 @@ def _measure_dense(points, gen, timed, device, dtype, sizes) -> None:
                                "seconds": timed(lambda x=x: fwht(x))})
 
 
+def _measure_sketches(points, timed, device, dtype, sizes) -> None:
+    """Each sketch's draw and B = S Jᵀ on a two-layer linearisation (``sketch_problem``, as
+    gn_sketch's sketch phase runs it), at ``sizes.sketch``."""
+    from harness.problem import make_generator, make_problem
+    from harness.sketches import SKETCHES, sketch_problem
+
+    for n, m, d, ratio in sizes.sketch:
+        problem = make_problem("synthetic", n, d, m, seed=0, device=device, dtype=dtype)
+        jac = problem.linearize().jacobian
+        s = max(1, math.ceil(ratio * n))
+        for name in SKETCHES:
+            kernel = f"sketch_{name}"
+            if kernel not in KERNELS:  # a plugin's sketch: priced by its own formula
+                continue
+            work = sketch_work(name, n, m, d, s)
+            cls = SKETCHES.get(name)
+            if cls.explicit and n * m * d > sizes.sketch_explicit_max:
+                continue
+            if cls.check_size(m, d, s):
+                continue
+            gen = make_generator(0, device)
+            t = timed(lambda name=name, s=s, gen=gen, problem=problem, jac=jac:
+                      sketch_problem(name, problem, s, gen).sketch_jacobian(jac))
+            points[kernel].append({**work, "seconds": t})
+        del problem, jac
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
@@ -1333,15 +1505,20 @@ def calibrate(device: str = "cpu", dtypes: Sequence[str] = DTYPES, quick: bool =
     if dev.type == "cuda":
         cc = torch.cuda.get_device_capability(dev)
         data["cuda_capability"] = f"{cc[0]}.{cc[1]}"
-    data["overheads"] = {}
+    ladder = QUICK_LADDER if quick else LADDER
+    data["ladder"] = {"sizes": [list(x) for x in ladder], "steps": LADDER_STEPS,
+                      "step_limit_s": LADDER_STEP_S, "points": {}}
+    data["phase_curves"] = {}
     for dt in dtypes:
         fits, routes, unavailable = _measure_dtype(dev, resolve_dtype(dt), sizes, log)
         data["kernels"][dt] = {k: f.as_dict() for k, f in fits.items()}
         data["routes"][dt] = routes
         data["unavailable"][dt] = unavailable
-        log(f"  {dt}: fixed costs per phase (each method's step at n, m, d = "
-            f"{OVERHEAD_SIZE})")
-        data["overheads"][dt] = _measure_overheads(dev, dt, Profile(data), log)
+        log(f"  {dt}: the step ladder (each method's own steps at n, m, d = "
+            f"{', '.join(map(str, ladder))})")
+        curves, raw = _measure_ladder(dev, dt, Profile(data), ladder, log)
+        data["phase_curves"][dt] = curves
+        data["ladder"]["points"][dt] = raw
     return Profile(data)
 
 
