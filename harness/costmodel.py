@@ -214,11 +214,7 @@ class Fit:
 
     def factor(self, size: float) -> float:
         """The size curve's factor at ``size`` units of the first kind of work."""
-        if not self.curve or not size > 0:
-            return 1.0
-        xs = np.log([c[0] for c in self.curve])
-        ys = np.log([c[1] for c in self.curve])
-        return float(np.exp(np.interp(math.log(size), xs, ys)))
+        return curve_factor(self.curve, size)
 
     def seconds(self, **work: float) -> float:
         return self.base_seconds(**work) * self.factor(work.get(self.size_kind, 0.0))
@@ -248,21 +244,33 @@ CURVE_MERGE = 1.5
 def size_curve(fit: Fit, points: Sequence[Mapping[str, float]]) -> list[tuple[float, float]]:
     """Measured / fitted at each calibrated size (sizes within CURVE_MERGE merged), sorted."""
     kind = fit.size_kind
-    pairs = sorted((float(p[kind]), p["seconds"] / fit.base_seconds(
+    return merged_curve((float(p[kind]), p["seconds"] / fit.base_seconds(
         **{k: p[k] for k in fit.rates})) for p in points
         if p.get(kind, 0) > 0 and p["seconds"] > 0)
+
+
+def curve_factor(curve: Sequence[Sequence[float]], x: float) -> float:
+    """A curve's factor at ``x`` (a size curve: units of work; a ladder curve: model
+    seconds per occurrence): interpolated in log–log between its points, held at the end
+    values beyond them; 1 for an empty curve."""
+    if not curve or not x > 0:
+        return 1.0
+    xs = np.log([c[0] for c in curve])
+    ys = np.log([c[1] for c in curve])
+    return float(np.exp(np.interp(math.log(x), xs, ys)))
+
+
+def merged_curve(points) -> list[tuple[float, float]]:
+    """(x, ratio) points sorted by x, those within CURVE_MERGE of a group's first x merged
+    into one by geometric means: two timings at one size are one point, not a slope."""
     groups: list[list[tuple[float, float]]] = []
-    for x, r in pairs:
+    for x, r in sorted(p for p in points if p[0] > 0 and p[1] > 0):
         if groups and x <= CURVE_MERGE * groups[-1][0][0]:
             groups[-1].append((x, r))
         else:
             groups.append([(x, r)])
-    curve = []
-    for g in groups:
-        x = math.exp(sum(math.log(v) for v, _ in g) / len(g))
-        r = math.exp(sum(math.log(v) for _, v in g) / len(g))
-        curve.append((x, r))
-    return curve
+    return [(math.exp(float(np.mean(np.log([v for v, _ in g])))),
+             math.exp(float(np.mean(np.log([v for _, v in g]))))) for g in groups]
 
 
 def fit_kernel(points: Sequence[Mapping[str, float]], kinds: Sequence[str],
@@ -912,29 +920,6 @@ def _occurrence(method: str, phase: str, seconds: float, inner: float, every: fl
     return seconds
 
 
-def curve_factor(curve: Sequence[Sequence[float]], seconds: float) -> float:
-    """measured / kernel model at ``seconds`` of kernel model per occurrence: interpolated in
-    log–log between the ladder's points, held at the end values beyond them."""
-    if not curve or not seconds > 0:
-        return 1.0
-    xs = np.log([c[0] for c in curve])
-    ys = np.log([c[1] for c in curve])
-    return float(np.exp(np.interp(math.log(seconds), xs, ys)))
-
-
-def _curve(points: Sequence[tuple[float, float]]) -> list[list[float]]:
-    """(model seconds, ratio) points sorted, those within CURVE_MERGE of each other merged
-    by geometric mean (two runs at one cost are one point, not a slope)."""
-    groups: list[list[tuple[float, float]]] = []
-    for x, r in sorted(p for p in points if p[0] > 0 and p[1] > 0):
-        if groups and x <= CURVE_MERGE * groups[-1][0][0]:
-            groups[-1].append((x, r))
-        else:
-            groups.append([(x, r)])
-    return [[math.exp(float(np.mean(np.log([v for v, _ in g])))),
-             math.exp(float(np.mean(np.log([v for _, v in g]))))] for g in groups]
-
-
 #: The runs of the step ladder: every method (with the step sizes kept small, so that its
 #: steps stay steps of the same work instead of converging in two), and gn_sketch once per
 #: sketch and factorisation, rebuilding every step so each step times its build.
@@ -1020,7 +1005,8 @@ def _measure_ladder(dev: torch.device, dtype: str, profile: Profile, ladder,
                             "model_s": model[phase]})
             del alg, problem
         log(f"    {method:<11} {json.dumps(overrides)[:60]}")
-    curves = {method: {key: _curve(pts) for key, pts in table.items()}
+    curves = {method: {key: [list(p) for p in merged_curve(pts)]
+                       for key, pts in table.items()}
               for method, table in pairs.items()}
     return curves, raw
 
