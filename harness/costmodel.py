@@ -361,10 +361,14 @@ class Profile:
     def has(self, name: str, dtype: str) -> bool:
         return name in self.fits.get(dtype, {})
 
-    def phase_curves(self, method: str, dtype: str) -> dict[str, list[list[float]]]:
-        """The step ladder's correction curves of ``method``: {phase key: [[model seconds
-        per occurrence, measured / model], ...]}; empty for a profile without them."""
-        return dict(self.data.get("phase_curves", {}).get(dtype, {}).get(method, {}))
+    def phase_curves(self, method: str, dtype: str, depth: int = 1
+                     ) -> dict[str, list[list[float]]]:
+        """The step ladder's correction curves of ``method`` on the two-layer model (depth
+        1) or the MLP (depth > 1; the two-layer ones where the profile has no MLP ladder):
+        {phase key: [[model seconds per occurrence, measured / model], ...]}; empty for a
+        profile without a ladder."""
+        table = self.data.get("phase_curves", {}).get(dtype, {})
+        return dict(table.get(ladder_key(method, depth)) or table.get(method) or {})
 
     def fit(self, name: str, dtype: str) -> Fit:
         if dtype not in self.fits:
@@ -887,7 +891,7 @@ def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: in
         phases = fn(c, p, n, m, d, float(inner_iters))
     phases = {k: float(v) for k, v in phases.items()}
     every = _refresh_every(p, refresh_every) if method in REFRESH_METHODS else 1.0
-    curves = profile.phase_curves(method, c.dtype)
+    curves = profile.phase_curves(method, c.dtype, depth)
     if curves:  # measured over modelled, per phase, on the method's own steps (the ladder)
         for phase, seconds in phases.items():
             curve = curves.get(phase_key(method, p, phase))
@@ -942,69 +946,93 @@ LADDER_RUNS: tuple[tuple[str, dict[str, Any]], ...] = (
 LADDER = ((64, 128, 8), (160, 1280, 12), (640, 5120, 16), (1280, 20480, 16),
           (2560, 81920, 16))
 QUICK_LADDER = ((64, 128, 8), (96, 384, 8))
+#: The MLP's depth on the ladder: its curves serve every depth > 1 (``ladder_key``)
+LADDER_DEPTH = 2
 LADDER_STEP_S = 0.4
 #: timed steps per ladder point (after one untimed warm-up step; the loss is evaluated
 #: between steps, as the runner does)
 LADDER_STEPS = 3
 
 
-def _measure_ladder(dev: torch.device, dtype: str, profile: Profile, ladder,
-                    log: Callable[[str], None]) -> tuple[dict[str, dict[str, list]], list]:
-    """Each method's own steps in the runner's loop (a timed step, then the loss evaluation)
-    at the ladder's sizes; per phase, measured over the kernel model's prediction (no
-    correction) at each size, as a curve over the model's seconds per occurrence. Returns
-    ({method: {phase key: curve}}, the raw points)."""
+def ladder_key(method: str, depth: int) -> str:
+    """Where a method's ladder curves are kept: its name for the two-layer model, and
+    ``<name>@mlp`` for the MLP (measured at ``LADDER_DEPTH``, used at every depth > 1)."""
+    return method if depth == 1 else f"{method}@mlp"
+
+
+def _ladder_steps(method: str, params: dict[str, Any], n: int, m: int, d: int, depth: int,
+                  dev: torch.device, dtype: str) -> tuple[dict[str, list[float]], float]:
+    """``LADDER_STEPS`` timed steps of ``method`` in the runner's loop (warm-up, setup, then
+    a step and the loss evaluation, each step on the clock): {phase: seconds per step}, and
+    the mean inner iterations (0 without an inner solve)."""
     from algorithms.base import ALGORITHMS
     from harness.device import resolve_dtype
     from harness.loop import timed_step, warm_up
     from harness.problem import make_generator, make_problem
     from harness.timing import PhaseClock
 
+    cls = ALGORITHMS.get(method)
+    problem = make_problem("synthetic", n, d, m, seed=0, device=dev, dtype=resolve_dtype(dtype),
+                           model="two_layer" if depth == 1 else "mlp", depth=depth)
+
+    def make():
+        return cls(problem, cls.Params(**params), make_generator(1, dev))
+
+    warm_up(problem, make, 1)
+    alg, clock = make(), PhaseClock(dev)
+    alg.setup(clock)
+    clock.pop()
+    problem.loss()
+    seen: dict[str, list[float]] = {}
+    inner = []
+    for _ in range(LADDER_STEPS):
+        info, _, _ = timed_step(alg, clock, dev)
+        for phase, secs in clock.pop().items():
+            seen.setdefault(phase, []).append(secs)
+        if info.inner_iters is not None:
+            inner.append(float(info.inner_iters))
+        problem.loss()  # the runner's evaluation, outside the clock
+    return seen, float(np.mean(inner)) if inner else 0.0
+
+
+def _measure_ladder(dev: torch.device, dtype: str, profile: Profile, ladder,
+                    log: Callable[[str], None], depths: Sequence[int] = (1,)
+                    ) -> tuple[dict[str, dict[str, list]], list]:
+    """Each method's own steps in the runner's loop at the ladder's sizes, on the two-layer
+    model (depth 1) and on the MLP (any other depth; methods that need the two-layer
+    structure are left out); per phase, measured over the kernel model's prediction (no
+    correction) at each size, as a curve over the model's seconds per occurrence. Returns
+    ({``ladder_key``: {phase key: curve}}, the raw points)."""
+    from algorithms.base import ALGORITHMS
+    from harness.mlp import MLPReLU
+
     bare = Profile({k: v for k, v in profile.data.items() if k != "phase_curves"})
     raw: list[dict[str, Any]] = []
     pairs: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for method, overrides in LADDER_RUNS:
-        cls = ALGORITHMS.get(method)
-        params = method_params(method, overrides)
-        for n, m, d in ladder:
-            if predict(method, params, n, m, d, bare, dtype=dtype)["total"] > LADDER_STEP_S:
-                break
-            problem = make_problem("synthetic", n, d, m, seed=0, device=dev,
-                                   dtype=resolve_dtype(dtype))
-
-            def make(cls=cls, problem=problem, params=params):
-                return cls(problem, cls.Params(**params), make_generator(1, dev))
-
-            warm_up(problem, make, 1)
-            alg, clock = make(), PhaseClock(dev)
-            alg.setup(clock)
-            clock.pop()
-            problem.loss()
-            seen: dict[str, list[float]] = {}
-            inner = []
-            for _ in range(LADDER_STEPS):
-                info, _, _ = timed_step(alg, clock, dev)
-                for phase, secs in clock.pop().items():
-                    seen.setdefault(phase, []).append(secs)
-                if info.inner_iters is not None:
-                    inner.append(float(info.inner_iters))
-                problem.loss()  # the runner's evaluation, outside the clock
-            k = float(np.mean(inner)) if inner else 0.0
-            model = predict(method, params, n, m, d, bare, inner_iters=k, dtype=dtype,
-                            refresh_every=1.0)
-            for phase, times in seen.items():
-                if not model.get(phase, 0.0) > 0:
-                    continue
-                measured = float(np.median(times))
-                key = phase_key(method, params, phase)
-                x = _occurrence(method, phase, model[phase], k, 1.0)
-                pairs.setdefault(method, {}).setdefault(key, []).append(
-                    (x, measured / model[phase]))
-                raw.append({"method": method, "params": dict(overrides), "n": n, "m": m,
-                            "d": d, "phase": key, "inner_iters": k, "measured_s": measured,
-                            "model_s": model[phase]})
-            del alg, problem
-        log(f"    {method:<11} {json.dumps(overrides)[:60]}")
+    for depth in depths:
+        for method, overrides in LADDER_RUNS:
+            if depth > 1 and not ALGORITHMS.get(method).requires <= MLPReLU.features:
+                continue
+            params = method_params(method, overrides)
+            for n, m, d in ladder:
+                if predict(method, params, n, m, d, bare, dtype=dtype,
+                           depth=depth)["total"] > LADDER_STEP_S:
+                    break
+                seen, k = _ladder_steps(method, params, n, m, d, depth, dev, dtype)
+                model = predict(method, params, n, m, d, bare, inner_iters=k, dtype=dtype,
+                                refresh_every=1.0, depth=depth)
+                for phase, times in seen.items():
+                    if not model.get(phase, 0.0) > 0:
+                        continue
+                    measured = float(np.median(times))
+                    key = phase_key(method, params, phase)
+                    x = _occurrence(method, phase, model[phase], k, 1.0)
+                    pairs.setdefault(ladder_key(method, depth), {}).setdefault(key, []).append(
+                        (x, measured / model[phase]))
+                    raw.append({"method": method, "params": dict(overrides), "n": n, "m": m,
+                                "d": d, "depth": depth, "phase": key, "inner_iters": k,
+                                "measured_s": measured, "model_s": model[phase]})
+            log(f"    {ladder_key(method, depth):<15} {json.dumps(overrides)[:60]}")
     curves = {method: {key: [list(p) for p in merged_curve(pts)]
                        for key, pts in table.items()}
               for method, table in pairs.items()}
@@ -1493,7 +1521,8 @@ def calibrate(device: str = "cpu", dtypes: Sequence[str] = DTYPES, quick: bool =
         data["cuda_capability"] = f"{cc[0]}.{cc[1]}"
     ladder = QUICK_LADDER if quick else LADDER
     data["ladder"] = {"sizes": [list(x) for x in ladder], "steps": LADDER_STEPS,
-                      "step_limit_s": LADDER_STEP_S, "points": {}}
+                      "step_limit_s": LADDER_STEP_S, "depths": [1, LADDER_DEPTH],
+                      "points": {}}
     data["phase_curves"] = {}
     for dt in dtypes:
         fits, routes, unavailable = _measure_dtype(dev, resolve_dtype(dt), sizes, log)
@@ -1502,7 +1531,8 @@ def calibrate(device: str = "cpu", dtypes: Sequence[str] = DTYPES, quick: bool =
         data["unavailable"][dt] = unavailable
         log(f"  {dt}: the step ladder (each method's own steps at n, m, d = "
             f"{', '.join(map(str, ladder))})")
-        curves, raw = _measure_ladder(dev, dt, Profile(data), ladder, log)
+        curves, raw = _measure_ladder(dev, dt, Profile(data), ladder, log,
+                                      (1, LADDER_DEPTH))
         data["phase_curves"][dt] = curves
         data["ladder"]["points"][dt] = raw
     return Profile(data)

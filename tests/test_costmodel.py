@@ -17,6 +17,9 @@ from harness.errors import ConfigError
 
 DATASHEET = Path(__file__).resolve().parent.parent / "reports" / "profiles" / \
     "h100_datasheet.json"
+#: A calibration's ladder curves: every method on the two-layer model, and on the MLP every
+#: method but kfac (which needs the two-layer structure)
+LADDER_KEYS = set(costmodel.METHODS) | {f"{m}@mlp" for m in costmodel.METHODS if m != "kfac"}
 
 # Only flops cost (1e9 flop/s); elementwise passes and triangular solves at 1e9 elements/s;
 # element traffic of GEMMs free; no fixed costs, no int8 routes.
@@ -209,7 +212,7 @@ def test_cli_calibrate_quick_writes_a_valid_profile(tmp_path, capsys):
     for fit in prof.fits["float32"].values():
         assert fit.overhead_s >= 0 and any(r for r in fit.rates.values())
     assert {"pattern_gram", "pattern_mm", "pattern_rmm"} <= set(data["routes"]["float32"])
-    assert set(data["phase_curves"]["float32"]) == set(costmodel.METHODS)
+    assert set(data["phase_curves"]["float32"]) == LADDER_KEYS
     assert {"sketch:tensor_srht", "factor:qr", "factor:cholesky_qr", "solve"} <= set(
         data["phase_curves"]["float32"]["gn_sketch"])
     assert data["ladder"]["sizes"] == [list(x) for x in costmodel.QUICK_LADDER]
@@ -327,7 +330,7 @@ def test_committed_profiles_still_predict_with_their_fallbacks_noted():
             assert prof.notes == [], (path.name, prof.notes)
             assert set(costmodel.KERNELS) - {"mm_int8", "rmm_int8", "gram_int8"} <= set(
                 prof.fits["float32"])
-            assert set(prof.data["phase_curves"]["float32"]) == set(costmodel.METHODS)
+            assert set(prof.data["phase_curves"]["float32"]) == LADDER_KEYS
         for name in costmodel.METHODS:
             assert predict(name, {}, 1024, 65536, 16, prof)["total"] > 0, (path.name, name)
     assert Profile.load(DATASHEET).notes  # a datasheet: no curves, no fault kernel
@@ -428,6 +431,25 @@ def test_the_ladder_measures_a_curve_for_every_phase_a_step_times(monkeypatch):
     # a point is measured over the model with no correction, at that point's own size
     r = next(r for r in raw if r["method"] == "gd" and r["phase"] == "forward" and r["n"] == 64)
     assert r["model_s"] == pytest.approx(predict("gd", {"lr": 1e-6}, 64, 256, 8, UNIT)["forward"])
+
+
+def test_the_mlp_ladder_has_curves_of_its_own_and_depth_falls_back_to_two_layer(monkeypatch):
+    monkeypatch.setattr(costmodel, "LADDER_RUNS", (("gd", {"lr": 1e-6}), ("kfac", {})))
+    curves, raw = costmodel._measure_ladder(
+        __import__("torch").device("cpu"), "float32", UNIT, ((32, 64, 4),), lambda s: None,
+        depths=(1, 2))
+    assert set(curves) == {"gd", "kfac", "gd@mlp"}  # kfac has no MLP run
+    assert {r["depth"] for r in raw if r["method"] == "gd"} == {1, 2}
+    n, m, d = 128, 256, 8
+    two = {"gd": {"forward": [[1e-9, 2.0]]}}
+    both = {**two, "gd@mlp": {"forward": [[1e-9, 5.0]]}}
+    base = predict("gd", {}, n, m, d, UNIT, depth=3)["forward"]
+    assert predict("gd", {}, n, m, d, _with_curves(UNIT, both), depth=3)["forward"] == \
+        pytest.approx(5 * base)
+    assert predict("gd", {}, n, m, d, _with_curves(UNIT, two), depth=3)["forward"] == \
+        pytest.approx(2 * base)  # no MLP ladder: the two-layer curve
+    assert predict("gd", {}, n, m, d, _with_curves(UNIT, both))["forward"] == pytest.approx(
+        2 * predict("gd", {}, n, m, d, UNIT)["forward"])
 
 
 def test_the_ladder_stops_climbing_where_the_model_puts_a_step_past_its_limit(monkeypatch):
