@@ -653,12 +653,13 @@ def sketch_seconds(c: Costs, sketch: str, n: int, m: int, d: int, s: int) -> flo
 
 def sketch_work(sketch: str, n: float, m: float, d: float, s: float) -> dict[str, float]:
     """The work of forming B = S Jᵀ (s×n) for n rows u ⊗ x (u ∈ R^m, x ∈ R^d), in the kinds of
-    the sketch's kernel: elements passed over (D padded to m', or the md-long rows of J, or S
-    itself), transform flops (Hadamard, FFT, or the Gaussian product) and the n·s entries of
-    B, which are gathered, scaled and written transposed."""
-    if sketch == "tensor_srht":
-        mp = next_power_of_two(int(m))
-        return {"elements": n * mp, "flops": n * mp * math.log2(max(mp, 2)), "rows": n * s}
+    the sketch's kernel: elements passed over (D padded to m' and X to d', or the md-long rows
+    of J, or S itself), transform flops (Hadamard, FFT, or the Gaussian product) and the n·s
+    entries of B, which are gathered, scaled and written transposed."""
+    if sketch == "tensor_srht":  # both factors transformed: u (m') and x (d')
+        mp, dp = next_power_of_two(int(m)), next_power_of_two(int(d))
+        return {"elements": n * (mp + dp), "rows": n * s,
+                "flops": n * (mp * math.log2(max(mp, 2)) + dp * math.log2(max(dp, 2)))}
     if sketch == "srht":
         N = next_power_of_two(int(m * d))
         return {"elements": n * N, "flops": n * N * math.log2(max(N, 2)), "rows": n * s}
@@ -668,7 +669,7 @@ def sketch_work(sketch: str, n: float, m: float, d: float, s: float) -> dict[str
         return {"elements": s * m * d + n * m * d, "flops": 2 * s * m * d * n, "rows": n * s}
     if sketch == "tensorsketch":
         N = next_power_of_two(int(s))
-        return {"elements": n * m, "flops": n * N * math.log2(max(N, 2)), "rows": n * s}
+        return {"elements": n * (m + d), "flops": n * N * math.log2(max(N, 2)), "rows": n * s}
     raise unknown("sketch", sketch, ("countsketch", "gaussian", "srht", "tensor_srht",
                                      "tensorsketch"))
 
@@ -943,7 +944,7 @@ LADDER_RUNS: tuple[tuple[str, dict[str, Any]], ...] = (
 #: (n, m, d) of the ladder, none of them a cell of a committed sweep (nothing is calibrated
 #: on the cells it is judged on), from where fixed costs dominate to where D streams from
 #: memory. A run stops climbing where the kernel model puts its step above LADDER_STEP_S.
-LADDER = ((64, 128, 8), (160, 1280, 12), (640, 5120, 16), (1280, 20480, 16),
+LADDER = ((64, 128, 8), (160, 1280, 12), (320, 2560, 16), (640, 5120, 16), (1280, 20480, 16),
           (2560, 81920, 16))
 QUICK_LADDER = ((64, 128, 8), (96, 384, 8))
 #: The MLP's depth on the ladder: its curves serve every depth > 1 (``ladder_key``)

@@ -398,14 +398,15 @@ def test_predict_scales_each_phase_by_its_curve_at_its_cost_per_occurrence():
 def test_a_sketch_kernel_prices_the_sketch_where_the_profile_has_one():
     n, m, d, s = 256, 1000, 16, 512
     work = costmodel.sketch_work("tensor_srht", n, m, d, s)
-    assert work == {"elements": n * 1024, "flops": n * 1024 * 10, "rows": n * s}
+    assert work == {"elements": n * (1024 + 16), "flops": n * (1024 * 10 + 16 * 4),
+                    "rows": n * s}
     for name in ("tensor_srht", "srht", "countsketch", "gaussian", "tensorsketch"):
         assert set(costmodel.sketch_work(name, n, m, d, s)) == set(
             costmodel.KERNELS[f"sketch_{name}"])
     rates = {"overhead_s": 1e-4, "rates": {"elements": 1e9, "flops": 1e10, "rows": 1e8}}
     prof = Profile.synthetic(flops=1e9, sketch_tensor_srht=rates)
     c = costmodel.Costs(prof, "float32")
-    want = 1e-4 + n * 1024 / 1e9 + n * 1024 * 10 / 1e10 + n * s / 1e8
+    want = 1e-4 + n * 1040 / 1e9 + n * (10240 + 64) / 1e10 + n * s / 1e8
     assert costmodel.sketch_seconds(c, "tensor_srht", n, m, d, s) == pytest.approx(want)
     # without one, the pass-by-pass formula (not this kernel)
     assert costmodel.sketch_seconds(costmodel.Costs(UNIT, "float32"), "tensor_srht", n, m, d,
