@@ -122,8 +122,8 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "fault": ("bytes",),
     # B = S Jᵀ as ``harness.sketches`` forms it (the draw included), one kernel per sketch:
     # its passes over D (or J), its transform, and its n·s rows of output (``sketch_work``)
-    "sketch_tensor_srht": ("elements", "flops", "rows"),
-    "sketch_srht": ("elements", "flops", "rows"),
+    "sketch_tensor_srht": ("elements", "flops", "rows", "draw"),
+    "sketch_srht": ("elements", "flops", "rows", "draw"),
     "sketch_countsketch": ("elements", "rows"),
     "sketch_gaussian": ("elements", "flops", "rows"),
     "sketch_tensorsketch": ("elements", "flops", "rows"),
@@ -658,11 +658,12 @@ def sketch_work(sketch: str, n: float, m: float, d: float, s: float) -> dict[str
     entries of B, which are gathered, scaled and written transposed."""
     if sketch == "tensor_srht":  # both factors transformed: u (m') and x (d')
         mp, dp = next_power_of_two(int(m)), next_power_of_two(int(d))
-        return {"elements": n * (mp + dp), "rows": n * s,
+        return {"elements": n * (mp + dp), "rows": n * s, "draw": _draw_work(mp * dp, s),
                 "flops": n * (mp * math.log2(max(mp, 2)) + dp * math.log2(max(dp, 2)))}
     if sketch == "srht":
         N = next_power_of_two(int(m * d))
-        return {"elements": n * N, "flops": n * N * math.log2(max(N, 2)), "rows": n * s}
+        return {"elements": n * N, "flops": n * N * math.log2(max(N, 2)), "rows": n * s,
+                "draw": _draw_work(N, s)}
     if sketch == "countsketch":
         return {"elements": n * m * d, "rows": n * s}
     if sketch == "gaussian":
@@ -672,6 +673,14 @@ def sketch_work(sketch: str, n: float, m: float, d: float, s: float) -> dict[str
         return {"elements": n * (m + d), "flops": n * N * math.log2(max(N, 2)), "rows": n * s}
     raise unknown("sketch", sketch, ("countsketch", "gaussian", "srht", "tensor_srht",
                                      "tensorsketch"))
+
+
+def _draw_work(N: int, s: int) -> float:
+    """Values drawn to sample s of N indices as ``harness.sketches._sample_rows`` does: a
+    permutation of all N up to its limit, s draws beyond it (at a deep layer m'd' = m'²)."""
+    from harness.sketches import PERMUTATION_LIMIT
+
+    return float(N if N <= PERMUTATION_LIMIT else s)
 
 
 def _sketch_layer(c: Costs, sketch: str, n: int, m: int, d: int, s: int) -> float:
@@ -1306,7 +1315,7 @@ FULL_CAL = CalibrationSizes(
     sketch=((96, 384, 16, 2.0), (320, 1280, 16, 8.0), (320, 1280, 64, 4.0),
             (192, 6144, 16, 2.0), (768, 3072, 16, 2.0), (768, 3072, 16, 8.0),
             (640, 20480, 16, 4.0), (1536, 12288, 16, 2.0), (1280, 81920, 16, 2.0),
-            (3072, 24576, 16, 4.0)),
+            (3072, 24576, 16, 4.0), (48, 1536, 1536, 2.0)),
     sketch_explicit_max=float(1 << 25))
 QUICK_CAL = CalibrationSizes(
     pattern=((32, 256), (64, 512)), ks=(8, 16), square=(32, 64, 128),

@@ -66,9 +66,13 @@ def _signs(size: int, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
     return torch.randint(0, 2, (size,), generator=gen, device=gen.device).to(dtype) * 2 - 1
 
 
+#: Up to this N, ``_sample_rows`` permutes all of [N] (its cost grows with N, not s)
+PERMUTATION_LIMIT = 1 << 24
+
+
 def _sample_rows(N: int, s: int, gen: torch.Generator) -> torch.Tensor:
     """s distinct indices of [N] (uniform without replacement; with replacement for huge N)."""
-    if N <= 1 << 24:
+    if N <= PERMUTATION_LIMIT:
         return torch.randperm(N, generator=gen, device=gen.device)[:s]
     return torch.randint(0, N, (s,), generator=gen, device=gen.device)
 

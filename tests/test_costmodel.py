@@ -399,14 +399,16 @@ def test_a_sketch_kernel_prices_the_sketch_where_the_profile_has_one():
     n, m, d, s = 256, 1000, 16, 512
     work = costmodel.sketch_work("tensor_srht", n, m, d, s)
     assert work == {"elements": n * (1024 + 16), "flops": n * (1024 * 10 + 16 * 4),
-                    "rows": n * s}
+                    "rows": n * s, "draw": 1024 * 16}  # a permutation of all m'd' pairs
+    assert costmodel.sketch_work("tensor_srht", n, 1 << 13, 1 << 12, s)["draw"] == s
     for name in ("tensor_srht", "srht", "countsketch", "gaussian", "tensorsketch"):
         assert set(costmodel.sketch_work(name, n, m, d, s)) == set(
             costmodel.KERNELS[f"sketch_{name}"])
-    rates = {"overhead_s": 1e-4, "rates": {"elements": 1e9, "flops": 1e10, "rows": 1e8}}
+    rates = {"overhead_s": 1e-4, "rates": {"elements": 1e9, "flops": 1e10, "rows": 1e8,
+                                           "draw": 1e7}}
     prof = Profile.synthetic(flops=1e9, sketch_tensor_srht=rates)
     c = costmodel.Costs(prof, "float32")
-    want = 1e-4 + n * 1040 / 1e9 + n * (10240 + 64) / 1e10 + n * s / 1e8
+    want = 1e-4 + n * 1040 / 1e9 + n * (10240 + 64) / 1e10 + n * s / 1e8 + 1024 * 16 / 1e7
     assert costmodel.sketch_seconds(c, "tensor_srht", n, m, d, s) == pytest.approx(want)
     # without one, the pass-by-pass formula (not this kernel)
     assert costmodel.sketch_seconds(costmodel.Costs(UNIT, "float32"), "tensor_srht", n, m, d,
