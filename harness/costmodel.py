@@ -686,8 +686,10 @@ def _draw_work(N: int, s: int) -> float:
 def _sketch_layer(c: Costs, sketch: str, n: int, m: int, d: int, s: int) -> float:
     """The sketch of one Kronecker layer u ⊗ x (u ∈ R^m, x ∈ R^d), as on two layers: the
     sketch's measured kernel where the profile has one, else pass by pass."""
-    if c.p.has(f"sketch_{sketch}", c.dtype):
-        return c._t(f"sketch_{sketch}", **sketch_work(sketch, n, m, d, s))
+    if c.p.has(f"sketch_{sketch}", c.dtype):  # kinds of work a profile lacks cost nothing
+        kinds = c.p.fit(f"sketch_{sketch}", c.dtype).rates
+        return c._t(f"sketch_{sketch}", **{k: v for k, v in sketch_work(
+            sketch, n, m, d, s).items() if k in kinds})
     if sketch == "tensor_srht":
         from harness.sketches import BLOCK_ELEMENTS
 
