@@ -128,10 +128,13 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "sketch_gaussian": ("elements", "flops", "rows"),
     "sketch_tensorsketch": ("elements", "flops", "rows"),
 }
+#: The sketches' own kernels.
+SKETCH_KERNELS = tuple(k for k in KERNELS if k.startswith("sketch_"))
+#: The sketches the model has a formula for (``sketch_work``, ``_sketch_layer``).
+MODELLED_SKETCHES = tuple(sorted(k.removeprefix("sketch_") for k in SKETCH_KERNELS))
 #: Kernels a profile may lack (older and datasheet profiles): a fresh allocation then costs
 #: nothing, a sketch is priced pass by pass from the other kernels (``_sketch_layer``).
-OPTIONAL_KERNELS = ("fault", "sketch_tensor_srht", "sketch_srht", "sketch_countsketch",
-                    "sketch_gaussian", "sketch_tensorsketch")
+OPTIONAL_KERNELS = ("fault", *SKETCH_KERNELS)
 #: Kernels fitted through their largest point (``fit_kernel``'s ``anchor``).
 ANCHORED_KERNELS = ("fault",)
 #: harness.kernels product → the profile's kernel name prefix.
@@ -344,8 +347,7 @@ class Profile:
         for dtype, table in sorted(self.fits.items()):
             if "fault" not in table:
                 out.append(f"{dtype}: no fault kernel (fresh allocations cost nothing)")
-            sketches = [k for k in OPTIONAL_KERNELS if k.startswith("sketch_")
-                        and k not in table]
+            sketches = [k for k in SKETCH_KERNELS if k not in table]
             if sketches and not self.is_datasheet:
                 out.append(f"{dtype}: no {', '.join(sketches)} kernel (those sketches priced "
                            f"pass by pass)")
@@ -671,8 +673,7 @@ def sketch_work(sketch: str, n: float, m: float, d: float, s: float) -> dict[str
     if sketch == "tensorsketch":
         N = next_power_of_two(int(s))
         return {"elements": n * (m + d), "flops": n * N * math.log2(max(N, 2)), "rows": n * s}
-    raise unknown("sketch", sketch, ("countsketch", "gaussian", "srht", "tensor_srht",
-                                     "tensorsketch"))
+    raise unknown("sketch", sketch, MODELLED_SKETCHES)
 
 
 def _draw_work(N: int, s: int) -> float:
@@ -710,8 +711,7 @@ def _sketch_layer(c: Costs, sketch: str, n: int, m: int, d: int, s: int) -> floa
     if sketch == "tensorsketch":  # FFTs of n rows of length s, costed like a Hadamard pass
         N = next_power_of_two(s)
         return 3 * c.ew(n * m) + 2 * c.ew(n * d) + 3 * 2 * c.fwht(n, N) + 2 * c.ew(n * s)
-    raise unknown("sketch", sketch, ("countsketch", "gaussian", "srht", "tensor_srht",
-                                     "tensorsketch"))
+    raise unknown("sketch", sketch, MODELLED_SKETCHES)
 
 
 # --- the methods ------------------------------------------------------------------------------
@@ -1471,27 +1471,27 @@ def _measure_dense(points, gen, timed, device, dtype, sizes) -> None:
 def _measure_sketches(points, timed, device, dtype, sizes) -> None:
     """Each sketch's draw and B = S Jᵀ on a two-layer linearisation (``sketch_problem``, as
     gn_sketch's sketch phase runs it), at ``sizes.sketch``."""
+    from algorithms.gn_sketch import sketch_size
     from harness.problem import make_generator, make_problem
     from harness.sketches import SKETCHES, sketch_problem
 
     for n, m, d, ratio in sizes.sketch:
         problem = make_problem("synthetic", n, d, m, seed=0, device=device, dtype=dtype)
         jac = problem.linearize().jacobian
-        s = max(1, math.ceil(ratio * n))
+        s = sketch_size(ratio, n)
         for name in SKETCHES:
-            kernel = f"sketch_{name}"
-            if kernel not in KERNELS:  # a plugin's sketch: priced by its own formula
+            if f"sketch_{name}" not in KERNELS:  # a plugin's sketch: priced by its formula
                 continue
-            work = sketch_work(name, n, m, d, s)
             cls = SKETCHES.get(name)
             if cls.explicit and n * m * d > sizes.sketch_explicit_max:
                 continue
             if cls.check_size(m, d, s):
                 continue
+            work = sketch_work(name, n, m, d, s)
             gen = make_generator(0, device)
             t = timed(lambda name=name, s=s, gen=gen, problem=problem, jac=jac:
                       sketch_problem(name, problem, s, gen).sketch_jacobian(jac))
-            points[kernel].append({**work, "seconds": t})
+            points[f"sketch_{name}"].append({**work, "seconds": t})
         del problem, jac
 
 

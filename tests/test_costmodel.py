@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from harness import bench, costmodel
 from harness.costmodel import Profile, fit_kernel, frontier, predict
@@ -421,7 +422,7 @@ def test_the_ladder_measures_a_curve_for_every_phase_a_step_times(monkeypatch):
     monkeypatch.setattr(costmodel, "LADDER_RUNS", (("gd", {"lr": 1e-6}), (
         "gn_sketch", {"refresh": "always", "sketch": "countsketch", "step_size": 0.05})))
     curves, raw = costmodel._measure_ladder(
-        __import__("torch").device("cpu"), "float32", UNIT, ((32, 64, 4), (64, 256, 8)),
+        torch.device("cpu"), "float32", UNIT, ((32, 64, 4), (64, 256, 8)),
         lambda s: None)
     assert set(curves["gd"]) == {"forward", "gradient", "update"}
     assert set(curves["gn_sketch"]) == {"forward", "sketch:countsketch", "factor:cholesky_qr",
@@ -439,7 +440,7 @@ def test_the_ladder_measures_a_curve_for_every_phase_a_step_times(monkeypatch):
 def test_the_mlp_ladder_has_curves_of_its_own_and_depth_falls_back_to_two_layer(monkeypatch):
     monkeypatch.setattr(costmodel, "LADDER_RUNS", (("gd", {"lr": 1e-6}), ("kfac", {})))
     curves, raw = costmodel._measure_ladder(
-        __import__("torch").device("cpu"), "float32", UNIT, ((32, 64, 4),), lambda s: None,
+        torch.device("cpu"), "float32", UNIT, ((32, 64, 4),), lambda s: None,
         depths=(1, 2))
     assert set(curves) == {"gd", "kfac", "gd@mlp"}  # kfac has no MLP run
     assert {r["depth"] for r in raw if r["method"] == "gd"} == {1, 2}
@@ -459,7 +460,7 @@ def test_the_ladder_stops_climbing_where_the_model_puts_a_step_past_its_limit(mo
     monkeypatch.setattr(costmodel, "LADDER_RUNS", (("gd", {"lr": 1e-6}),))
     monkeypatch.setattr(costmodel, "LADDER_STEP_S",
                         predict("gd", {"lr": 1e-6}, 48, 96, 4, UNIT)["total"] * 1.01)
-    _, raw = costmodel._measure_ladder(__import__("torch").device("cpu"), "float32", UNIT,
+    _, raw = costmodel._measure_ladder(torch.device("cpu"), "float32", UNIT,
                                        ((32, 64, 4), (48, 96, 4), (64, 256, 8)),
                                        lambda s: None)
     assert {r["n"] for r in raw} == {32, 48}
