@@ -24,7 +24,10 @@ from dataclasses import dataclass
 import torch
 
 from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register, require
-from algorithms.solvers import gradient_terms
+from algorithms.solvers import gradient_seconds, gradient_terms
+
+#: torch.optim.Adam's update: about this many elementwise passes over the parameters.
+ADAM_PASSES = 8
 
 
 @dataclass
@@ -50,6 +53,7 @@ class Adam(Algorithm):
     references = ("Kingma, Ba. Adam: a method for stochastic optimization. ICLR 2015, "
                   "arXiv 1412.6980",)
     cost_text = "4nmd"
+    ladder_runs = ({"lr": 1e-6},)
 
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
@@ -59,6 +63,14 @@ class Adam(Algorithm):
     def memory_bytes(cls, params, shape: Shape) -> int:
         # Adam's m and v, and two parameter-sized temporaries of its update (√v, √v̂ + ε)
         return base_memory(shape) + shape.bytes(4 * shape.num_params)
+
+    @classmethod
+    def step_seconds(cls, c, p, n, m, d, inner):
+        out = gradient_seconds(c, n, m, d)
+        P = c.params(m, d)
+        out["gradient"] += c.ew(P)  # / n
+        out["update"] = ADAM_PASSES * c.ew(P)
+        return out
 
     def setup(self, phase) -> None:
         p = self.params

@@ -1,22 +1,27 @@
 """What every algorithm plugin provides, and the registry that finds it by name.
 
-An algorithm is one class in one file (benchopt's solver, torch.optim's optimizer):
+An algorithm is one class in one file (benchopt's solver, torch.optim's optimizer), and that
+file holds every fact the harness needs about it:
 
-* ``name``: the registry key, also ``conf/algorithm/<name>.yaml``;
+* ``name``: the registry key, also ``conf/algorithm/<name>.yaml`` (optional for a plugin);
 * ``Params``: a dataclass of hyperparameters with defaults, also the Hydra schema;
 * ``references``: the papers the update rule comes from;
-* ``cost_terms(n, m, d, params, inner, refresh)`` and ``cost_text``: its flops per outer
-  iteration on the two-layer model as terms (``harness.flops``) and as the tables print them;
-  callers ask ``flops(..., depth)``, which maps them to L hidden layers and which the report
-  fits measured times against; ``family`` and ``reports_inner_iters`` say how reports group it;
+* ``step(phase)``: one outer iteration, moving the parameters by ``problem.update`` (or
+  torch.optim on ``problem.params``) and returning a ``StepInfo``; the runner owns the clock,
+  stopping and recording, and the algorithm marks its phases with ``with phase("solve"):``;
 * ``memory_bytes(params, shape)``: the planned peak memory, which the runner compares with the
   budget (``skip`` may refuse for other reasons, returning a sentence instead of crashing);
-* ``requires``: the model structure it needs (``harness.problem.TWO_LAYER`` for K-FAC);
-  on a model without it the runner skips the cell with the reason;
-* ``step(phase)``: one outer iteration, moving the parameters by ``problem.update`` (or
-  torch.optim on ``problem.params``) and returning a
-  ``StepInfo``; the runner owns the clock, stopping and recording, and the algorithm marks its
-  phases with ``with phase("solve"): ...``.
+* ``requires``: the model structure it needs (``harness.model.TWO_LAYER`` for K-FAC); on a
+  model without it the runner skips the cell with the reason;
+* flops (the report's fits): ``cost_terms(n, m, d, params, inner, refresh)`` on the two-layer
+  model and ``cost_text``; callers ask ``flops(...)``, which maps them to the cell's model;
+* seconds (the cost model, ``harness.costmodel``): ``step_seconds(c, params, n, m, d, inner)``,
+  the seconds of each phase of one step from the kernels of a profile (``c``: a
+  ``harness.costmodel.Costs``), with ``refresh_phases`` (built once per preconditioner refresh
+  and amortised), ``default_inner_iters`` (when no count is measured), ``phase_key`` (a phase
+  whose operation a parameter picks) and ``ladder_runs`` (the parameter sets the calibration's
+  step ladder runs this method with);
+* ``family`` and ``reports_inner_iters`` say how reports group it.
 """
 
 from __future__ import annotations
@@ -26,32 +31,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from harness.device import format_bytes
-from harness.errors import ConfigError
-from harness.flops import Term, deepen
-from harness.problem import TWO_LAYER, Problem, TwoLayerReLU
-from harness.registry import Registry
-
-
-@dataclass(frozen=True)
-class Shape:
-    """The sizes a feasibility check sees before anything is allocated."""
-
-    n: int
-    m: int
-    d: int
-    itemsize: int = 4  # bytes per element of the working dtype
-    depth: int = 1  # trained hidden layers (1: the two-layer model)
-    model: str = "two_layer"
-    features: frozenset[str] = TwoLayerReLU.features  # the model's structure tags
-
-    def bytes(self, elements: float) -> int:
-        return int(elements * self.itemsize)
-
-    @property
-    def num_params(self) -> int:
-        """P: m·d for the first layer plus m² for each further hidden layer."""
-        return self.m * self.d + (self.depth - 1) * self.m * self.m
+from harness.common.device import format_bytes
+from harness.common.errors import ConfigError
+from harness.common.flops import Term
+from harness.common.registry import Registry
+from harness.model import MODELS, Problem, Shape
 
 
 @dataclass
@@ -63,15 +47,9 @@ class StepInfo:
 
 
 def base_memory(shape: Shape) -> int:
-    """X, y, W, W0, a, plus one linearisation (the n×m pattern D, its one-byte mask and the
-    mask's int8 copy for the integer products of ``harness.problem``) and an m×d gradient
-    with the n×d product it is reduced from (tests/test_contract.py measures the lot)."""
-    n, m, d, P = shape.n, shape.m, shape.d, shape.num_params
-    # deeper models (harness/mlp.py) keep, per further layer, its activations H and scaled
-    # signals K, and build per layer an n×m temporary of the backward pass or of a product
-    # (g ⊙ K, p ⊙ B) and a layer-sized share of Jᵀg beside the full P-sized result
-    deeper = (shape.depth - 1) * (4 * n * m + 2 * P)
-    return shape.bytes(n * d + n + 3 * P + m + n * m + 2 * n + n * d + deeper) + 2 * n * m
+    """What every method holds: the model's memory plan (data, parameters, one
+    linearisation; ``Model.memory_bytes``)."""
+    return shape.model_class.memory_bytes(shape)
 
 
 class Algorithm:
@@ -85,9 +63,15 @@ class Algorithm:
     reports_inner_iters: ClassVar[bool] = False
     #: The flop model of ``cost_terms`` as the report's tables print it.
     cost_text: ClassVar[str] = ""
-    #: Model structure the method needs (``harness.problem.TWO_LAYER``: K-FAC's factors);
+    #: Model structure the method needs (``harness.model.TWO_LAYER``: K-FAC's factors);
     #: empty: any model of the ``Problem`` protocol.
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: Phases built once per preconditioner refresh (``refresh=adaptive`` amortises them over
+    #: the steps that reuse it); empty: every phase runs every step.
+    refresh_phases: ClassVar[tuple[str, ...]] = ()
+    #: The parameter sets the calibration's step ladder runs this method with (step sizes
+    #: small, so its steps stay steps of the same work); empty: no ladder (kernels only).
+    ladder_runs: ClassVar[tuple[dict[str, Any], ...]] = ()
 
     def __init__(self, problem: Problem, params: Any, generator: torch.Generator):
         self.problem = problem
@@ -101,7 +85,7 @@ class Algorithm:
     @classmethod
     def cost_terms(cls, n: float, m: float, d: float, params: dict[str, Any],
                    inner: float | None, refresh: float) -> list[Term] | None:
-        """Flops of one outer iteration at sizes n, m, d, term by term (``harness.flops``).
+        """Flops of one outer iteration at sizes n, m, d, term by term (``harness.common.flops``).
 
         ``params`` are a cell's recorded hyperparameters (a dict; a missing key takes the
         model's default), ``inner`` its measured mean inner iterations per step (None when
@@ -112,16 +96,48 @@ class Algorithm:
 
     @classmethod
     def flops(cls, n: float, m: float, d: float, params: dict[str, Any], inner: float | None,
-              refresh: float, depth: int = 1) -> list[Term] | None:
-        """``cost_terms`` at ``depth`` hidden layers of width m (``harness.flops.deepen``):
-        what every caller uses. None where ``cost_terms`` is, and beyond depth 1 for a method
-        that needs the two-layer structure (``requires``)."""
+              refresh: float, depth: int = 1, model: str = "two_layer") -> list[Term] | None:
+        """``cost_terms`` on ``model`` at ``depth`` hidden layers (``Model.flop_terms``), with
+        the Params defaults under ``params``: what every caller uses. None where
+        ``cost_terms`` is, where the model has no flop model at that depth, and on a model
+        without the structure the method needs (``requires``)."""
         if not (isinstance(depth, int) and not isinstance(depth, bool) and depth >= 1):
             raise ConfigError(f"depth must be a positive integer, got {depth!r}")
-        if depth > 1 and TWO_LAYER in cls.requires:
+        model_cls = MODELS.get(model)
+        if not cls.requires <= model_cls.features:
             return None
-        terms = cls.cost_terms(n, m, d, params, inner, refresh)
-        return None if terms is None else deepen(terms, m, d, depth)
+        terms = cls.cost_terms(n, m, d, cls.with_defaults(params), inner, refresh)
+        return None if terms is None else model_cls.flop_terms(terms, m, d, depth)
+
+    @classmethod
+    def with_defaults(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The Params defaults overlaid with those of ``params`` the Params know."""
+        return {**param_defaults(cls.Params),
+                **{k: v for k, v in params.items() if k in param_defaults(cls.Params)}}
+
+    # --- seconds: the cost model's facts (harness.costmodel) ------------------------------
+
+    @classmethod
+    def step_seconds(cls, c, p: dict[str, Any], n: int, m: int, d: int,
+                     inner: float) -> dict[str, float] | None:
+        """Seconds of each phase of one step on a kernel profile, in the phases and with the
+        operations of ``step``: ``c`` is a ``harness.costmodel.Costs`` (its kernels and the
+        model's operators: ``c.forward``, ``c.rmatvec``, ``c.gram_apply``, ``c.cg``, …),
+        ``p`` the validated parameters, ``inner`` the inner iterations per step. A phase of
+        ``refresh_phases`` is given per build (the caller amortises it). None: no cost
+        model for this method."""
+        return None
+
+    @classmethod
+    def default_inner_iters(cls, n: int, params: dict[str, Any]) -> float:
+        """Inner (CG) iterations per step when no measured count is given."""
+        return 0.0
+
+    @classmethod
+    def phase_key(cls, params: dict[str, Any], phase: str) -> str:
+        """The name a phase's ladder curve is kept under: the phase, or the phase and the
+        parameter that picks its operation (gn_sketch's ``sketch:<name>``)."""
+        return phase
 
     @classmethod
     def memory_bytes(cls, params: Any, shape: Shape) -> int:
@@ -164,7 +180,7 @@ ALGORITHMS: Registry[type[Algorithm]] = Registry("algorithm", "algorithms", "nlt
 
 def register(cls: type[Algorithm]) -> type[Algorithm]:
     """Class decorator: add an algorithm to the registry under ``cls.name``."""
-    return ALGORITHMS.register(cls.name)(cls)
+    return ALGORITHMS.register(cls)
 
 
 class EpochBatches:
@@ -188,7 +204,7 @@ class EpochBatches:
 
 # --- parameter checks ---------------------------------------------------------------------------
 # Called from the ``__post_init__`` of a Params dataclass, so that a bad value is refused by the
-# pre-flight (harness.config.resolve builds the dataclass) before any job of a sweep starts.
+# pre-flight (harness.execution.config.resolve builds the dataclass) before a sweep starts.
 
 
 def require(ok: bool, key: str, rule: str, value: Any) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from algorithms.base import Algorithm, StepInfo, check_number_or_auto, check_positive_int, register
-from algorithms.solvers import gradient_terms, resolve_lr
+from algorithms.solvers import gradient_seconds, gradient_terms, resolve_lr
 
 
 @dataclass
@@ -35,10 +35,15 @@ class GD(Algorithm):
     references = ("Du, Zhai, Poczos, Singh. Gradient descent provably optimizes "
                   "over-parameterized neural networks. ICLR 2019, arXiv 1810.02054",)
     cost_text = "4nmd"
+    ladder_runs = ({"lr": 1e-6},)
 
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
         return gradient_terms(n, m, d)
+
+    @classmethod
+    def step_seconds(cls, c, p, n, m, d, inner):
+        return gradient_seconds(c, n, m, d)
 
     def setup(self, phase) -> None:
         with phase("step_size"):

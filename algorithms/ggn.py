@@ -31,8 +31,8 @@ from algorithms.base import (
     check_positive_int,
     register,
 )
-from algorithms.solvers import check_step, damped_gram_step
-from harness.flops import Term, batch_size
+from algorithms.solvers import check_step, damped_gram_seconds, damped_gram_step
+from harness.common.flops import Term, batch_size
 
 
 @dataclass
@@ -57,6 +57,7 @@ class GGN(Algorithm):
                   "learning overparameterized neural networks for regression problems. "
                   "arXiv 1905.11675",)
     cost_text = "2b²m + b³/3 + 4bmd"
+    ladder_runs = ({"step_size": 0.05},)
 
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
@@ -64,6 +65,10 @@ class GGN(Algorithm):
         return [Term("b²m", 2 * b * b * m, {"n": 2 * eb, "m": 1, "d": 0}),
                 Term("b³", b**3 / 3, {"n": 3 * eb, "m": 0, "d": 0}),
                 Term("bmd", 4 * b * m * d, {"n": eb, "m": 1, "d": 1}, linearize=0.5)]
+
+    @classmethod
+    def step_seconds(cls, c, p, n, m, d, inner):
+        return damped_gram_seconds(c, min(int(p["batch_size"]), n), m, d)
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

@@ -24,11 +24,14 @@ from torch.func import jacrev, vmap
 
 from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
 from algorithms.solvers import check_step, cholesky_solve
-from harness.errors import unknown
-from harness.flops import monomial
-from harness.problem import TWO_LAYER
+from harness.common.errors import unknown
+from harness.common.flops import monomial
+from harness.model import TWO_LAYER
 
 JACOBIANS = ("autograd", "closed_form")
+#: Elementwise passes over the n·P entries of J to form it (closed form: the product U ⊙ X
+#: and its reshape; autograd: vmap/jacrev's batched intermediates): the cost model's count.
+JACOBIAN_PASSES = {"closed_form": 2.0, "autograd": 6.0}
 
 
 @dataclass
@@ -64,11 +67,28 @@ class GNExact(Algorithm):
                   "learning overparameterized neural networks for regression problems. "
                   "arXiv 1905.11675 (GGN with the Jacobian formed explicitly)",)
     cost_text = "2n²md + n³/3 + 5nmd"
+    ladder_runs = ({"step_size": 0.05}, {"step_size": 0.05, "jacobian": "closed_form"})
 
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
         return [monomial("n²md", 2, n, m, d, 2, 1, 1), monomial("n³", 1 / 3, n, m, d, 3, 0, 0),
                 monomial("nmd", 5, n, m, d, 1, 1, 1, linearize=0.4)]  # forward, J, Jᵀg
+
+    @classmethod
+    def step_seconds(cls, c, p, n, m, d, inner):
+        P = c.params(m, d)
+        nP = n * P
+        jacobian = JACOBIAN_PASSES[p["jacobian"]] * c.ew(nP)
+        if p["jacobian"] == "closed_form":
+            jacobian += c.ew(n * m)
+        elif c.depth > 1:  # jacrev: the backward pass of n cotangents at once, per layer
+            jacobian += (c.depth - 1) * c.gemm(n * n, m, m)
+        return {"forward": c.forward(n, m, d), "jacobian": jacobian, "gram": c.gemm(n, n, P),
+                "solve": c.cholesky_solve(n), "update": c.ew(nP) + c.ew(P)}  # Jᵀg reads J
+
+    @classmethod
+    def phase_key(cls, params, phase):
+        return f"jacobian:{params.get('jacobian')}" if phase == "jacobian" else phase
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

@@ -13,7 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register
-from algorithms.solvers import check_step, damped_gram_step, damped_gram_terms
+from algorithms.solvers import (
+    check_step,
+    damped_gram_seconds,
+    damped_gram_step,
+    damped_gram_terms,
+)
 
 
 @dataclass
@@ -36,10 +41,15 @@ class GNGram(Algorithm):
                   "learning overparameterized neural networks for regression problems. "
                   "arXiv 1905.11675 (full-batch GGN, Gram formed by the Hadamard identity)",)
     cost_text = "2n²(m+d) + n³/3 + 4nmd"
+    ladder_runs = ({"step_size": 0.05},)
 
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
         return damped_gram_terms(n, m, d)
+
+    @classmethod
+    def step_seconds(cls, c, p, n, m, d, inner):
+        return damped_gram_seconds(c, n, m, d)
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

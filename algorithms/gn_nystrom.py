@@ -21,13 +21,18 @@ Phases: forward, nystrom (building Ĝ), solve, update. Extras: ``refreshed``, ``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from algorithms.base import Algorithm, Shape, StepInfo, base_memory, check_positive_int, register
 from algorithms.solvers import RefreshingSolver, cg_terms, check_refresh, check_solver
-from harness.flops import Term, number_param
+from harness.common.flops import Term
+
+#: CG iterations per step when none are measured: the mean of the committed CPU sweep's
+#: cells (17.6, reports/cpu/cells.csv).
+DEFAULT_NYSTROM_INNER = 17.6
 
 
 @dataclass
@@ -46,7 +51,7 @@ class GNNystromParams:
         check_solver(self.tol, self.max_inner, self.step_size, self.damping)
 
 
-def _block_columns(n: int, m: int, num_params: int) -> int:
+def block_columns(n: int, m: int, num_params: int) -> int:
     """Columns of Ω per block product G Ω_b: keeps its k×P intermediate (two layers: m×(k·d))
     near n×m."""
     return max(1, n * m // num_params)
@@ -88,22 +93,41 @@ class GNNystrom(Algorithm):
                   "Anal. Appl. 44(2), 2023, arXiv 2110.02820",)
     reports_inner_iters = True
     cost_text = "(4k + 4)·nmd + 4k·nℓ + f·(4ℓ·nmd + 4nℓ²)"
+    refresh_phases = ("nystrom",)
+    ladder_runs = ({"step_size": 0.05, "refresh": "always"},)
 
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
         if inner is None:
             return None
-        ell = min(number_param(params, ("rank", "ell"), 64.0), n)
+        ell = min(float(params["rank"]), n)
         return [*cg_terms(inner, n, m, d),
                 Term("k·nℓ (preconditioner)", 4 * inner * n * ell, {"n": 1, "m": 0, "d": 0}),
                 Term("ℓnmd (build)", refresh * 4 * ell * n * m * d, {"n": 1, "m": 1, "d": 1}),
                 Term("nℓ² (build)", refresh * 4 * n * ell * ell, {"n": 1, "m": 0, "d": 0})]
 
     @classmethod
+    def step_seconds(cls, c, p, n, m, d, inner):
+        ell = min(int(p["rank"]), n)
+        kb = min(block_columns(n, m, int(c.params(m, d))), ell)
+        build = c.ew(n * ell) + c.qr(n, ell)  # Ω, orthonormalised
+        build += math.ceil(ell / kb) * c.gram_apply(n, m, d, kb) + 2 * c.ew(n * ell)  # Y, shift
+        build += c.gemm(ell, ell, n) + c.cholesky(ell) + c.gemm(n, ell, ell)  # C, F = Y C⁻ᵀ
+        build += 3 * c.qr(n, ell)  # thin SVD of F (n×ℓ), priced as three QRs of its shape
+        return {"forward": c.forward(n, m, d), "nystrom": build,
+                "solve": c.cg(n, m, d, inner,
+                              precondition=lambda: 2 * c.gemm(n, 1, ell, "xw") + 3 * c.ew(n)),
+                "update": c.rmatvec(n, m, d)}
+
+    @classmethod
+    def default_inner_iters(cls, n, params):
+        return min(float(params["max_inner"]), DEFAULT_NYSTROM_INNER)
+
+    @classmethod
     def memory_bytes(cls, params: GNNystromParams, shape: Shape) -> int:
         n, m, d = shape.n, shape.m, shape.d
         ell = min(params.rank, n)
-        k = _block_columns(n, m, shape.num_params)
+        k = block_columns(n, m, shape.num_params)
         block = (2 * n * d + shape.num_params) * min(k, ell)  # one block product G Ω_b
         return base_memory(shape) + shape.bytes(5 * n * ell + 2 * ell * ell + block + 6 * n)
 
@@ -115,7 +139,7 @@ class GNNystrom(Algorithm):
         with phase("nystrom"):
             return NystromPreconditioner(
                 lin.gram_operator(), min(self.params.rank, lin.jacobian.n), self.params.damping,
-                self.generator, block=_block_columns(problem.n, problem.m, problem.num_params))
+                self.generator, block=block_columns(problem.n, problem.m, problem.num_params))
 
     def step(self, phase) -> StepInfo:
         p, problem = self.params, self.problem

@@ -41,11 +41,14 @@ import torch
 
 from algorithms.base import Algorithm, Shape, StepInfo, base_memory, register, require
 from algorithms.solvers import RefreshingSolver, cg_terms, check_refresh, check_solver
-from harness.errors import unknown
-from harness.flops import Term, monomial, number_param, sketch_terms
+from harness.common.errors import unknown
+from harness.common.flops import Term, monomial
 from harness.sketches import SKETCHES, check_sketch_size, sketch_problem
 
 FACTORS = ("qr", "cholesky_qr")
+#: CG iterations per step at tol 0.1 when none are measured: 4 at every n from 64 to 2048
+#: (the committed CPU sweep, claim C3).
+DEFAULT_SKETCH_INNER = 4.0
 
 
 @dataclass
@@ -63,7 +66,7 @@ class GNSketchParams:
     step_size: float = 1.0  # η
 
     def __post_init__(self) -> None:
-        # validated here so that the pre-flight (harness.config.resolve) rejects bad values
+        # validated here: the pre-flight (harness.execution.config.resolve) refuses bad values
         if self.sketch not in SKETCHES:
             raise unknown("sketch", self.sketch, SKETCHES.names())
         require(self.sketch_ratio > 0, "sketch_ratio", "positive", self.sketch_ratio)
@@ -135,22 +138,57 @@ class GNSketch(Algorithm):
     reports_inner_iters = True
     cost_text = ("(4k + 4)·nmd + 2k·n² + f·(sketch + 2(c − ⅓)n³); tensor_srht sketch: "
                  "n(m log m + d log d) + c·n²")
+    refresh_phases = ("sketch", "factor")
+    #: the ladder rebuilds every step, so each step times its build: once per sketch and
+    #: once per factorisation
+    ladder_runs = (
+        {"step_size": 0.05, "refresh": "always"},
+        {"step_size": 0.05, "refresh": "always", "factor": "qr", "sketch_ratio": 4.0},
+        *({"step_size": 0.05, "refresh": "always", "sketch": name}
+          for name in ("gaussian", "srht", "countsketch", "tensorsketch")),
+    )
 
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
         if inner is None:
             return None
-        s = max(1.0, math.ceil(number_param(params, ("sketch_ratio", "ratio", "c"), 4.0) * n))
-        rows = s + (n if params.get("damping") and params.get("factor", "qr") == "qr" else 0)
+        s = float(sketch_size(float(params["sketch_ratio"]), n))
+        rows = s + (n if params["damping"] and params["factor"] == "qr" else 0)
         if params.get("factor") == "cholesky_qr":  # BᵀB, then its Cholesky factor
             factor = Term("n³ (factor)", 2 * rows * n * n + n**3 / 3, {"n": 3, "m": 0, "d": 0})
         else:  # Householder QR of a rows × n matrix
             factor = Term("n³ (factor)", 2 * rows * n * n - 2 * n**3 / 3,
                           {"n": 3, "m": 0, "d": 0})
-        sketch = sketch_terms(str(params.get("sketch", "tensor_srht")), n, m, d, s)
+        sketch = SKETCHES.get(params["sketch"]).flop_terms(n, m, d, s)
+        if sketch is None:  # a sketch without a flop model: the step has none either
+            return None
         return [*cg_terms(inner, n, m, d),
                 monomial("k·n² (triangular solves)", 2 * inner, n, m, d, 2, 0, 0),
                 *(t.scaled(refresh) for t in [*sketch, factor])]
+
+    @classmethod
+    def step_seconds(cls, c, p, n, m, d, inner):
+        s = sketch_size(float(p["sketch_ratio"]), n)
+        if p["factor"] == "qr":
+            rows = s + (n if p["damping"] else 0)
+            factor = c.qr(rows, n) + (c.ew(rows * n) if p["damping"] else 0.0)
+        else:  # BᵀB, Cholesky
+            factor = c.gemm(n, n, s) + c.cholesky(n)
+        factor += c.ew(n * n)  # Rᵀ made contiguous for the preconditioner
+        return {"forward": c.forward(n, m, d), "sketch": c.sketch(p["sketch"], n, m, d, s),
+                "factor": factor,
+                "solve": c.cg(n, m, d, inner, precondition=lambda: 2 * c.trsv(n)),
+                "update": c.rmatvec(n, m, d)}
+
+    @classmethod
+    def default_inner_iters(cls, n, params):
+        return DEFAULT_SKETCH_INNER
+
+    @classmethod
+    def phase_key(cls, params, phase):
+        if phase in ("sketch", "factor"):
+            return f"{phase}:{params.get(phase)}"
+        return phase
 
     @classmethod
     def memory_bytes(cls, params: GNSketchParams, shape: Shape) -> int:

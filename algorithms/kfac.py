@@ -51,9 +51,9 @@ from algorithms.base import (
     require,
 )
 from algorithms.solvers import cholesky_solve
-from harness import kernels
-from harness.flops import monomial
-from harness.problem import TWO_LAYER
+from harness.common.flops import monomial
+from harness.linalg import kernels
+from harness.model import TWO_LAYER
 
 
 @dataclass
@@ -82,11 +82,19 @@ class KFAC(Algorithm):
                   "Martens, Grosse. Optimizing neural networks with Kronecker-factored "
                   "approximate curvature. ICML 2015, arXiv 1503.05671")
     cost_text = "2n²m + n³/3 + d³ + 4nmd"
+    ladder_runs = ({"step_size": 0.05},)
 
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
         return [monomial("n²m", 2, n, m, d, 2, 1, 0), monomial("n³", 1 / 3, n, m, d, 3, 0, 0),
                 monomial("d³", 1, n, m, d, 0, 0, 3), monomial("nmd", 4, n, m, d, 1, 1, 1)]
+
+    @classmethod
+    def step_seconds(cls, c, p, n, m, d, inner):
+        return {"forward": c.forward(n, m, d),
+                "gram": c.pattern("pattern_gram", n, m) + 2 * c.ew(n * n),
+                "solve": 2 * c.ew(n * d) + c.cholesky_solve(n, rhs=d) + c.gemm(n, d, d, "xw"),
+                "update": c.pattern("pattern_rmm", n, m, d) + 2 * c.ew(m * d)}
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

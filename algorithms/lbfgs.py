@@ -58,7 +58,7 @@ from algorithms.base import (
     register,
     require,
 )
-from harness.flops import monomial
+from harness.common.flops import monomial
 
 LINE_SEARCHES = ("strong_wolfe", "none")
 
@@ -111,6 +111,8 @@ class LBFGS(Algorithm):
     # iterations: it enters the cost model, not the inner-iterations figure
     reports_inner_iters = False
     cost_text = "4k·nmd + 4h·md (k: function evaluations)"
+    # without a line search every step evaluates once: the ladder times one evaluation
+    ladder_runs = ({"lr": 1e-6, "line_search": "none"},)
 
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
@@ -118,10 +120,22 @@ class LBFGS(Algorithm):
         # recursion over h stored pairs, about 4h·md flops
         if inner is None:
             return None
-        h = params.get("history_size")
-        h = float(h) if isinstance(h, (int, float)) else 10.0
+        h = float(params["history_size"])
         return [monomial("k·nmd", 4 * inner, n, m, d, 1, 1, 1, linearize=0.5),
                 monomial("h·md", 4 * h, n, m, d, 0, 1, 1)]
+
+    @classmethod
+    def step_seconds(cls, c, p, n, m, d, inner):
+        """k function evaluations (a forward pass and Jᵀr/n each), then the two-loop
+        recursion and the update: about 4h + a dozen passes over the P parameters."""
+        P = c.params(m, d)
+        return {"forward": inner * c.forward(n, m, d),
+                "gradient": inner * (c.jt(n, m, d) + 2 * c.ew(P)),
+                "update": (4 * p["history_size"] + WORKING_VECTORS) * c.ew(P)}
+
+    @classmethod
+    def default_inner_iters(cls, n, params):
+        return 1.0  # one evaluation per step in the usual case (module docstring)
 
     @classmethod
     def memory_bytes(cls, params, shape: Shape) -> int:

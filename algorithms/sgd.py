@@ -27,8 +27,8 @@ from algorithms.base import (
     register,
     require,
 )
-from algorithms.solvers import resolve_lr
-from harness.flops import Term, batch_size
+from algorithms.solvers import gradient_seconds, resolve_lr
+from harness.common.flops import Term, batch_size
 
 
 @dataclass
@@ -53,6 +53,7 @@ class SGD(Algorithm):
     Params = SGDParams
     references = ("Robbins, Monro. A stochastic approximation method. 1951",)
     cost_text = "4bmd"
+    ladder_runs = ({"lr": 1e-6},)
 
     @classmethod
     def cost_terms(cls, n, m, d, params, inner, refresh):
@@ -64,6 +65,13 @@ class SGD(Algorithm):
         b = min(max(int(params.batch_size), 1), shape.n)
         # the batch's rows of X and their int64 indices; torch's update temporary (P)
         return base_memory(shape) + shape.bytes(b * shape.d + shape.num_params) + 8 * b
+
+    @classmethod
+    def step_seconds(cls, c, p, n, m, d, inner):
+        out = gradient_seconds(c, min(int(p["batch_size"]), n), m, d)
+        P = c.params(m, d)
+        out["update"] = 2 * c.ew(P) if p.get("momentum") else c.ew(P)
+        return out
 
     def setup(self, phase) -> None:
         p, n = self.params, self.problem.n

@@ -10,7 +10,8 @@ sibling method.
   (gn_sketch, gn_nystrom);
 * ``resolve_lr``: a given step size, or 1/λ_max(G_0) by power iteration (gd, sgd);
 * ``check_step``, ``check_solver``, ``check_refresh``: called from a Params ``__post_init__``;
-* ``gradient_terms``, ``damped_gram_terms``, ``cg_terms``: flops of those shared parts.
+* ``gradient_terms``, ``damped_gram_terms``, ``cg_terms``: flops of those shared parts;
+* ``gradient_seconds``, ``damped_gram_seconds``: their seconds on a cost-model profile.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from collections.abc import Callable
 import torch
 
 from algorithms.base import check_positive_int, require
-from harness.errors import unknown
-from harness.flops import Term, monomial
-from harness.linalg import CGResult, conjugate_gradient, power_iteration
+from harness.common.errors import unknown
+from harness.common.flops import Term, monomial
+from harness.linalg.krylov import CGResult, conjugate_gradient, power_iteration
 
 #: Preconditioner refresh policies of ``RefreshingSolver``.
 REFRESH = ("always", "adaptive")
@@ -139,7 +140,7 @@ class RefreshingSolver:
         return cg, cg.iterations + (0 if stale is None else stale.iterations), True
 
 
-# --- flops of the shared parts (spec §3; conventions in harness.flops) --------------------------
+# --- flops of the shared parts (spec §3; conventions in harness.common.flops) ---------------------
 
 
 def gradient_terms(n: float, m: float, d: float) -> list[Term]:
@@ -156,3 +157,20 @@ def damped_gram_terms(n: float, m: float, d: float) -> list[Term]:
 def cg_terms(k: float, n: float, m: float, d: float) -> list[Term]:
     """k matrix-free CG products with G (4nmd each) after a forward pass, and Jᵀg."""
     return [monomial("k·nmd", 4 * k, n, m, d, 1, 1, 1), *gradient_terms(n, m, d)]
+
+
+# --- seconds of the shared parts on a cost-model profile (``Algorithm.step_seconds``) ---------
+
+
+def gradient_seconds(c, b: float, m: float, d: float) -> dict[str, float]:
+    """A forward pass on b rows, Jᵀr with its scaling, and an update of the P parameters."""
+    P = c.params(m, d)
+    return {"forward": c.forward(b, m, d), "gradient": c.jt(b, m, d) + 2 * c.ew(P),
+            "update": c.ew(P)}
+
+
+def damped_gram_seconds(c, b: float, m: float, d: float) -> dict[str, float]:
+    """``damped_gram_step`` on b rows after their forward pass."""
+    return {"forward": c.forward(b, m, d), "gram": c.gram(b, m, d),
+            "solve": c.cholesky_solve(b), "update": c.rmatvec(b, m, d)}
+

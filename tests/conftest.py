@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.problem import make_problem
+from harness.model import make_problem
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,8 +11,8 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from harness.config import CONF_DIR, register_configs
-from harness.runner import Outcome, run_cell
+from harness.execution.config import CONF_DIR, register_configs
+from harness.execution.runner import Outcome, run_cell
 
 
 def compose_cfg(*overrides: str):
@@ -34,5 +34,5 @@ def run_in_process(store: Path, *overrides: str) -> tuple[Outcome, dict, pd.Data
 
 def nlt_run(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """``nlt-run <args>`` in a subprocess with ``cwd`` as working directory."""
-    return subprocess.run([sys.executable, "-m", "harness.run", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "harness.execution.app", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)

@@ -73,20 +73,22 @@ def test_asv_quick_run_records_one_benchmark(asv_env):
     assert any(t is not None and t > 0 for t in timings)
 
 
-@pytest.mark.parametrize("driver", ["harness.loop", "stand-ins"])
+@pytest.mark.parametrize("driver", ["harness.execution.loop", "stand-ins"])
 def test_iterations_to_target_use_the_harness_driver_else_its_stand_ins(driver, monkeypatch):
-    """The suite drives a run with harness.loop's Stopping and timed_step; against a commit
+    """The suite drives a run with harness.execution.loop's Stopping and timed_step; against a
+    commit
     without them, with its two stand-ins, to the same count."""
-    import harness.loop
+    import harness.execution.loop
 
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     if driver == "stand-ins":
-        monkeypatch.delattr(harness.loop, "Stopping")
-        monkeypatch.delattr(harness.loop, "timed_step")
+        monkeypatch.delattr(harness.execution.loop, "Stopping")
+        monkeypatch.delattr(harness.execution.loop, "timed_step")
     sys.modules.pop("benchmarks.algorithms", None)
     try:
         suite = importlib.import_module("benchmarks.algorithms")
-        assert suite.Stopping.__module__ == ("harness.loop" if driver == "harness.loop"
+        assert suite.Stopping.__module__ == ("harness.execution.loop"
+                                             if driver == "harness.execution.loop"
                                              else "benchmarks.algorithms")
         prob, alg = suite._build("gn_sketch", (256, 4096))
         outer, inner = suite._run_to_target(prob, alg)

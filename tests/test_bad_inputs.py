@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError
+from harness.common.errors import ConfigError
+from harness.execution.app import validate_command
 from harness.reporting.report import main as report_main
-from harness.run import validate_command
 from tests.helpers import compose_cfg, nlt_run
 
 ROOT = os.geteuid() == 0
@@ -166,8 +166,8 @@ def _materialise(args: tuple[str, ...], tmp: Path) -> list[str]:
             a = a.replace("@FILE_IN_ALG", str(tmp / "s2"))
         elif "@FILE_AS_CELL" in a:  # the cell's own path is a file
             cfg = compose_cfg("algorithm=gd", *S, f"store={tmp / 's3'}")
-            from harness.config import resolve, store_path
-            from harness.results import cell_name
+            from harness.execution.config import resolve, store_path
+            from harness.execution.results import cell_name
 
             cell = store_path(cfg) / cell_name(resolve(cfg).identity)
             cell.parent.mkdir(parents=True)
@@ -204,8 +204,8 @@ def test_table_is_large_enough():
 @pytest.mark.skipif(ROOT, reason="root writes through permission bits")
 def test_non_writable_cell_directory_is_refused(tmp_path):
     cfg = compose_cfg("algorithm=gd", *S, f"store={tmp_path / 's'}")
-    from harness.config import resolve, store_path
-    from harness.results import cell_name
+    from harness.execution.config import resolve, store_path
+    from harness.execution.results import cell_name
 
     cell = store_path(cfg) / cell_name(resolve(cfg).identity)
     cell.mkdir(parents=True)
@@ -257,8 +257,8 @@ def test_fast_composer_matches_hydra_compose(tmp_path):
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from harness.config import CONF_DIR, register_configs
-    from harness.preflight import _Composer
+    from harness.execution.config import CONF_DIR, register_configs
+    from harness.execution.preflight import _Composer
 
     register_configs()
     GlobalHydra.instance().clear()

@@ -14,7 +14,7 @@ import pytest
 
 def _cmd() -> list[str]:
     exe = shutil.which("nlt-bench")
-    return [exe] if exe else [sys.executable, "-m", "harness.bench"]
+    return [exe] if exe else [sys.executable, "-m", "harness.perf.bench"]
 
 
 def _numbers(obj):
@@ -68,7 +68,7 @@ def test_quick_numbers_are_positive_and_finite(quick_report):
 
 
 def test_unregistered_method_is_a_note_not_a_crash():
-    from harness.bench import QUICK, time_per_iteration
+    from harness.perf.bench import QUICK, time_per_iteration
 
     res = time_per_iteration("no_such_method", 8, 32, 4, "cpu", None, QUICK)
     assert res == {"note": "not registered"}
@@ -100,7 +100,7 @@ def test_quick_kernel_table_times_every_route(quick_report):
 
 
 def test_sections_option_runs_a_subset(tmp_path):
-    from harness.bench import parse_sections, run
+    from harness.perf.bench import parse_sections, run
 
     assert parse_sections("roofline,kernels") == ("kernels", "roofline")
     report = run("cpu", "float32", True, None, ("roofline",))
@@ -113,7 +113,7 @@ def test_sections_option_runs_a_subset(tmp_path):
                                   ["--sections", ","],
                                   ["--json", "/no/such/dir/x.json"]])
 def test_bad_option_exits_2_with_one_line(args, capsys):
-    from harness.bench import main
+    from harness.perf.bench import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--quick", *args])
@@ -132,7 +132,7 @@ def test_quick_mode_grades_no_target(quick_report):
 
 
 def test_full_mode_grades_each_way():
-    from harness.bench import targets
+    from harness.perf.bench import targets
 
     report = {"meta": {"quick": False}, "roofline": {"gp_over_floor": 1.2}}
     assert [t["met"] for t in targets(report)] == [True]

@@ -82,13 +82,13 @@ def test_small_sweep_prints_summary(tmp_path):
 
 
 def test_nlt_list_shows_methods_datasets_and_params():
-    proc = subprocess.run([sys.executable, "-m", "harness.listing"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "harness.execution.listing"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     for word in ("gd", "sgd", "gn_gram", "synthetic", "synthetic_hard", "digits",
                  "step_size=1.0", "batch_size=32", "ref:"):
         assert word in proc.stdout
-    bad = subprocess.run([sys.executable, "-m", "harness.listing", "nope"],
+    bad = subprocess.run([sys.executable, "-m", "harness.execution.listing", "nope"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "Unknown section 'nope'" in bad.stderr
 
@@ -96,7 +96,7 @@ def test_nlt_list_shows_methods_datasets_and_params():
 def test_sweep_size_crosses_preset_and_command_line_values():
     from omegaconf import OmegaConf
 
-    from harness.run import count_jobs
+    from harness.execution.app import count_jobs
 
     def config(params: dict, task: list[str]):
         return OmegaConf.create({"hydra": {"sweeper": {"params": params},
@@ -112,7 +112,7 @@ def test_sweep_size_crosses_preset_and_command_line_values():
 
 
 def test_each_sweep_summary_keeps_its_own_state(tmp_path):
-    from harness.run import SweepState, SweepSummary
+    from harness.execution.app import SweepState, SweepSummary
 
     first, second = SweepSummary(SweepState()), SweepSummary(SweepState())
     first.state.sweep_dir = tmp_path
@@ -124,7 +124,7 @@ def test_each_sweep_summary_keeps_its_own_state(tmp_path):
 def test_options_of_a_swept_group_apply_per_job():
     """``-m algorithm=gn_sketch,gn_cg algorithm.tol=1e-4`` would otherwise be refused: Hydra
     composes the multirun's base config with the default algorithm, which has no ``tol``."""
-    from harness.run import _defer_group_options
+    from harness.execution.app import _defer_group_options
 
     argv = ["-m", "algorithm=gn_sketch,gn_cg", "algorithm.tol=1e-4", "data.n=64",
             "data=digits", "model.depth=2", "algorithm.max_inner=choice(5,10)"]

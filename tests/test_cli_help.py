@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _nlt_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "harness.run", *args], cwd=tmp_path, env=env,
+    return subprocess.run([sys.executable, "-m", "harness.execution.app", *args], cwd=tmp_path,
+                          env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -32,11 +32,11 @@ from algorithms.base import (
     base_memory,
     param_defaults,
 )
-from harness.config import CONF_DIR
-from harness.listing import list_algorithms
-from harness.problem import TWO_LAYER, make_problem
+from harness.common.timing import NullClock
+from harness.execution.config import CONF_DIR
+from harness.execution.listing import list_algorithms
+from harness.model import TWO_LAYER, make_problem
 from harness.reporting import fits
-from harness.timing import NullClock
 from tests.test_presets import test_method_yaml_equals_params_defaults as yaml_equals_defaults
 
 #: A small problem: every method steps on it in milliseconds.
@@ -127,7 +127,8 @@ def check_cost_model(cls: type[Algorithm]) -> None:
     assert isinstance(cls.reports_inner_iters, bool)
     # at depth 2 (the MLP): more flops than the two-layer model, or no model where the method
     # needs the two-layer structure
-    deep = cls.flops(float(N), float(M), float(D), params, INNER, REFRESH, depth=2)
+    deep = cls.flops(float(N), float(M), float(D), params, INNER, REFRESH, depth=2,
+                     model="mlp")
     if TWO_LAYER in cls.requires:
         assert deep is None, f"{cls.name} needs two layers but has flops at depth 2"
     else:

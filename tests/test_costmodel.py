@@ -12,15 +12,21 @@ import pandas as pd
 import pytest
 import torch
 
-from harness import bench, costmodel
+from algorithms import ALGORITHMS
+from harness import costmodel
+from harness.common.errors import ConfigError
 from harness.costmodel import Profile, fit_kernel, frontier, predict
-from harness.errors import ConfigError
+from harness.costmodel.pricing import CG_VECTOR_PASSES
+from harness.costmodel.profile import size_curve
+from harness.perf import bench, calibrate
+from harness.sketches import SKETCHES
 
 DATASHEET = Path(__file__).resolve().parent.parent / "reports" / "profiles" / \
     "h100_datasheet.json"
 #: A calibration's ladder curves: every method on the two-layer model, and on the MLP every
 #: method but kfac (which needs the two-layer structure)
-LADDER_KEYS = set(costmodel.METHODS) | {f"{m}@mlp" for m in costmodel.METHODS if m != "kfac"}
+METHODS = costmodel.modelled_methods()
+LADDER_KEYS = set(METHODS) | {f"{m}@mlp" for m in METHODS if m != "kfac"}
 
 # Only flops cost (1e9 flop/s); elementwise passes and triangular solves at 1e9 elements/s;
 # element traffic of GEMMs free; no fixed costs, no int8 routes.
@@ -52,7 +58,7 @@ def test_gd_and_gn_cg_by_hand():
     assert gd["gradient"] == pytest.approx((n * d + 2 * n * m * d + 2 * m * d) / 1e9)
     assert gd["update"] == pytest.approx(m * d / 1e9)
     cg = predict("gn_cg", {}, n, m, d, UNIT, inner_iters=3)
-    per_iter = 2 * n * d + 2 * (2 * n * m * d) + n + costmodel.CG_VECTOR_PASSES * n
+    per_iter = 2 * n * d + 2 * (2 * n * m * d) + n + CG_VECTOR_PASSES * n
     assert cg["solve"] == pytest.approx(3 * per_iter / 1e9)
 
 
@@ -73,7 +79,7 @@ def test_gn_sketch_phases_and_adaptive_amortisation():
 
 
 def test_every_method_predicts_positive_phases():
-    for name in costmodel.METHODS:
+    for name in METHODS:
         t = predict(name, {}, 64, 512, 8, UNIT)
         assert t["total"] == pytest.approx(sum(v for k, v in t.items() if k != "total"))
         assert all(v >= 0 for v in t.values()) and t["total"] > 0, name
@@ -90,7 +96,7 @@ def test_int8_route_is_chosen_where_faster():
             < predict("gn_gram", {}, 64, 512, 8, slow)["gram"])
 
 
-@pytest.mark.parametrize("name", sorted(costmodel.METHODS))
+@pytest.mark.parametrize("name", sorted(METHODS))
 def test_monotone_in_n_and_m(name):
     prof = Profile.synthetic(flops=1e10, elements=1e9, overhead_s=1e-6)
     by_n = [predict(name, {}, n, 4096, 16, prof)["total"] for n in (64, 128, 256, 512)]
@@ -208,7 +214,7 @@ def test_cli_calibrate_quick_writes_a_valid_profile(tmp_path, capsys):
                 "memory_bytes", "source"):
         assert key in data, key
     assert data["quick"] is True and data["device"] == "cpu"
-    assert set(costmodel.KERNELS) - {"mm_int8", "rmm_int8", "gram_int8"} <= set(
+    assert set(costmodel.kernel_table()) - {"mm_int8", "rmm_int8", "gram_int8"} <= set(
         prof.fits["float32"])
     for fit in prof.fits["float32"].values():
         assert fit.overhead_s >= 0 and any(r for r in fit.rates.values())
@@ -216,7 +222,7 @@ def test_cli_calibrate_quick_writes_a_valid_profile(tmp_path, capsys):
     assert set(data["phase_curves"]["float32"]) == LADDER_KEYS
     assert {"sketch:tensor_srht", "factor:qr", "factor:cholesky_qr", "solve"} <= set(
         data["phase_curves"]["float32"]["gn_sketch"])
-    assert data["ladder"]["sizes"] == [list(x) for x in costmodel.QUICK_LADDER]
+    assert data["ladder"]["sizes"] == [list(x) for x in calibrate.QUICK_LADDER]
     assert predict("gn_sketch", {}, 256, 2048, 16, prof)["total"] > 0
     assert "profile written to" in capsys.readouterr().out
 
@@ -236,7 +242,7 @@ def test_cli_predict_prints_and_missing_profile_exits_2(tmp_path, capsys):
 def test_runner_skips_a_cell_predicted_to_outlast_its_budget(tmp_path):
     """cost_profile: one step predicted above time_budget_s is skipped with the prediction;
     a fast prediction runs; a missing profile file is a one-line ConfigError."""
-    from harness.config import resolve
+    from harness.execution.config import resolve
     from tests.helpers import compose_cfg, run_in_process
 
     slow = Profile.synthetic(flops=1.0, elements=1.0)  # one flop a second
@@ -264,7 +270,7 @@ def test_size_curve_is_measured_over_fitted_interpolated_in_log_log():
     # measured: at 1e3 as the line, at 1e5 twice as slow (cache), at 1e7 eight times (memory)
     points = [{"elements": x, "seconds": x * 1e-9 * r} for x, r in ((1e3, 1), (1e5, 2),
                                                                    (1e7, 8))]
-    fit.curve = costmodel.size_curve(fit, points)
+    fit.curve = size_curve(fit, points)
     assert fit.curve == [(pytest.approx(1e3), pytest.approx(1.0)),
                          (pytest.approx(1e5), pytest.approx(2.0)),
                          (pytest.approx(1e7), pytest.approx(8.0))]
@@ -279,7 +285,7 @@ def test_size_curve_merges_close_sizes_by_geometric_mean():
     fit = costmodel.Fit(0.0, {"elements": 1e9, "flops": None})
     points = [{"elements": 1000.0, "flops": 0.0, "seconds": 1e-6 * 2},
               {"elements": 1200.0, "flops": 0.0, "seconds": 1.2e-6 * 8}]
-    (size, factor), = costmodel.size_curve(fit, points)
+    (size, factor), = size_curve(fit, points)
     assert size == pytest.approx(math.sqrt(1000 * 1200)) and factor == pytest.approx(4.0)
 
 
@@ -329,10 +335,10 @@ def test_committed_profiles_still_predict_with_their_fallbacks_noted():
         prof = Profile.load(path)
         if not prof.is_datasheet:  # a calibration of this code: every kernel, the ladder
             assert prof.notes == [], (path.name, prof.notes)
-            assert set(costmodel.KERNELS) - {"mm_int8", "rmm_int8", "gram_int8"} <= set(
+            assert set(costmodel.kernel_table()) - {"mm_int8", "rmm_int8", "gram_int8"} <= set(
                 prof.fits["float32"])
             assert set(prof.data["phase_curves"]["float32"]) == LADDER_KEYS
-        for name in costmodel.METHODS:
+        for name in METHODS:
             assert predict(name, {}, 1024, 65536, 16, prof)["total"] > 0, (path.name, name)
     assert Profile.load(DATASHEET).notes  # a datasheet: no curves, no fault kernel
 
@@ -356,7 +362,9 @@ def test_ladder_points_at_one_cost_merge_by_geometric_mean():
 
 
 def test_phase_keys_name_the_operation_a_hyperparameter_picks():
-    key = costmodel.phase_key
+    def key(method, params, phase):
+        return ALGORITHMS.get(method).phase_key(params, phase)
+
     assert key("gn_sketch", {"sketch": "srht"}, "sketch") == "sketch:srht"
     assert key("gn_sketch", {"factor": "qr"}, "factor") == "factor:qr"
     assert key("gn_exact", {"jacobian": "autograd"}, "jacobian") == "jacobian:autograd"
@@ -398,32 +406,33 @@ def test_predict_scales_each_phase_by_its_curve_at_its_cost_per_occurrence():
 
 def test_a_sketch_kernel_prices_the_sketch_where_the_profile_has_one():
     n, m, d, s = 256, 1000, 16, 512
-    work = costmodel.sketch_work("tensor_srht", n, m, d, s)
+    work = SKETCHES.get("tensor_srht").work(n, m, d, s)
     assert work == {"elements": n * (1024 + 16), "flops": n * (1024 * 10 + 16 * 4),
                     "rows": n * s, "draw": 1024 * 16}  # a permutation of all m'd' pairs
-    assert costmodel.sketch_work("tensor_srht", n, 1 << 13, 1 << 12, s)["draw"] == s
+    assert SKETCHES.get("tensor_srht").work(n, 1 << 13, 1 << 12, s)["draw"] == s
     for name in ("tensor_srht", "srht", "countsketch", "gaussian", "tensorsketch"):
-        assert set(costmodel.sketch_work(name, n, m, d, s)) == set(
-            costmodel.KERNELS[f"sketch_{name}"])
+        assert set(SKETCHES.get(name).work(n, m, d, s)) == set(
+            costmodel.kernel_table()[f"sketch_{name}"])
     rates = {"overhead_s": 1e-4, "rates": {"elements": 1e9, "flops": 1e10, "rows": 1e8,
                                            "draw": 1e7}}
     prof = Profile.synthetic(flops=1e9, sketch_tensor_srht=rates)
     c = costmodel.Costs(prof, "float32")
     want = 1e-4 + n * 1040 / 1e9 + n * (10240 + 64) / 1e10 + n * s / 1e8 + 1024 * 16 / 1e7
-    assert costmodel.sketch_seconds(c, "tensor_srht", n, m, d, s) == pytest.approx(want)
+    assert c.sketch("tensor_srht", n, m, d, s) == pytest.approx(want)
     # without one, the pass-by-pass formula (not this kernel)
-    assert costmodel.sketch_seconds(costmodel.Costs(UNIT, "float32"), "tensor_srht", n, m, d,
-                                    s) != pytest.approx(want)
+    assert costmodel.Costs(UNIT, "float32").sketch("tensor_srht", n, m, d, s) != \
+        pytest.approx(want)
     with pytest.raises(ConfigError, match="tensor_srht"):
-        costmodel.sketch_work("nope", n, m, d, s)
+        c.sketch("nope", n, m, d, s)
 
 
 def test_the_ladder_measures_a_curve_for_every_phase_a_step_times(monkeypatch):
-    monkeypatch.setattr(costmodel, "LADDER_RUNS", (("gd", {"lr": 1e-6}), (
-        "gn_sketch", {"refresh": "always", "sketch": "countsketch", "step_size": 0.05})))
-    curves, raw = costmodel._measure_ladder(
+    monkeypatch.setattr(ALGORITHMS.get("gd"), "ladder_runs", ({"lr": 1e-6},))
+    monkeypatch.setattr(ALGORITHMS.get("gn_sketch"), "ladder_runs", (
+        {"refresh": "always", "sketch": "countsketch", "step_size": 0.05},))
+    curves, raw = calibrate._measure_ladder(
         torch.device("cpu"), "float32", UNIT, ((32, 64, 4), (64, 256, 8)),
-        lambda s: None)
+        lambda s: None, [("two_layer", 1)], None, methods=("gd", "gn_sketch"))
     assert set(curves["gd"]) == {"forward", "gradient", "update"}
     assert set(curves["gn_sketch"]) == {"forward", "sketch:countsketch", "factor:cholesky_qr",
                                         "solve", "update"}
@@ -438,35 +447,36 @@ def test_the_ladder_measures_a_curve_for_every_phase_a_step_times(monkeypatch):
 
 
 def test_the_mlp_ladder_has_curves_of_its_own_and_depth_falls_back_to_two_layer(monkeypatch):
-    monkeypatch.setattr(costmodel, "LADDER_RUNS", (("gd", {"lr": 1e-6}), ("kfac", {})))
-    curves, raw = costmodel._measure_ladder(
+    monkeypatch.setattr(ALGORITHMS.get("gd"), "ladder_runs", ({"lr": 1e-6},))
+    monkeypatch.setattr(ALGORITHMS.get("kfac"), "ladder_runs", ({},))
+    curves, raw = calibrate._measure_ladder(
         torch.device("cpu"), "float32", UNIT, ((32, 64, 4),), lambda s: None,
-        depths=(1, 2))
+        [("two_layer", 1), ("mlp", 2)], None, methods=("gd", "kfac"))
     assert set(curves) == {"gd", "kfac", "gd@mlp"}  # kfac has no MLP run
     assert {r["depth"] for r in raw if r["method"] == "gd"} == {1, 2}
     n, m, d = 128, 256, 8
     two = {"gd": {"forward": [[1e-9, 2.0]]}}
     both = {**two, "gd@mlp": {"forward": [[1e-9, 5.0]]}}
-    base = predict("gd", {}, n, m, d, UNIT, depth=3)["forward"]
-    assert predict("gd", {}, n, m, d, _with_curves(UNIT, both), depth=3)["forward"] == \
-        pytest.approx(5 * base)
-    assert predict("gd", {}, n, m, d, _with_curves(UNIT, two), depth=3)["forward"] == \
-        pytest.approx(2 * base)  # no MLP ladder: the two-layer curve
+    base = predict("gd", {}, n, m, d, UNIT, depth=3, model="mlp")["forward"]
+    assert predict("gd", {}, n, m, d, _with_curves(UNIT, both), depth=3,
+                   model="mlp")["forward"] == pytest.approx(5 * base)
+    assert predict("gd", {}, n, m, d, _with_curves(UNIT, two), depth=3,
+                   model="mlp")["forward"] == pytest.approx(2 * base)  # no MLP ladder
     assert predict("gd", {}, n, m, d, _with_curves(UNIT, both))["forward"] == pytest.approx(
         2 * predict("gd", {}, n, m, d, UNIT)["forward"])
 
 
 def test_the_ladder_stops_climbing_where_the_model_puts_a_step_past_its_limit(monkeypatch):
-    monkeypatch.setattr(costmodel, "LADDER_RUNS", (("gd", {"lr": 1e-6}),))
-    monkeypatch.setattr(costmodel, "LADDER_STEP_S",
-                        predict("gd", {"lr": 1e-6}, 48, 96, 4, UNIT)["total"] * 1.01)
-    _, raw = costmodel._measure_ladder(torch.device("cpu"), "float32", UNIT,
+    monkeypatch.setattr(ALGORITHMS.get("gd"), "ladder_runs", ({"lr": 1e-6},))
+    limit = predict("gd", {"lr": 1e-6}, 48, 96, 4, UNIT)["total"] * 1.01
+    _, raw = calibrate._measure_ladder(torch.device("cpu"), "float32", UNIT,
                                        ((32, 64, 4), (48, 96, 4), (64, 256, 8)),
-                                       lambda s: None)
+                                       lambda s: None, [("two_layer", 1)], limit,
+                                       methods=("gd",))
     assert {r["n"] for r in raw} == {32, 48}
 
 
-# --- depth: the deep MLP (harness.mlp) in the time and flop models ------------------------------
+# --- depth: the deep MLP (harness.model.mlp) in the time and flop models --------------------------
 
 # Every kernel at a different rate, int8 routes, fixed costs and page faults: a two-layer
 # prediction that changed anywhere would change these numbers.
@@ -515,14 +525,15 @@ def test_depth_one_is_the_two_layer_prediction_bit_for_bit(key):
             == costmodel.predict_routes(name, params, n, m, d, MIXED))
 
 
-DEEP_CASES = [(name, {}) for name in sorted(costmodel.METHODS) if name != "kfac"] + [
+DEEP_CASES = [(name, {}) for name in sorted(METHODS) if name != "kfac"] + [
     ("gn_sketch", {"sketch": s}) for s in ("srht", "gaussian", "countsketch", "tensorsketch")]
 
 
 @pytest.mark.parametrize("name,params", DEEP_CASES)
 def test_a_deeper_model_is_predicted_slower(name, params):
     for prof in (UNIT, MIXED):
-        t = [predict(name, params, 128, 1024, 16, prof, depth=L) for L in (1, 2, 3)]
+        t = [predict(name, params, 128, 1024, 16, prof, depth=L,
+                     model="mlp" if L > 1 else "two_layer") for L in (1, 2, 3)]
         assert t[0]["total"] < t[1]["total"] < t[2]["total"], (name, params)
         assert set(t[0]) == set(t[2])  # the same phases
         assert all(v >= 0 for v in t[2].values())
@@ -531,7 +542,7 @@ def test_a_deeper_model_is_predicted_slower(name, params):
 def test_deep_gram_and_forward_by_hand():
     """UNIT prices GEMMs by their flops and elementwise passes by their elements."""
     n, m, d = 10, 100, 2
-    t = predict("gn_gram", {}, n, m, d, UNIT, depth=2)
+    t = predict("gn_gram", {}, n, m, d, UNIT, depth=2, model="mlp")
     # zeroed G; layer 1: X Xᵀ, K Kᵀ, G += ⊙ (2 passes); layer 2: H Hᵀ, K Kᵀ, 2 passes
     gram = n * n + (2 * n * n * d + 2 * n * n * m + 2 * n * n) + (4 * n * n * m + 2 * n * n)
     assert t["gram"] == pytest.approx(gram / 1e9)
@@ -547,22 +558,21 @@ def test_deep_gram_and_forward_by_hand():
 
 def test_deep_sketches_by_layer_or_on_the_flat_rows():
     n, m, d, s = 64, 256, 8, 128
-    deep = costmodel.Costs(MIXED, "float32", depth=3)
+    deep = costmodel.Costs(MIXED, "float32", depth=3, model="mlp")
     flat = costmodel.Costs(MIXED, "float32")
     # tensor_srht: one sketch per layer (m×d, then m×m twice), summed
-    layered = (costmodel.sketch_seconds(flat, "tensor_srht", n, m, d, s)
-               + 2 * costmodel.sketch_seconds(flat, "tensor_srht", n, m, m, s)
+    layered = (flat.sketch("tensor_srht", n, m, d, s)
+               + 2 * flat.sketch("tensor_srht", n, m, m, s)
                + 2 * flat.ew(n * s))
-    assert costmodel.sketch_seconds(deep, "tensor_srht", n, m, d, s) == pytest.approx(layered)
+    assert deep.sketch("tensor_srht", n, m, d, s) == pytest.approx(layered)
     # srht: on the rows of J, P = md + 2m² long
     P = m * d + 2 * m * m
-    assert costmodel.sketch_seconds(deep, "srht", n, m, d, s) == pytest.approx(
-        costmodel.sketch_seconds(flat, "srht", n, P, 1, s))
+    assert deep.sketch("srht", n, m, d, s) == pytest.approx(flat.sketch("srht", n, P, 1, s))
 
 
 def test_kfac_has_no_deep_cost():
-    with pytest.raises(ConfigError, match=r"kfac needs the two-layer .* depth=2"):
-        predict("kfac", {}, 64, 512, 8, UNIT, depth=2)
+    with pytest.raises(ConfigError, match=r"kfac needs the two_layer .* depth=2"):
+        predict("kfac", {}, 64, 512, 8, UNIT, depth=2, model="mlp")
     with pytest.raises(ConfigError, match="depth must be a positive integer"):
         predict("gd", {}, 64, 512, 8, UNIT, depth=0)
     assert predict("kfac", {}, 64, 512, 8, UNIT, depth=1)["total"] > 0
@@ -570,8 +580,9 @@ def test_kfac_has_no_deep_cost():
 
 def test_predicted_vs_measured_and_frontier_read_depth():
     prof = Profile.synthetic(flops=1e9, elements=1e9)
-    deep = predict("gd", {}, 64, 512, 8, prof, depth=3)["total"]
+    deep = predict("gd", {}, 64, 512, 8, prof, depth=3, model="mlp")["total"]
     cells = pd.DataFrame([{"algorithm": "gd", "n": 64, "m": 512, "d": 8, "depth": 3,
+                           "model": "mlp",
                            "hyperparameters": "{}", "time_per_iter_s": deep}])
     rows = costmodel.predicted_vs_measured(cells, prof)
     assert rows["ratio"].tolist() == pytest.approx([1.0]) and rows["depth"].tolist() == [3]
@@ -579,7 +590,7 @@ def test_predicted_vs_measured_and_frontier_read_depth():
     limit = 2**27
     shallow = frontier(prof, [256], [2**k for k in range(8, 16)], 16, memory_bytes=limit)
     deeper = frontier(prof, [256], [2**k for k in range(8, 16)], 16, memory_bytes=limit,
-                      depth=3)
+                      depth=3, model="mlp")
     assert deeper["m_max_fits"].iloc[0] < shallow["m_max_fits"].iloc[0]
 
 
@@ -595,24 +606,25 @@ def test_runner_predicts_mlp_cells_at_their_depth(tmp_path):
     outcome, run, _ = run_in_process(tmp_path / "store", *cell)
     assert outcome.status == "skipped" and "cost model predicts" in run["reason"]
     d = run["d"]
-    expected = predict("gn_gram", {}, 16, 32, d, slow, depth=2, dtype=run["dtype"])["total"]
+    expected = predict("gn_gram", {}, 16, 32, d, slow, depth=2, model="mlp",
+                       dtype=run["dtype"])["total"]
     assert run["predicted_step_time_s"] == pytest.approx(expected)
     assert expected > predict("gn_gram", {}, 16, 32, d, slow, dtype=run["dtype"])["total"]
 
 
-# --- depth in the flop models (harness.flops.deepen, Algorithm.flops) --------------------------
+# --- depth in the flop models (harness.common.flops.deepen, Algorithm.flops) ----------------------
 
 
 def _flops(name: str, n, m, d, depth, params=None, inner=None) -> dict[str, float]:
     from algorithms.base import ALGORITHMS
 
     terms = ALGORITHMS.get(name).flops(float(n), float(m), float(d), params or {}, inner, 1.0,
-                                       depth=depth)
+                                       depth=depth, model="mlp" if depth > 1 else "two_layer")
     return {t.label: t.value for t in terms}
 
 
 def test_deepen_by_hand():
-    from harness.flops import deepen, monomial
+    from harness.common.flops import deepen, monomial
 
     n, m, d = 8, 16, 4
     gram = [monomial("n²m", 2, n, m, d, 2, 1, 0), monomial("n²d", 2, n, m, d, 2, 0, 1)]
@@ -628,7 +640,7 @@ def test_deepen_by_hand():
 
 
 def test_flops_at_depth_are_the_mlp_operator_counts():
-    """harness.mlp's counts: linearize 2nP + 2n(P − md), Jᵀg 2nP, G·p 4nP, Gram
+    """harness.model.mlp's counts: linearize 2nP + 2n(P − md), Jᵀg 2nP, G·p 4nP, Gram
     2n²(d + (2L − 1)m), J written out nP."""
     n, m, d, L = 64, 128, 8, 3
     P = m * d + (L - 1) * m * m
@@ -642,7 +654,8 @@ def test_flops_at_depth_are_the_mlp_operator_counts():
         linearize + k * 4 * n * P + jtg)
     assert sum(_flops("gn_exact", n, m, d, L).values()) == pytest.approx(
         2 * n * n * P + n**3 / 3 + linearize + n * P + jtg)
-    sk = _flops("gn_sketch", n, m, d, L, {"sketch": "tensor_srht"}, inner=k)
+    sk = _flops("gn_sketch", n, m, d, L, {"sketch": "tensor_srht", "sketch_ratio": 4.0},
+                inner=k)
     assert sk["nm·log m (sketch)"] == pytest.approx((2 * L - 1) * n * m * math.log2(m))
     assert sk["ns (sketch)"] == pytest.approx(L * n * 4 * n)  # s = 4n rows, once per layer
     srht = _flops("gn_sketch", n, m, d, L, {"sketch": "srht"}, inner=k)
@@ -656,7 +669,7 @@ def test_two_layer_only_methods_have_no_deep_flops():
     from algorithms.base import ALGORITHMS
 
     kfac = ALGORITHMS.get("kfac")
-    assert kfac.flops(64.0, 128.0, 8.0, {}, None, 1.0, depth=2) is None
+    assert kfac.flops(64.0, 128.0, 8.0, {}, None, 1.0, depth=2, model="mlp") is None
     assert kfac.flops(64.0, 128.0, 8.0, {}, None, 1.0) == kfac.cost_terms(
         64.0, 128.0, 8.0, {}, None, 1.0)
     with pytest.raises(ConfigError, match="depth must be a positive integer"):

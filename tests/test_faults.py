@@ -17,19 +17,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.config import resolve
-from harness.reporting.load import load_stores
-from harness.reporting.report import build
-from harness.results import (
+from harness.common.io import file_sha256
+from harness.execution.config import resolve
+from harness.execution.results import (
     RESULT_FILE,
     RUN_FILE,
     cell_is_complete,
-    file_sha256,
     read_run,
     recover_cell,
     write_cell,
 )
-from harness.runner import Outcome, memory_plan, run_cell
+from harness.execution.runner import Outcome, memory_plan, run_cell
+from harness.reporting.load import load_stores
+from harness.reporting.report import build
 from tests.helpers import compose_cfg
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +51,7 @@ def _fingerprint(cell: Path) -> tuple[str, str]:
 def _spawn(tmp: Path, *args: str, ignore_sigint: bool = False) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
-    return subprocess.Popen([sys.executable, "-m", "harness.run", "-m", "+sweep=smoke",
+    return subprocess.Popen([sys.executable, "-m", "harness.execution.app", "-m", "+sweep=smoke",
                              "data.n=16", *args, f"store={tmp / 'store'}"], cwd=tmp, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=ignore)
@@ -333,7 +333,7 @@ def test_force_rerun_that_fails_or_is_skipped_keeps_the_old_result(tmp_path):
 def test_unwritable_store_during_a_run_is_one_failed_line(tmp_path, monkeypatch, caplog):
     """The store turns unwritable while a cell runs: the cell is failed with one line, no
     exception leaves run_cell, nothing of an earlier result is touched."""
-    import harness.runner as runner
+    import harness.execution.runner as runner
 
     def refuse(*_a, **_k):
         raise PermissionError(13, "Permission denied")

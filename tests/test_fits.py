@@ -103,14 +103,16 @@ def _cells(depth, flop_depth):
 
     rows = []
     for n in REPORT_N:
-        flops = sum(t.value for t in fits.cost_terms("gn_gram", n, 1024, 16, {},
-                                                     depth=flop_depth))
+        flops = sum(t.value for t in fits.cost_terms(
+            "gn_gram", n, 1024, 16, {}, depth=flop_depth,
+            model="mlp" if flop_depth > 1 else "two_layer"))
         row = {"variant": "gn_gram", "algorithm": "gn_gram", "device": "cpu",
                "dataset": "synthetic", "data_params": "{}", "d": 16, "dtype": "float64",
                "n": n, "m": 1024, "status": "converged", "hyperparameters": json.dumps({}),
                fits.TIME_COLUMN: 1e-9 * flops}
         if depth is not None:
             row["depth"] = depth
+            row["model"] = "mlp" if depth > 1 else "two_layer"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -123,7 +125,4 @@ def test_fits_take_each_cells_depth():
     assert deep.agrees and flat.agrees
     assert flat.theory - deep.theory > 0.5, (flat.theory, deep.theory)
     assert "nP" in deep.term and "nP" not in flat.term
-    # a missing depth (an old store: NaN or no column) is the two-layer model
-    assert fits.cost_terms("gn_gram", 64, 1024, 16, {}, depth=float("nan")) == \
-        fits.cost_terms("gn_gram", 64, 1024, 16, {})
-    assert fits.cost_terms("kfac", 64, 1024, 16, {}, depth=2) is None
+    assert fits.cost_terms("kfac", 64, 1024, 16, {}, depth=2, model="mlp") is None

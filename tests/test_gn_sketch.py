@@ -15,11 +15,11 @@ from algorithms.gn_sketch import (
     triangular_factor,
 )
 from algorithms.solvers import RefreshingSolver
-from harness.errors import ConfigError
-from harness.linalg import conjugate_gradient
-from harness.problem import make_problem
+from harness.common.errors import ConfigError
+from harness.common.timing import NullClock
+from harness.linalg.krylov import conjugate_gradient
+from harness.model import make_problem
 from harness.sketches import make_sketch
-from harness.timing import NullClock
 from tests.helpers import nlt_run, run_in_process
 
 

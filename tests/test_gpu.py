@@ -8,8 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from harness.problem import make_problem
-from harness.runner import run_cell
+from harness.execution.runner import run_cell
+from harness.model import make_problem
 from tests.helpers import compose_cfg
 
 pytestmark = pytest.mark.gpu

@@ -50,7 +50,7 @@ def test_wheel_installs_and_runs_outside_the_source_tree(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    where = _run([str(python), "-c", "import harness.config as c; print(c.CONF_DIR)"],
+    where = _run([str(python), "-c", "import harness.execution.config as c; print(c.CONF_DIR)"],
                  cwd=elsewhere, env=env).stdout.strip()
     assert Path(where).is_relative_to(own_site), where
     assert (Path(where) / "config.yaml").is_file()

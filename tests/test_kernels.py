@@ -1,4 +1,4 @@
-"""Kernel routes (harness/kernels.py): chosen by measurement, every route exact enough,
+"""Kernel routes (harness/linalg/kernels.py): chosen by measurement, every route exact enough,
 overridable, recorded, and never timed inside a step."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from harness import kernels
-from harness.config import resolve
-from harness.errors import ConfigError
+from harness.common.errors import ConfigError
+from harness.execution.config import resolve
+from harness.linalg import kernels
 from tests.helpers import compose_cfg, run_in_process
 
 

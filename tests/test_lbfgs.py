@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from algorithms.base import ALGORITHMS, Shape
-from harness.config import resolve
-from harness.errors import ConfigError
-from harness.listing import list_algorithms
-from harness.problem import make_problem
-from harness.timing import NullClock
+from harness.common.errors import ConfigError
+from harness.common.timing import NullClock
+from harness.execution.config import resolve
+from harness.execution.listing import list_algorithms
+from harness.model import make_problem
 from tests.helpers import compose_cfg, run_in_process
 
 RUN = ("algorithm=lbfgs", "data.n=32", "model.m=256", "data.d=8", "dtype=float64")

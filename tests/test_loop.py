@@ -1,4 +1,4 @@
-"""harness/loop.py: the stopping rule, the timed step and the warm-up that the runner and
+"""harness/execution/loop.py: the stopping rule, the timed step and the warm-up that the runner and
 nlt-bench share."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import math
 import pytest
 import torch
 
-from harness import kernels
-from harness.loop import DIVERGENCE_FACTOR, Stopping, timed_step, warm_up
-from harness.problem import make_problem
+from harness.execution.loop import DIVERGENCE_FACTOR, Stopping, timed_step, warm_up
+from harness.linalg import kernels
+from harness.model import make_problem
 
 
 @pytest.mark.parametrize("it, loss, timed, expected", [
@@ -62,7 +62,7 @@ def test_timed_step_leaves_calibration_out_and_warm_up_restores_w():
 def test_wall_clock_limit_interrupts_and_is_removed():
     import time
 
-    from harness.loop import WallBudgetExceeded, wall_clock_limit
+    from harness.execution.loop import WallBudgetExceeded, wall_clock_limit
 
     with pytest.raises(WallBudgetExceeded, match="wall-clock budget of 0.2s"):
         with wall_clock_limit(0.2):

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from algorithms.base import ALGORITHMS, Shape
-from harness.problem import make_problem
-from harness.timing import NullClock
+from harness.common.timing import NullClock
+from harness.model import make_problem
 from tests.helpers import nlt_run, run_in_process
 
 STEP_RTOL = 1e-8
@@ -184,7 +184,7 @@ def test_gn_exact_refuses_a_jacobian_above_the_budget(tmp_path):
 
 
 def test_bad_parameters_name_the_value(problem):
-    from harness.errors import ConfigError
+    from harness.common.errors import ConfigError
 
     for name, params, word in [("gn_exact", dict(jacobian="jvp"), "closed_form"),
                                ("ggn", dict(batch_size=0), "batch_size"),

@@ -1,4 +1,4 @@
-"""The deep ReLU model of harness.mlp: its operators against autograd and against curvlinops.
+"""The deep ReLU model of harness.model.mlp: its operators against autograd and against curvlinops.
 
 References: ``torch.func.jacrev`` of a functional forward written here (independent of the
 module), and the curvature library curvlinops (``curvlinops-for-pytorch``, a dev/test-only
@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.func import jacrev
 
-from harness.mlp import MLPReLU, make_mlp
-from harness.problem import Linearization, make_generator, make_problem, stream_seed
+from harness.model import Linearization, make_generator, make_problem, stream_seed
+from harness.model.mlp import MLPReLU, make_mlp
 
 RTOL = 1e-10
 F64 = torch.float64
@@ -43,7 +43,7 @@ def build(depth, m, n=10, d=4, seed=0) -> MLPReLU:
 
 
 def reference_forward(theta, X, a, widths):
-    """f(θ) from the model's definition, written out independently of harness.mlp."""
+    """f(θ) from the model's definition, written out independently of harness.model.mlp."""
     h, start, fan_in = X, 0, X.shape[1]
     for layer, width in enumerate(widths):
         W = theta[start:start + width * fan_in].reshape(width, fan_in)

@@ -1,4 +1,4 @@
-"""The model seam: every method reaches a model only through ``harness.problem.Problem``.
+"""The model seam: every method reaches a model only through ``harness.model.two_layer.Problem``.
 
 Checked here: depth 1 of the MLP reproduces the two-layer model's training trajectory for the
 methods that run on both (the seam changes nothing the methods compute); a method that needs
@@ -13,16 +13,16 @@ import pytest
 import torch
 
 from algorithms.base import ALGORITHMS, Shape
-from harness.config import resolve
-from harness.errors import ConfigError
-from harness.problem import LAYERED, MODELS, TWO_LAYER, Jacobian, Problem, make_problem
+from harness.common.errors import ConfigError
+from harness.common.timing import NullClock
+from harness.execution.config import resolve
+from harness.execution.results import cell_name, config_hash
+from harness.model import LAYERED, MODELS, TWO_LAYER, Jacobian, Problem, make_problem
 from harness.reporting import claims, tables
 from harness.reporting.load import load_stores
 from harness.reporting.metrics import cell_metrics
 from harness.reporting.report import build
-from harness.results import cell_name, config_hash
 from harness.sketches import SKETCHES, LayeredSketch, sketch_problem
-from harness.timing import NullClock
 from tests.helpers import compose_cfg, nlt_run, run_in_process
 
 N, D, M = 24, 6, 48

@@ -1,4 +1,4 @@
-"""The matrix-free operators of harness.problem against explicit and autograd references."""
+"""The matrix-free operators of harness.model.two_layer against explicit and autograd references."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch.func import jacrev
 
-from harness.problem import GramOperator, make_problem, ntk_lambda, ntk_matrix
+from harness.model import make_problem
+from harness.model.ntk import ntk_lambda, ntk_matrix
+from harness.model.two_layer import GramOperator
 
 RTOL = 1e-10
 

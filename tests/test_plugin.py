@@ -1,6 +1,7 @@
 """A method added from outside the repository: one file in a package of its own, made
 discoverable through the ``nlt.algorithms`` entry-point group, with no YAML (its Params
-dataclass is its Hydra config, harness/config.py ``register_configs``). In a fresh interpreter
+dataclass is its Hydra config, harness/execution/config.py ``register_configs``). In a fresh
+interpreter
 that sees the package as an installed distribution (a ``.dist-info`` with ``entry_points.txt``
 on ``PYTHONPATH``, which is what ``pip install`` leaves), it must be listed by ``nlt-list``,
 run as a cell, get a C2 fit with a theory slope, and keep the contract of
@@ -23,7 +24,7 @@ r"""Damped gradient descent (a toy): W ← W − η/(1 + μ) · Jᵀr."""
 from dataclasses import dataclass
 
 from algorithms.base import Algorithm, StepInfo, register, require
-from harness.flops import monomial
+from harness.common.flops import monomial
 
 
 @dataclass
@@ -69,7 +70,7 @@ from tests import test_contract as contract
 from tests.helpers import run_in_process
 
 cls = ALGORITHMS.get("toy_damped_gd")
-listing = subprocess.run([sys.executable, "-m", "harness.listing", "algorithms"],
+listing = subprocess.run([sys.executable, "-m", "harness.execution.listing", "algorithms"],
                          capture_output=True, text=True, check=True).stdout
 store = Path(tempfile.mkdtemp())
 outcome, run, rows = run_in_process(store, "algorithm=toy_damped_gd", "data.n=32",

@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 from algorithms.base import ALGORITHMS
-from harness.config import CONF_DIR, algorithm_preset, preset_for
-from harness.errors import ConfigError
-from harness.preflight import algorithm_choices
+from harness.common.errors import ConfigError
+from harness.execution.config import CONF_DIR, algorithm_preset, preset_for
+from harness.execution.preflight import algorithm_choices
 from tests.helpers import run_in_process
 
 

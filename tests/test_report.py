@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.execution.results import write_cell
 from harness.reporting import claims, fits, tables
 from harness.reporting.load import load_stores
 from harness.reporting.metrics import cell_metrics
 from harness.reporting.report import Report, build, main, render
-from harness.results import write_cell
 from tests.helpers import run_in_process
 from tests.test_claims import toy_claim  # noqa: F401 (a fixture)
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness import results
-from harness.results import COLUMNS, STATUSES, cell_is_complete, time_per_iteration
+from harness.common import provenance
+from harness.execution.results import COLUMNS, STATUSES, cell_is_complete, time_per_iteration
 from tests.helpers import run_in_process
 
 SMALL = ("data.n=32", "model.m=256", "data.d=8")
@@ -187,8 +187,8 @@ def test_git_dirty_ignores_regenerated_reports(tmp_path, monkeypatch):
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "init")
-    monkeypatch.setattr(results, "REPO_ROOT", tmp_path)
-    state = results.git_state.__wrapped__
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    state = provenance.git_state.__wrapped__
     assert state()[1] is False
     (tmp_path / "reports" / "REPORT.md").write_text("regenerated\n")
     assert state()[1] is False  # an output changed, not the code

@@ -1,4 +1,5 @@
-"""The Walsh–Hadamard transform and the sketch registry (harness/hadamard.py, sketches.py)."""
+"""The Walsh–Hadamard transform and the sketch registry (harness/linalg/hadamard.py,
+sketches.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import pytest
 import scipy.linalg
 import torch
 
-from harness.errors import ConfigError
-from harness.hadamard import BLOCK_BITS, _balanced_bits, fwht, next_power_of_two
-from harness.problem import make_problem
+from harness.common.errors import ConfigError
+from harness.linalg.hadamard import BLOCK_BITS, fwht, next_power_of_two, split_bits
+from harness.model import make_problem
 from harness.sketches import SKETCHES, make_sketch
 
 NAMES = ["countsketch", "gaussian", "srht", "tensor_srht", "tensorsketch"]
@@ -48,11 +49,11 @@ def test_fwht_rejects_non_power_of_two():
 
 def test_fwht_passes_split_the_bits_evenly():
     # a pass with a tiny factor (16 = 5+5+5+1) is a batched product of tiny matrices: slowest
-    assert _balanced_bits(16) == [4, 4, 4, 4]
-    assert _balanced_bits(11) == [4, 4, 3]
-    assert _balanced_bits(5) == [5] and _balanced_bits(0) == []
+    assert split_bits(1 << 16) == [4, 4, 4, 4]
+    assert split_bits(1 << 11) == [4, 4, 3]
+    assert split_bits(1 << 5) == [5] and split_bits(1 << 0) == []
     for k in range(1, 40):
-        bits = _balanced_bits(k)
+        bits = split_bits(1 << k)
         assert sum(bits) == k and max(bits) - min(bits) <= 1 and max(bits) <= BLOCK_BITS
 
 

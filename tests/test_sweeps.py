@@ -1,5 +1,5 @@
 """Sweeps: presets through Hydra's launchers, fault isolation, resume, the summary, the NTK
-diagnostic. The sweep tests run ``python -m harness.run -m ...`` as a user would, with the
+diagnostic. The sweep tests run ``python -m harness.execution.app -m ...`` as a user would, with the
 working directory in tmp_path so Hydra's directories land there."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.results import RESULT_FILE, RUN_FILE, cell_is_complete, read_run
-from harness.run import suite_parts
-from harness.summary import (
+from harness.execution.app import suite_parts
+from harness.execution.results import RESULT_FILE, RUN_FILE, cell_is_complete, read_run
+from harness.execution.summary import (
     OUTCOME_FILE,
     STARTED_FILE,
     SWEEP_FILE,
@@ -34,7 +34,7 @@ TWO_CELLS = ("+sweep=smoke", "algorithm=gd,gn_gram", "data.n=16")
 
 def nlt_run(tmp_path: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "harness.run", "-m", *args,
+    return subprocess.run([sys.executable, "-m", "harness.execution.app", "-m", *args,
                            f"store={tmp_path / 'store'}"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -173,7 +173,8 @@ def test_paper_suite_expands_to_sweeps_with_the_command_line_appended():
 
 
 def test_ntk_diagnostic_columns(tmp_path):
-    from harness.problem import make_problem, ntk_lambda, ntk_matrix
+    from harness.model import make_problem
+    from harness.model.ntk import ntk_lambda, ntk_matrix
     from tests.helpers import run_in_process
 
     args = ("algorithm=gn_gram", "data.n=24", "data.d=5", "model.m=256", "dtype=float64",
@@ -201,7 +202,7 @@ def test_slurm_launcher_configs_compose(name, gpus):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from harness.config import CONF_DIR, register_configs
+    from harness.execution.config import CONF_DIR, register_configs
 
     register_configs()
     GlobalHydra.instance().clear()
@@ -216,7 +217,7 @@ def test_slurm_launcher_configs_compose(name, gpus):
 
 
 def _preflight_preset(name: str) -> int:
-    from harness.preflight import preflight
+    from harness.execution.preflight import preflight
 
     parts = suite_parts(["-m", f"+sweep={name}"])
     checked = 0
@@ -228,7 +229,7 @@ def _preflight_preset(name: str) -> int:
 
 def test_every_grid_preset_passes_the_preflight():
     """Each grid composes and validates: no typo in a key, a method or a parameter name."""
-    from harness.preflight import sweep_presets
+    from harness.execution.preflight import sweep_presets
 
     grids = [p for p in sweep_presets() if suite_parts(["-m", f"+sweep={p}"]) is None]
     assert {"smoke", "demo", "sample_scaling", "width_scaling", "convergence",
@@ -247,7 +248,7 @@ def test_a_suite_part_killed_by_a_signal_fails_the_suite(monkeypatch, capsys):
     shell reports it, never 'exit code 0'."""
     import subprocess
 
-    from harness.run import run_suite
+    from harness.execution.app import run_suite
 
     codes = iter([-15, 0])
 

@@ -11,7 +11,7 @@ import os
 
 import torch
 
-from harness.problem import make_generator, make_problem
+from harness.model import make_generator, make_problem
 
 #: d of every benchmark problem (the issue's reference sizes use d = 16).
 D = 16

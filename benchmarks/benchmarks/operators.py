@@ -1,4 +1,4 @@
-"""J·v, Jᵀ·g, the Gram matrix and the CG product G·p of ``harness.problem`` (spec §2)."""
+"""J·v, Jᵀ·g, the Gram matrix and the CG product G·p of ``harness.model.two_layer`` (spec §2)."""
 
 from __future__ import annotations
 

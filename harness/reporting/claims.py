@@ -37,10 +37,10 @@ import pandas as pd
 from scipy import stats
 
 from algorithms.base import ALGORITHMS
+from harness.execution.results import DONE_STATUSES as DONE
 from harness.reporting import crossover, fits
 from harness.reporting.figures import lambda_ratio, neuron_movement, ntk_columns
 from harness.reporting.metrics import with_model
-from harness.results import DONE_STATUSES as DONE
 
 SUPPORTED, CONTRADICTED, UNDECIDED = "supported", "contradicted", "not enough data"
 

@@ -15,7 +15,7 @@ same for any noise scale (the interval is studentised). Hence ``MIN_SIZES`` = 5.
 The spec's costs (§3) are sums of monomials, and some carry measured quantities: the inner
 iteration count k of the CG methods and, for a preconditioner that is rebuilt only sometimes
 (``refresh=adaptive``), the share f of steps that rebuilt it. Each method declares its own
-model on its class (``Algorithm.cost_terms``, ``cost_text``; terms from ``harness.flops``);
+model on its class (``Algorithm.cost_terms``, ``cost_text``; terms from ``harness.common.flops``);
 ``cost_terms`` here gives every term of a registered method's model at one measured cell.
 A fit of T against x is compared with the slope the model itself has over the same points
 (``theory``): if T = C·model·noise the two agree whatever the curvature, so a fit can run
@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 
 from algorithms.base import ALGORITHMS
-from harness.flops import Term
-from harness.results import DONE_STATUSES
+from harness.common.flops import Term
+from harness.execution.results import DONE_STATUSES
 
 #: A fit agrees with theory when its whole 95% interval lies within θ ± TOLERANCE. The models
 #: count flops; what they cannot know is how the flop rate changes with size (cache, BLAS
@@ -182,26 +182,24 @@ THEORY_TEXT: Mapping[str, str] = _CostTexts()
 
 def cost_terms(algorithm: str, n: float, m: float, d: float, params: dict,
                inner: float | None = None, refresh: float | None = None,
-               depth: int | None = 1) -> list[Term] | None:
-    """Every term of ``algorithm``'s model at one cell with ``depth`` hidden layers (its
-    class's ``flops``); None for a method not registered, without a model (at that depth),
-    or whose model needs the measured inner iteration count ``inner`` and it is missing (None
-    or NaN). A missing ``refresh`` share counts as 1: every step rebuilt; a missing depth
-    (None or NaN: a store from before the model group) as 1."""
+               depth: int = 1, model: str = "two_layer") -> list[Term] | None:
+    """Every term of ``algorithm``'s model at one cell of ``model`` with ``depth`` hidden
+    layers (its class's ``flops``); None for a method not registered, without a model
+    there, or whose model needs the measured inner iteration count ``inner`` and it is
+    missing (None or NaN). A missing ``refresh`` share counts as 1: every step rebuilt."""
     cls = _method(algorithm)
     if cls is None:
         return None
     k = None if inner is None or inner != inner else float(inner)
     f = 1.0 if refresh is None or refresh != refresh else float(refresh)
-    L = 1 if depth is None or depth != depth else int(depth)
-    return cls.flops(float(n), float(m), float(d), params, k, f, depth=L)
+    return cls.flops(float(n), float(m), float(d), params, k, f, depth=int(depth), model=model)
 
 
 def dominant_term(algorithm: str, n: float, m: float, d: float, params: dict,
                   inner: float | None = None, refresh: float | None = None,
-                  depth: int | None = 1) -> tuple[Term, float] | None:
+                  depth: int = 1, model: str = "two_layer") -> tuple[Term, float] | None:
     """(leading term, its share of the modelled cost), or None without a model."""
-    terms = cost_terms(algorithm, n, m, d, params, inner, refresh, depth)
+    terms = cost_terms(algorithm, n, m, d, params, inner, refresh, depth, model)
     if not terms:
         return None
     top = max(terms, key=lambda t: t.value)
@@ -222,7 +220,8 @@ def _model_values(algorithm: str, frame: pd.DataFrame, params: dict):
     values, leads = [], []
     for r in frame.itertuples(index=False):
         terms = cost_terms(algorithm, r.n, r.m, r.d, params, getattr(r, "mean_inner_iters", None),
-                           getattr(r, "refresh_frac", None), getattr(r, "depth", 1))
+                           getattr(r, "refresh_frac", None), getattr(r, "depth", 1),
+                           getattr(r, "model", "two_layer"))
         if not terms:
             return None
         values.append(sum(t.value for t in terms))

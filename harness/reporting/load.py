@@ -1,7 +1,8 @@
 """Read every cell of one or more results stores into two pandas tables, never raising on bad
 data: what cannot be read goes into a list of problems that the report prints.
 
-Layout read (``harness.results``): ``<store>/<algorithm>/<cell>/result.parquet`` (one row per
+Layout read (``harness.execution.results``): ``<store>/<algorithm>/<cell>/result.parquet`` (one
+row per
 outer iteration, row 0 the initial point) and ``run.json`` (status, reason, configuration,
 provenance). Hydra's own files under ``<store>/_hydra/`` and hidden or temporary files are
 ignored.
@@ -28,9 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.errors import ConfigError
-from harness.kernels import format_routes
-from harness.results import DONE_STATUSES, RESULT_FILE, RUN_FILE, data_problem, load_run
+from harness.common.errors import ConfigError
+from harness.execution.results import DONE_STATUSES, RESULT_FILE, RUN_FILE, data_problem, load_run
+from harness.linalg.kernels import format_routes
 
 #: run.json keys copied as they are; nested ones are flattened below.
 RUN_KEYS = ("status", "reason", "algorithm", "dataset", "model", "depth", "n", "m", "d", "seed",
@@ -103,7 +104,7 @@ def _run_record(run: dict[str, Any], cell_id: str, store: Path) -> dict[str, Any
     rec["torch_version"] = (prov.get("packages") or {}).get("torch")
     flags = prov.get("cpu_flags")
     rec["cpu_flags"] = " ".join(map(str, flags)) if isinstance(flags, list) else None
-    # the kernel routes this cell's products took (harness/kernels.py), as one string
+    # the kernel routes this cell's products took (harness/linalg/kernels.py), as one string
     routes = (run.get("kernels") or {}).get("routes") if isinstance(run.get("kernels"),
                                                                      dict) else None
     rec["kernel_routes"] = (format_routes(routes) if isinstance(routes, dict) and routes

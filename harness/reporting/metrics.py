@@ -2,7 +2,7 @@
 
 For a cell with trajectory rows t = 0..T (row 0 the initial point):
 
-* time per outer iteration, two ways (``harness.results.time_per_iteration``; the runner's
+* time per outer iteration, two ways (``harness.execution.results.time_per_iteration``; the runner's
   untimed warm-up step comes before step 1 for every method, so step 1 is an ordinary step):
   ``time_per_iter_median_s``, the median step time over steps 1..T (a steady step; with
   ``refresh=adaptive`` a step that reuses the factor), and ``time_per_iter_amortised_s``, the
@@ -29,11 +29,11 @@ import json
 import numpy as np
 import pandas as pd
 
+from harness.execution.results import TARGET_REL_LOSS, time_per_iteration
 from harness.reporting.load import Loaded
-from harness.results import TARGET_REL_LOSS, time_per_iteration
 
 #: The report's default target relative loss ε (the spec's headline).
-DEFAULT_TARGET = TARGET_REL_LOSS
+
 
 
 def phase_columns(rows: pd.DataFrame) -> list[str]:
@@ -50,7 +50,7 @@ def with_model(keys: list[str], frame: pd.DataFrame) -> list[str]:
     return [*keys, *(k for k in MODEL_KEYS if k in frame and k not in keys)]
 
 
-def cell_metrics(loaded: Loaded, target: float = DEFAULT_TARGET) -> pd.DataFrame:
+def cell_metrics(loaded: Loaded, target: float = TARGET_REL_LOSS) -> pd.DataFrame:
     """One row per cell: the run fields plus the measured quantities and their censoring."""
     runs = loaded.runs.copy()
     if not len(runs):

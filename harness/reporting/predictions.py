@@ -1,4 +1,4 @@
-"""What the calibrated cost model (harness/costmodel.py) adds to a report: predicted against
+"""What the calibrated cost model (harness/costmodel/) adds to a report: predicted against
 measured time per iteration, the predicted crossover frontier m*(n) on this machine and on
 datasheet machines, and the prediction C6 needs where the sketch loses every measured cell.
 
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from harness import costmodel as CM
+from harness.common.provenance import REPO_ROOT
 from harness.reporting.crossover import grid_slice
-from harness.results import REPO_ROOT
 
 PROFILE_DIR = REPO_ROOT / "reports" / "profiles"
 #: Widths the frontier is searched over: 2^10 … 2^24 (what fits the profile's memory).

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.cli import fail, guarded
-from harness.errors import ConfigError
+from harness.common.cli import fail, guarded
+from harness.common.errors import ConfigError
+from harness.execution.results import TARGET_REL_LOSS, writable_dir_problem
 from harness.reporting import claims as C
 from harness.reporting import crossover as X
 from harness.reporting import fits as F
@@ -33,9 +34,8 @@ from harness.reporting import predictions as P
 from harness.reporting import tables as T
 from harness.reporting.figures import Figure, all_figures
 from harness.reporting.load import Loaded, Problem, load_stores, merged_table
-from harness.reporting.metrics import DEFAULT_TARGET, cell_metrics
+from harness.reporting.metrics import cell_metrics
 from harness.reporting.tables import fmt_time
-from harness.results import writable_dir_problem
 
 PROG = "nlt-report"
 
@@ -94,7 +94,7 @@ def _theory_table(cells: pd.DataFrame) -> pd.DataFrame:
                           F.THEORY_TEXT.get(a, "no model")} for a in algs])
 
 
-def build(stores: list[str], out: Path, target: float = DEFAULT_TARGET,
+def build(stores: list[str], out: Path, target: float = TARGET_REL_LOSS,
           min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None,
           profiles: list[str] | None = None) -> Report:
     """Load, compute, draw and write; returns what was made (the tests read it)."""
@@ -286,7 +286,7 @@ def _environment_section(cells: pd.DataFrame, env: pd.DataFrame,
 
 
 def _cost_model_section(r: Report) -> list[str]:
-    """Predicted against measured, and the predicted frontier (harness/costmodel.py)."""
+    """Predicted against measured, and the predicted frontier (harness/costmodel/)."""
     profiles = ([r.profile] if r.profile is not None else []) + list(r.datasheets)
     if not profiles or not len(r.cells):
         return []
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("stores", nargs="*", default=["results"],
                         help="results stores to read (default: results/)")
     parser.add_argument("--out", default="reports/latest", help="output directory")
-    parser.add_argument("--target", type=float, default=DEFAULT_TARGET,
+    parser.add_argument("--target", type=float, default=TARGET_REL_LOSS,
                         help="target relative loss ε (default 1e-6)")
     parser.add_argument("--min-time-s", type=float, default=F.DEFAULT_MIN_TIME_S,
                         help="fit slopes only on times per iteration above this (seconds)")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from harness.execution.results import DONE_STATUSES as DONE
 from harness.reporting.load import Problem
 from harness.reporting.metrics import with_model
-from harness.results import DONE_STATUSES as DONE
 
 #: Time per iteration, by rule (metrics.cell_metrics): the median step over steps 1..T, and the
 #: mean over all steps 1..T with refreshes (what comparisons between methods use).
@@ -195,7 +195,7 @@ ENV_KEYS = ["device", "device_name", "cpu_capability", "cpu_flags", "hostname", 
 
 
 def kernel_routes(cells: pd.DataFrame) -> pd.DataFrame:
-    """Which route each product with the pattern D took (harness/kernels.py), in how many
+    """Which route each product with the pattern D took (harness/linalg/kernels.py), in how many
     cells and over which sizes: the routes are chosen by measurement per machine and shape,
     so a report says what its times were made with."""
     cols = ["device", "product", "route", "cells", "n", "m"]

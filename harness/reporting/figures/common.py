@@ -12,9 +12,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter
 
+from harness.execution.results import DONE_STATUSES as DONE
 from harness.reporting import style
 from harness.reporting.style import _label_text
-from harness.results import DONE_STATUSES as DONE
 
 CONTEXT_COLS = ["dataset", "data_params", "d", "dtype"]
 #: Short names of hyperparameters in legends (the caption spells out the rest).

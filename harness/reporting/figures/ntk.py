@@ -25,7 +25,7 @@ from harness.reporting.figures.common import (
 from harness.reporting.figures.registry import Drawn, Inputs, NotDrawn, figure
 from harness.reporting.fits import fit_loglog
 
-#: The NTK diagnostic's fields (``record.ntk=true``, harness/runner.py); patterns are the
+#: The NTK diagnostic's fields (``record.ntk=true``, harness/execution/runner.py); patterns are the
 #: fallback for stores written by other versions.
 NTK_FIELDS = {"g0_hinf": ("ntk_gram_gap", r"h_?inf|hinf|gram_gap"),
               "lam_ratio": ("ntk_lambda_min_ratio",

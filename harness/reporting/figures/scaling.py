@@ -46,7 +46,7 @@ def _theory(panel: pd.DataFrame, var: str, y: str, palette: Palette) -> dict[str
         r = g.sort_values(var).iloc[-1]
         hp = params(g.sort_values(var).iloc[[-1]])[0]
         dom = F.dominant_term(str(r["algorithm"]), r["n"], r["m"], r["d"], hp,
-                              depth=r.get("depth", 1))
+                              depth=int(r.get("depth", 1)), model=r.get("model", "two_layer"))
         if dom is not None:
             out[palette.label(variant)] = (dom[0].exponents[var], dom[0].label)
     return out

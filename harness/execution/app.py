@@ -1,0 +1,636 @@
+"""``nlt-run``: the Hydra application that runs one cell, or a sweep of cells with ``-m``.
+
+    nlt-run algorithm=gn_gram data.n=256 model.m=4096
+    nlt-run -m algorithm=gd,gn_gram data.n=64,128,256
+    nlt-run -m +sweep=demo                          # a preset, harness/conf/sweep/demo.yaml
+    nlt-run -m +sweep=demo hydra/launcher=joblib hydra.launcher.n_jobs=2
+
+Every command line is validated before any job starts (one line and exit code 2 on bad
+input); a sweep ends with a table of its cells and exits 1 if any cell failed, was killed or
+never ran (docs/sweeps.md).
+
+Fault isolation: each job (one cell) runs its cell in a child process (``isolate=true``, the
+default), so a cell that crashes the interpreter or is SIGKILLed (the kernel's OOM killer) is
+recorded by its job as ``failed`` with the signal in its reason, and the sweep goes on, with
+every launcher. Only a kill of the job process itself is left to the launcher: with the basic
+launcher it ends the sweep, with joblib it ends the batch, with submitit only that job; the
+summary then shows the job as ``killed``. Rerunning the command resumes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from harness.common.cli import fail, guarded, split_argv
+from harness.common.errors import ConfigError
+from harness.execution.config import CONF_DIR, register_configs
+from harness.execution.summary import (
+    FAILED_STATUSES,
+    INTERRUPTED,
+    OUTCOME_FILE,
+    STARTED_FILE,
+    SWEEP_FILE,
+    format_table,
+    job_rows,
+    summary_table,
+    write_json,
+    write_outcome,
+)
+
+PROG = "nlt-run"
+log = logging.getLogger("harness")
+
+
+# --- the sweep: size, progress, summary ----------------------------------------------------------
+
+
+def count_jobs(config: DictConfig) -> int:
+    """Number of jobs the basic sweeper will launch: preset params, then command-line overrides
+    (a later value of a key replaces an earlier one), crossed: the product over keys of the
+    number of values, as Hydra's BasicSweeper counts them. A sweep it cannot expand (an
+    interval) raises ValueError."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    values: dict[str, int] = {}
+    for override in OverridesParser.create().parse_overrides(lines):
+        if not override.is_sweep_override():
+            values[override.get_key_element()] = 1
+        elif override.is_discrete_sweep():
+            values[override.get_key_element()] = len(list(override.sweep_string_iterator()))
+        else:
+            raise ValueError(f"the basic sweeper does not expand {override.input_line}")
+    return math.prod(values.values())
+
+
+@dataclass
+class SweepState:
+    """What one ``nlt-run`` command learns about its sweep. The ``SweepSummary`` callback
+    writes it (Hydra makes the callback from the config, so it cannot be handed the state:
+    it takes the one ``main`` put in ``_STATE``); ``main`` reads it to print the table when
+    the sweep is cut short and to choose its exit code."""
+
+    sweep_dir: Path | None = None
+    store: str = "results"
+    reported: bool = False
+    any_failed: bool = False
+
+    def report(self) -> None:
+        """Print the one-screen table of the sweep's cells (once) and remember whether any
+        failed."""
+        if self.sweep_dir is None or self.reported:
+            return
+        self.reported = True
+        rows = job_rows(self.sweep_dir)
+        if not rows:
+            return
+        table = summary_table(rows)
+        table.to_csv(self.sweep_dir / "summary.csv", index=False)
+        print("\n" + format_table(table), flush=True)
+        print(f"summary: {self.sweep_dir / 'summary.csv'}; results in {self.store}/",
+              flush=True)
+        self.any_failed = bool(table["status"].isin(FAILED_STATUSES).any())
+
+
+#: the sweep state of the command being run (``main`` sets a fresh one per command)
+_STATE: ContextVar[SweepState] = ContextVar("nlt_run_sweep_state")
+
+
+class SweepSummary(Callback):
+    """Writes ``sweep.json`` (cell count) before the first job; at the end prints the
+    one-screen table of the sweep's cells and remembers whether any failed (in ``state``)."""
+
+    def __init__(self, state: SweepState | None = None) -> None:
+        # a callback made outside ``main`` (no state set) keeps a state of its own
+        self.state = state if state is not None else (_STATE.get(None) or SweepState())
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        self.state.sweep_dir, self.state.store = sweep_dir, str(config.store)
+        try:
+            total = count_jobs(config)
+        except Exception:  # a sweeper other than the basic one: no count, no harm
+            total = None
+        launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
+        write_json(sweep_dir / SWEEP_FILE, {
+            "total_cells": total, "launcher": launcher,
+            "overrides": list(config.hydra.overrides.task),
+            "utc_start": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+        print(f"[sweep] {total if total is not None else '?'} cells, launcher {launcher}, "
+              f"store {config.store}/, jobs in {sweep_dir}", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        self.state.report()
+
+
+def launch_info(hc: Any) -> dict[str, Any]:
+    """How this job runs: launcher, parallel jobs, and the torch thread count that
+    ``threads=null`` gets so that parallel jobs do not oversubscribe the cores.
+
+    - basic: one job at a time, torch's default thread count;
+    - joblib: ``n_jobs`` jobs at once (-1: one per core), each ``cores // n_jobs`` threads;
+    - submitit: ``cpus_per_task`` threads (SLURM_CPUS_PER_TASK on a cluster), else 1, since
+      submitit_local starts every job of the sweep at once.
+    """
+    launcher = hc.runtime.choices.get("hydra/launcher") or "basic"
+    # harness/conf/hydra/launcher/slurm.yaml: submitit
+    target = str(hc.launcher.get("_target_", ""))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    info: dict[str, Any] = {"launcher": launcher, "mode": hc.mode.name, "cores": cores,
+                            "parallel_jobs": 1, "threads": None}
+    info["launcher_target"] = target
+    if "joblib" in target:
+        n_jobs = int(hc.launcher.get("n_jobs", -1))
+        jobs = cores if n_jobs == -1 else n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)
+        info.update(parallel_jobs=jobs, threads=max(1, cores // jobs))
+    elif "submitit" in target:
+        cpus = hc.launcher.get("cpus_per_task") or os.environ.get("SLURM_CPUS_PER_TASK")
+        info.update(parallel_jobs=None, threads=int(cpus) if cpus else 1)
+    if hc.mode.name == "MULTIRUN":
+        info.update(sweep_dir=str(hc.sweep.dir), job_num=int(hc.job.num))
+    return info
+
+
+# --- one cell in a child process -----------------------------------------------------------------
+
+_CONTEXT = None
+
+
+def _context():
+    """forkserver: children fork from a clean server that has imported torch and the harness
+    once (cheap per cell), and never inherit a parent's thread pools or CUDA state."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn",
+                                                                     "forkserver"):
+            # a joblib (loky) worker: its default method 'loky' travels to the child, which
+            # only knows the standard ones
+            multiprocessing.set_start_method("forkserver", force=True)
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        # not harness.execution.app itself: under `python -m harness.execution.app` each child re-runs the main
+        # module by name, and runpy warns when that module was imported before
+        _CONTEXT.set_forkserver_preload(["harness.execution.runner", "hydra", "pandas"])
+    return _CONTEXT
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _process_gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        return state in ("Z", "X")
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        return False
+
+
+def _die_with(job_pid: int) -> None:
+    """A cell process never outlives its job: the kernel SIGKILLs it when its parent (the
+    forkserver) exits (prctl PR_SET_PDEATHSIG, Linux), and a watcher thread ends it when the
+    job process is gone (any OS with /proc or kill(pid, 0)); its files are written atomically,
+    so nothing half-written is left."""
+    import ctypes
+    import threading
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while not _process_gone(job_pid):
+            time.sleep(0.2)
+        os._exit(128 + signal.SIGKILL)
+
+    threading.Thread(target=watch, name="nlt-parent-watch", daemon=True).start()
+
+
+def _child(container: dict, launch: dict, log_files: list[str], conn,
+           job_pid: int | None = None) -> None:
+    """Entry point of the cell process: Hydra's logging is not inherited, so log like it.
+
+    The config travels as a resolved plain dict: Hydra's structured schemas are classes made
+    at run time, which do not pickle. Ctrl-C reaches the whole process group: the cell ignores
+    it and its job decides (it stops the cell and ends the sweep with its table)."""
+    from omegaconf import OmegaConf
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if job_pid is not None:
+        _die_with(job_pid)
+    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers += [logging.FileHandler(f) for f in log_files]
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    from harness.execution.runner import run_cell
+
+    try:
+        out = run_cell(OmegaConf.create(container), launch)
+        conn.send(("ok", out.status, out.reason, str(out.cell), out.reused))
+    except ConfigError as exc:
+        conn.send(("config_error", str(exc)))
+    finally:
+        conn.close()
+
+
+def _death_reason(exitcode: int | None, seconds: float) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (OOM killer or kill -9)" if -exitcode == signal.SIGKILL else ""
+        return f"killed by {name} after {seconds:.1f}s{hint}"
+    return f"cell process exited with code {exitcode} after {seconds:.1f}s (see the job log)"
+
+
+def record_failure(cfg: DictConfig, launch: dict, cell: Path, reason: str):
+    """The cell could not record itself (its process died, or the job around it raised):
+    write a ``failed`` run.json for it, so the summary and a resume see it. Under the cell's
+    lock; a done cell (a ``force=true`` rerun died) is kept, and the failed attempt is
+    recorded beside it. If even that cannot be written, the outcome is returned unwritten."""
+    from omegaconf import OmegaConf
+
+    from harness.common.provenance import provenance
+    from harness.execution.config import resolve
+    from harness.execution.results import (
+        attempt_dir,
+        cell_is_complete,
+        cell_lock,
+        config_hash,
+        recover_cell,
+        set_aside,
+        write_cell,
+    )
+    from harness.execution.runner import Outcome
+
+    run = resolve(cfg)
+    prov = provenance("unknown (cell process died)", int(launch.get("threads") or 0))
+    prov["launch"] = launch
+    record = {
+        "status": "failed", "reason": reason, "cell": str(cell),
+        "label": run.label, "config_hash": config_hash(run.identity), **run.facts(),
+        "device": run.device.type, "dtype": str(cfg.dtype), "iterations": 0, "rows": 0,
+        "total_time_s": None, "config": OmegaConf.to_container(cfg, resolve=True),
+        "identity": run.identity, "provenance": prov,
+    }
+    target = cell
+    try:
+        with cell_lock(cell):
+            recover_cell(cell)
+            if cell_is_complete(cell):
+                target = attempt_dir(cell)
+                reason = f"{reason}; the earlier result in {cell} is kept"
+                record["reason"] = reason
+            else:
+                set_aside(cell)
+            write_cell(target, [], record)
+    except OSError as exc:
+        log.error("[%s] failed (%s); could not record it: %s", record["label"], reason, exc)
+        return Outcome("failed", f"{reason}; not recorded: {exc.strerror or exc}", cell)
+    log.error("[%s] failed (%s) -> %s", record["label"], reason, target)
+    return Outcome("failed", reason, target)
+
+
+def run_isolated(cfg: DictConfig, launch: dict, cell: Path):
+    """``run_cell`` in a child process; its death becomes a ``failed`` cell, not a lost job.
+    An interrupt of the job (Ctrl-C) kills the cell process and propagates."""
+    from omegaconf import OmegaConf
+
+    from harness.execution.runner import Outcome
+
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    log_files = [h.baseFilename for h in logging.getLogger().handlers
+                 if isinstance(h, logging.FileHandler)]
+    container = OmegaConf.to_container(cfg, resolve=True)
+    proc = ctx.Process(target=_child, args=(container, launch, log_files, send, os.getpid()),
+                       daemon=True)
+    start = time.perf_counter()
+    proc.start()
+    send.close()
+    try:
+        try:
+            message = receive.recv()
+        except EOFError:  # the child died without a word
+            message = None
+        proc.join()
+    except BaseException:  # KeyboardInterrupt: the cell must not outlive the sweep
+        proc.kill()
+        proc.join()
+        raise
+    if message and message[0] == "config_error":
+        raise ConfigError(message[1])
+    if message:
+        _, status, reason, cell_path, reused = message
+        return Outcome(status, reason, Path(cell_path), reused)
+    return record_failure(cfg, launch, cell, _death_reason(proc.exitcode,
+                                                          time.perf_counter() - start))
+
+
+# --- the Hydra app ------------------------------------------------------------------------------
+
+
+def _record_and_progress(hc: Any, job_dir: Path, outcome: Any, label: str) -> None:
+    """Write the job's outcome and print ``[sweep 3/12 cells done]``: cells of this sweep with
+    an outcome, whichever process ran them. The write and the count happen under one lock on
+    the sweep directory, so parallel jobs (joblib, submitit) that finish together get
+    consecutive counts, each cell once, instead of the same count twice."""
+    from filelock import FileLock
+
+    sweep_dir = Path(hc.sweep.dir)
+    with FileLock(str(sweep_dir / ".progress.lock")):
+        write_outcome(job_dir, outcome.cell, outcome.status)
+        done = len(list(sweep_dir.glob(f"*/{OUTCOME_FILE}")))
+    status = outcome.status + (" (reused)" if outcome.reused else "")
+    total = None
+    try:
+        total = json.loads((sweep_dir / SWEEP_FILE).read_text()).get("total_cells")
+    except (OSError, ValueError):
+        pass
+    log.info("[sweep %d/%s cells done] %s: %s", done, total or "?", label, status)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _app(cfg: DictConfig) -> str:
+    from harness.execution.config import resolve, store_path
+    from harness.execution.results import cell_is_complete, cell_name
+    from harness.execution.runner import run_cell
+
+    hc = HydraConfig.get()
+    job_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode.name == "MULTIRUN"
+    launch = launch_info(hc)
+    try:
+        run = resolve(cfg)
+    except ConfigError as exc:
+        fail(PROG, str(exc))
+    cell = store_path(cfg) / cell_name(run.identity)
+    label = run.label
+    try:
+        if multirun:
+            write_json(job_dir / STARTED_FILE, {
+                "cell": str(cell), **run.facts()})
+        if cfg.isolate and (cfg.force or not cell_is_complete(cell)):
+            outcome = run_isolated(cfg, launch, cell)
+        else:  # reuse (nothing to isolate), or isolate=false for a debugger
+            outcome = run_cell(cfg, launch)
+    except ConfigError as exc:
+        fail(PROG, str(exc))
+    except KeyboardInterrupt:
+        if multirun:
+            write_json(job_dir / OUTCOME_FILE, {"cell": str(cell), "status": INTERRUPTED})
+        raise
+    except Exception as exc:  # a harness bug around the cell: record it, the sweep goes on
+        log.exception("[%s] job error", label)
+        outcome = record_failure(cfg, launch, cell, f"job error {type(exc).__name__}: {exc}")
+    if multirun:
+        _record_and_progress(hc, job_dir, outcome, label)
+    else:
+        write_outcome(job_dir, outcome.cell, outcome.status)
+        print(f"{outcome.status}: {outcome.reason or '-'}\nresults: {outcome.cell}", flush=True)
+        if outcome.status in FAILED_STATUSES:
+            sys.exit(1)
+    return outcome.status
+
+
+# --- suites: a preset that is a list of sweeps --------------------------------------------------
+
+
+def suite_parts(argv: list[str]) -> list[list[str]] | None:
+    """The sweeps of a suite preset named by ``+sweep=<name>`` in ``argv``, else None.
+
+    A suite (``harness/conf/sweep/paper.yaml``) has a ``suite:`` list instead of sweep
+    settings; each entry is the arguments of one sweep (``+sweep=sample_scaling data.n=...``).
+    The rest of the command line is appended to every entry, so ``store=...`` or a launcher
+    applies to all and wins over the entry.
+    """
+    import shlex
+
+    from omegaconf import OmegaConf
+
+    for arg in argv:
+        key, _, name = arg.partition("=")
+        if key.lstrip("+") == "sweep" and name:
+            path = CONF_DIR / "sweep" / f"{name}.yaml"
+            if not path.is_file():
+                return None
+            parts = OmegaConf.load(path).get("suite")
+            if parts is None:
+                return None
+            rest = [a for a in argv if a != arg and a != "-m" and a != "--multirun"]
+            # Hydra refuses a key given twice: the command line replaces the entry's value
+            given = {a.split("=", 1)[0].lstrip("+~") for a in rest if "=" in a}
+            return [["-m", *[a for a in shlex.split(str(entry))
+                             if a.split("=", 1)[0].lstrip("+~") not in given], *rest]
+                    for entry in parts]
+    return None
+
+
+def run_suite(parts: list[list[str]]) -> int:
+    """Each part as its own ``nlt-run`` process, in order (``validate_command`` has checked
+    every part first); exit code 1 if any part failed, 130 on Ctrl-C (the running part
+    prints its table)."""
+    import subprocess
+
+    worst = 0
+    for i, args in enumerate(parts, 1):
+        print(f"\n[suite {i}/{len(parts)}] {PROG} {' '.join(args)}", flush=True)
+        child = subprocess.Popen([sys.executable, "-m", "harness.execution.app", *args])
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:  # the part got the same Ctrl-C: let it print its table
+            code = child.wait()
+            print(f"\n{PROG}: interrupted in suite part {i}/{len(parts)}; rerun the command "
+                  "to resume", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+        if code < 0:  # the part was killed by a signal: a failure, as a shell reports it
+            print(f"\n{PROG}: suite part {i}/{len(parts)} was killed by signal {-code}",
+                  file=sys.stderr, flush=True)
+            code = 128 - code
+        if code in (2, EXIT_INTERRUPTED):
+            return code
+        worst = max(worst, code)
+    print(f"\n[suite] {len(parts)} sweeps done, exit code {worst}", flush=True)
+    return worst
+
+
+#: the exit code of a sweep stopped by Ctrl-C (128 + SIGINT, as a shell reports it)
+EXIT_INTERRUPTED = 130
+
+
+#: config groups whose options take ``group.<key>=value`` overrides
+_OPTION_GROUPS = ("algorithm", "data", "model")
+
+
+def _defer_group_options(argv: list[str]) -> list[str]:
+    """``-m algorithm=gn_sketch,gn_cg algorithm.tol=1e-4``: Hydra composes a multirun's base
+    config with the sweeps left out, so it would apply ``algorithm.tol`` to the default
+    algorithm (gn_gram, which has no ``tol``) and refuse the command. An option of a group
+    that is swept is made a one-value sweep (``choice(1e-4)``), applied per job after the
+    group is chosen, as the user meant."""
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return argv
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    swept = set()
+    for a in argv:
+        if a.startswith("-") or "=" not in a:
+            continue
+        try:
+            o = parser.parse_override(a)
+        except Exception:  # left to the pre-flight, which explains it
+            continue
+        if o.key_or_group in _OPTION_GROUPS and o.is_sweep_override():
+            swept.add(o.key_or_group)
+    out = []
+    for a in argv:
+        key, _, value = a.partition("=")
+        group = key.split(".", 1)[0]
+        plain = not (value.startswith(("choice(", "range(", "glob(", "[")) or "," in value)
+        if group in swept and "." in key and not key.startswith(("+", "~")) and plain:
+            a = f"{key}=choice({value})"
+        out.append(a)
+    return out
+
+
+def _own_output_dir(argv: list[str]) -> list[str]:
+    """A job directory no other command shares: Hydra names it to the second, so two sweeps
+    started in the same second would share job directories (and print each other's tables).
+    The pid and a random token make it unique; a directory the user names is kept."""
+    import secrets
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    if any(a.split("=", 1)[0].lstrip("+") == key for a in argv):
+        return argv
+    kind = "sweeps" if multirun else "runs"
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return [*argv, f"{key}=${{store}}/_hydra/{kind}/{stamp}_{os.getpid()}_"
+                   f"{secrets.token_hex(3)}"]
+
+
+def _interrupted(state: SweepState) -> NoReturn:
+    print(f"\n{PROG}: interrupted (Ctrl-C); the cells that finished are kept, rerun the "
+          "command to resume", file=sys.stderr, flush=True)
+    state.report()
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def require_multirun_for_presets(argv: list[str]) -> None:
+    """``+sweep=NAME`` without ``-m``: Hydra would run one cell of the preset's settings and
+    ignore its grid, which looks like a sweep that finished early. Refused with the fix."""
+    if split_argv(argv) is None:
+        return  # --help and friends only print
+    if any(a in ("-m", "--multirun") or a.replace(" ", "") == "hydra.mode=MULTIRUN"
+           for a in argv):
+        return
+    for arg in argv:
+        key, _, name = arg.partition("=")
+        if key.lstrip("+") == "sweep":
+            raise ConfigError(f"{arg} is a sweep preset and needs -m: "
+                              f"{PROG} -m {' '.join(argv)}")
+
+
+def validate_command(argv: list[str]) -> list[list[str]] | None:
+    """Everything ``nlt-run argv`` would run, validated before the first job starts: every
+    job of the sweep, or of every part of a suite. Returns the suite's parts (None: not a
+    suite); raises a one-line ConfigError."""
+    from harness.execution.preflight import preflight
+
+    require_multirun_for_presets(argv)
+    parts = suite_parts(argv)
+    for i, args in enumerate(parts if parts is not None else [argv], 1):
+        split = split_argv(args)
+        if split is None or split[1]:
+            continue  # --help, --cfg …, or a custom config: Hydra's own handling
+        try:
+            preflight(split[0])
+        except ConfigError as exc:
+            if parts is None:
+                raise
+            raise ConfigError(f"suite part {i}/{len(parts)} ({' '.join(args[1:])}): "
+                              f"{exc}") from None
+    return parts
+
+
+def main() -> None:
+    # Ctrl-C or kill -INT stops a sweep cleanly (table, exit code 130) however nlt-run was
+    # started: a shell script's background job (`nlt-run ... &`) inherits SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler of its own
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        sys.argv[1:] = _defer_group_options(sys.argv[1:])
+        if any(a in ("--help", "-h", "--hydra-help") for a in sys.argv[1:]):
+            suite = suite_parts(sys.argv[1:])
+            if suite is not None:  # a suite has no config of its own: list it, then the help
+                flags = ("--help", "-h", "--hydra-help")
+                print("This preset is a suite of sweeps:\n" + "\n".join(
+                    "  nlt-run " + " ".join(a for a in part if a not in flags)
+                    for part in suite) + "\n")
+                sys.argv[1:] = [a for a in sys.argv[1:] if not a.startswith("+sweep=")]
+            parts = None
+        else:
+            parts = guarded(PROG, lambda: validate_command(sys.argv[1:]))
+        if parts is not None:
+            sys.exit(run_suite(parts))
+        if split_argv(sys.argv[1:]) is not None:
+            sys.argv[1:] = _own_output_dir(sys.argv[1:])
+        register_configs()
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted before the sweep started", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    state = SweepState()
+    _STATE.set(state)
+    try:
+        _app()
+    except KeyboardInterrupt:
+        _interrupted(state)
+    except SystemExit as exc:
+        # Hydra exits 1 when a launcher raises (joblib: a worker process was killed). Print
+        # what the sweep has so far; rerunning the command resumes it.
+        if state.sweep_dir is not None and not state.reported:
+            print(f"{PROG}: the launcher stopped the sweep early (error above); "
+                  "rerun the command to resume", file=sys.stderr, flush=True)
+            state.report()
+            sys.exit(exc.code if exc.code not in (0, None) else 1)
+        raise
+    if state.any_failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    # `python -m harness.execution.app`: run the importable module, not this __main__ copy; Hydra
+    # instantiates harness.execution.app.SweepSummary and cell processes unpickle harness.execution.app._child
+    from harness.execution.app import main as _main
+
+    _main()

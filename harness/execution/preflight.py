@@ -1,0 +1,265 @@
+"""Validate a command line before Hydra launches anything.
+
+Hydra reports a bad group choice or an ill-typed value as a multi-line message with exit code
+1, and in a sweep only when it reaches the bad cell. The pre-flight composes the configuration
+of every job the sweep will launch (the preset's dimensions crossed with the command line's,
+as Hydra's basic sweeper crosses them), runs the runner's own validation on each (every option,
+dataset options included), checks that the store directories each job writes can be written
+and that the launcher's settings are usable, and raises a one-line ConfigError at the first
+problem. No allocation, nothing written.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from harness.common.errors import ConfigError, unknown
+from harness.execution.config import (
+    CONF_DIR,
+    RunConfig,
+    group_choices,
+    register_configs,
+    resolve,
+    store_path,
+)
+from harness.execution.results import cell_name, writable_dir_problem
+
+
+def sweep_presets() -> list[str]:
+    return group_choices("sweep")
+
+
+def algorithm_choices() -> list[str]:
+    """Registered methods and the named variants of harness/conf/algorithm/ (gn_sketch_paper)."""
+    return group_choices("algorithm")
+
+
+#: config group -> what its options are called in an error
+_CHOICES = {"algorithm": "algorithm", "data": "dataset", "model": "model",
+            "sweep": "sweep preset"}
+
+
+def _check_choice(key: str, value: str) -> None:
+    if key in _CHOICES and value not in group_choices(key):
+        raise unknown(_CHOICES[key], value, group_choices(key))
+
+
+def _hydra_message(exc: Exception) -> str:
+    """One line from Hydra's exception: the underlying cause, prefixed with its key."""
+    text = str(exc.__cause__ or exc).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")), "")
+    return f"{key}: {first}" if key and key not in first else first
+
+
+def _dimensions(overrides: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Split overrides into fixed ones and sweep dimensions (prefix+key, string values)."""
+    fixed, sweeps = [], []
+    for o in OverridesParser.create().parse_overrides(overrides):
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
+        if o.value() is not None:
+            for v in values if values is not None else [o.get_value_element_as_str()]:
+                _check_choice(o.key_or_group, str(v))
+        if values is None:
+            fixed.append(o.input_line)
+        else:
+            sweeps.append((o.get_key_element(), values))
+    return fixed, sweeps
+
+
+def _schema_keys(prefix: str) -> list[str] | None:
+    """The keys RunConfig allows under ``prefix`` ('' for the top level; None: not a group)."""
+    schema: type = RunConfig
+    for part in [p for p in prefix.split(".") if p]:
+        field = next((f for f in dataclasses.fields(schema) if f.name == part), None)
+        if field is None or field.default_factory is dataclasses.MISSING:
+            return None
+        schema = type(field.default_factory())
+        if not dataclasses.is_dataclass(schema):
+            return None
+    return sorted(f.name for f in dataclasses.fields(schema))
+
+
+def _unknown_param(overrides: list[str], exc: Exception) -> ConfigError | None:
+    """``algorithm.foo=1`` for an algorithm without ``foo``, or ``foo=1`` / ``model.foo=1``
+    for an option RunConfig does not have: name the allowed ones."""
+    cause = str(exc.__cause__ or "")
+    if "not in" not in cause:
+        return None
+    match = re.search(r"full_key: (algorithm|data)\.(\w+)", cause)
+    if not match:
+        full = re.search(r"full_key: ([\w.]+)", cause)
+        if not full:
+            return None
+        prefix, _, key = full.group(1).rpartition(".")
+        allowed = _schema_keys(prefix)
+        if allowed is None:
+            return None
+        dot = f"{prefix}." if prefix else ""
+        return ConfigError(f"Unknown option {dot + key!r}. Available: "
+                           f"{[dot + k for k in allowed]}")
+    group, key = match.groups()
+    rest = [o for o in overrides if not o.lstrip("+~").startswith(f"{group}.{key}=")]
+    try:
+        node = compose(config_name="config", overrides=rest)[group]
+    except Exception:
+        return None
+    return ConfigError(f"Unknown {node.name} parameter {key!r}. Available: "
+                       f"{[k for k in node if k != 'name']}")
+
+
+def _compose(overrides: list[str], with_hydra: bool = False):
+    try:
+        return compose(config_name="config", overrides=overrides,
+                       return_hydra_config=with_hydra)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise (_unknown_param(overrides, exc) or ConfigError(_hydra_message(exc))) from None
+
+
+#: config groups: the folders of harness/conf/ (a key with a slash, hydra/launcher, is a
+#: group too)
+_GROUP_KEYS = tuple(sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir()))
+
+
+class _Composer:
+    """``compose(job)`` for many jobs, fast: Hydra composes the defaults list (the group
+    choices and hydra.* settings) and then applies the plain value overrides to the merged
+    config in order (``ConfigLoaderImpl._apply_overrides_to_config``). The first part is
+    cached per distinct choice of groups; the second is applied here the same way."""
+
+    def __init__(self) -> None:
+        self.bases: dict[tuple[str, ...], object] = {}
+        self.parser = OverridesParser.create()
+
+    @staticmethod
+    def _is_base(line: str) -> bool:
+        key = line.split("=", 1)[0].lstrip("+~")
+        return key in _GROUP_KEYS or "/" in key or key.startswith("hydra.")
+
+    def __call__(self, job: list[str]):
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+        base_lines = tuple(o for o in job if self._is_base(o))
+        if base_lines not in self.bases:
+            self.bases[base_lines] = _compose(list(base_lines))
+        cfg = copy.deepcopy(self.bases[base_lines])
+        try:
+            values = self.parser.parse_overrides([o for o in job if not self._is_base(o)])
+            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise (_unknown_param(job, exc) or ConfigError(_hydra_message(exc))) from None
+        return cfg
+
+
+def _jobs(fixed: list[str], sweeps: list[tuple[str, list[str]]],
+          preset: dict[str, object]) -> list[list[str]]:
+    """The override lists of every job Hydra's basic sweeper will launch: the preset's
+    dimensions, then the command line's (which replace a preset dimension of the same key),
+    crossed (``BasicSweeper.split_arguments``, as in harness.execution.app.count_jobs)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    given = {k.lstrip("+~") for k, _ in sweeps} | {o.split("=", 1)[0].lstrip("+~")
+                                                  for o in fixed}
+    lines = [f"{k}={v}" for k, v in preset.items() if k.lstrip("+~") not in given]
+    lines += fixed + [f"{k}={','.join(v)}" for k, v in sweeps]
+    parsed = OverridesParser.create().parse_overrides(lines)
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def _check_launcher(hydra_cfg) -> None:
+    """Launcher settings that would otherwise fail inside the launcher, after the sweep
+    started (joblib's n_jobs=0)."""
+    launcher = hydra_cfg.get("launcher") or {}
+    if "n_jobs" in launcher:
+        n_jobs = launcher.get("n_jobs")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (os.cpu_count() or 1)
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or \
+                cores + 1 + n_jobs < 1:
+            raise ConfigError(f"hydra.launcher.n_jobs must be a positive number of jobs, or "
+                              f"-k for all cores but k-1 (k <= {cores}), got {n_jobs!r}")
+    for key in ("cpus_per_task", "timeout_min", "array_parallelism"):
+        value = launcher.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ConfigError(f"hydra.launcher.{key} must be a positive integer, got {value!r}")
+
+
+class _Writable:
+    """Writability of the directories a sweep will write, each probed once."""
+
+    def __init__(self) -> None:
+        self.seen: set[Path] = set()
+
+    def check(self, path: Path, what: str) -> None:
+        if path in self.seen:
+            return
+        self.seen.add(path)
+        problem = writable_dir_problem(path, what)
+        if problem:
+            raise ConfigError(problem)
+
+    def cell(self, cfg, run) -> None:
+        if not str(cfg.store).strip():
+            raise ConfigError("store must be a directory path, got ''")
+        store = store_path(cfg)
+        self.check(store, "store")
+        cell = store / cell_name(run.identity)
+        self.check(cell.parent, "store directory")  # the lock and a rerun's directory
+        if cell.exists():
+            self.check(cell, "cell directory")
+
+
+def preflight(overrides: list[str]) -> int:
+    """Validate every job of the command line's sweep (each value of each dimension, in every
+    combination the sweeper will launch), the store directories they write and the launcher's
+    settings; returns the number of jobs checked. Raises a one-line ConfigError."""
+    try:
+        fixed, sweeps = _dimensions(overrides)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(_hydra_message(exc)) from None
+    register_configs()
+    GlobalHydra.instance().clear()
+    writable = _Writable()
+    try:
+        with initialize_config_dir(config_dir=str(Path(CONF_DIR)), version_base="1.3"):
+            first = fixed + [f"{k}={v[0]}" for k, v in sweeps]
+            full = _compose(first, with_hydra=True)
+            hydra_cfg = full.hydra
+            _check_launcher(hydra_cfg)
+            params = hydra_cfg.sweeper.get("params")
+            preset = OmegaConf.to_container(params, resolve=False) if params else {}
+            if preset:  # the preset's own values: named errors for bad choices there too
+                _dimensions([f"{k}={v}" for k, v in preset.items()])
+            try:
+                jobs = _jobs(fixed, sweeps, preset or {})
+            except ConfigError:
+                raise
+            except Exception as exc:
+                raise ConfigError(_hydra_message(exc)) from None
+            composer = _Composer()
+            for job in jobs:
+                cfg = composer(job)
+                writable.cell(cfg, resolve(cfg))
+            sweep_dir = OmegaConf.select(hydra_cfg, "sweep.dir", default=None)
+            if sweep_dir:
+                writable.check(Path(str(sweep_dir)).parent, "hydra.sweep.dir")
+    finally:
+        GlobalHydra.instance().clear()
+    return len(jobs)

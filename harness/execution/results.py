@@ -1,0 +1,310 @@
+"""The results store: one directory per cell, holding ``result.parquet`` and ``run.json``.
+
+A cell is one resolved configuration (method and hyperparameters, data, sizes, seeds, device,
+dtype, stopping rules). Its directory name is readable and ends in a hash of that
+configuration, so rerunning a sweep finds the cells it already has. Files are written to a
+temporary name in the same directory and renamed into place: a killed job leaves either the
+old file, or the new one, never half of one. run.json, written last, records the sha256 and row
+count of result.parquet, so the two are known to belong together; a per-cell lock makes one
+writer decide and write at a time, and a rerun of a done cell replaces it only once finished.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.common.io import atomic_write, file_sha256, write_json
+
+#: Statuses of a finished cell. Missing, ``failed`` and ``skipped`` cells are rerun on resume
+#: (a skipped cell costs one feasibility check, and the memory budget may have changed).
+STATUSES = ("converged", "max_iters", "time_budget", "diverged", "skipped", "failed")
+DONE_STATUSES = ("converged", "max_iters", "time_budget", "diverged")
+#: The spec's headline target ε for the relative loss L_t / L_0: a run's default stopping
+#: target, the report's time to target, the asv iteration counts.
+TARGET_REL_LOSS = 1e-6
+
+#: Columns of ``result.parquet``, one row per outer iteration (row 0: the initial point).
+#: Phase times add ``t_<phase>`` columns (seconds within the step).
+COLUMNS = {
+    "algorithm": "method registry name",
+    "dataset": "dataset registry name",
+    "model": "model registry name (two_layer, mlp)",
+    "depth": "trained hidden layers (two_layer: 1)",
+    "n": "samples", "m": "width", "d": "input dimension", "seed": "master seed",
+    "device": "cpu or cuda", "dtype": "float32 or float64", "threads": "torch CPU threads",
+    "git_commit": "commit of the harness",
+    "iter": "outer iteration (0 = initial point)",
+    "loss": "L = ½‖f − y‖² after the step",
+    "rel_loss": "L_t / L_0",
+    "step_time_s": "synchronised wall time of this step (excludes evaluation and logging)",
+    "time_s": "cumulative step time (setup excluded, see run.json)",
+    "inner_iters": "inner solver iterations of this step (null for direct methods)",
+}
+
+#: Keys of the run configuration that do not change what is computed: they are left out of
+#: the cell hash so that changing them never reruns a cell.
+NON_IDENTITY_KEYS = ("store", "force", "progress_interval_s", "testing", "memory_budget_gb",
+                     "cost_profile")
+
+RESULT_FILE, RUN_FILE = "result.parquet", "run.json"
+
+
+#: How a trajectory's step times become one time per outer iteration (``time_per_iteration``).
+#: ``median``: the median step time over steps 1..T, the cost of a typical (steady) step,
+#: robust to a loaded machine; with ``refresh=adaptive`` it is a step that reuses the factor.
+#: ``amortised``: the mean over every timed step 1..T, refreshes included, so that T times it
+#: is the run's step time: the number to compare methods by. Step 1 is an ordinary step: the
+#: runner takes one untimed warm-up step before the timed loop, for every method.
+TIME_PER_ITERATION_RULES = ("median", "amortised")
+
+
+def time_per_iteration(steps: pd.DataFrame, rule: str = "median") -> float | None:
+    """The time per outer iteration of a trajectory (rows with ``iter`` and ``step_time_s``;
+    row 0, the initial point, is left out) under ``rule`` (``TIME_PER_ITERATION_RULES``).
+    None when there is no step."""
+    if rule not in TIME_PER_ITERATION_RULES:
+        raise ValueError(f"Unsupported time-per-iteration rule {rule!r}. Supported: "
+                         f"{list(TIME_PER_ITERATION_RULES)}")
+    times = steps.loc[steps["iter"] > 0, "step_time_s"].dropna()
+    if not len(times):
+        return None
+    return float(times.median() if rule == "median" else times.mean())
+
+
+def config_hash(identity: dict[str, Any]) -> str:
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def cell_name(identity: dict[str, Any]) -> str:
+    a, data, model = identity["algorithm"], identity["data"], identity["model"]
+    prefix = f"{model['name']}{model['depth']}_" if "name" in model else ""  # not two_layer
+    return (f"{a['name']}/{prefix}{data['name']}_n{data['n']}_m{model['m']}_d{data['d']}"
+            f"_s{identity['seed']}_{identity['dtype']}_{identity['device']}"
+            f"_{config_hash(identity)}")
+
+
+def finite_json(value: Any, path: str = "", bad: list[str] | None = None) -> Any:
+    """``value`` with every NaN or ±Infinity replaced by None (standard JSON has neither);
+    the dotted paths of the replaced values are appended to ``bad``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        if bad is not None:
+            bad.append(path or "(root)")
+        return None
+    if isinstance(value, dict):
+        return {k: finite_json(v, f"{path}.{k}" if path else str(k), bad)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v, f"{path}[{i}]", bad) for i, v in enumerate(value)]
+    return value
+
+
+def write_cell(cell: Path, rows: list[dict[str, Any]], run: dict[str, Any]) -> None:
+    """Write the trajectory, then ``run.json`` last: a cell counts as done only once it exists.
+
+    run.json records the parquet's sha256 and row count (``files``), so a data file that does
+    not belong to this record (copied in, damaged, or from another writer) is recognised; it is
+    standard JSON: non-finite numbers become null and are listed in ``nonfinite_fields``.
+    """
+    frame = pd.DataFrame(rows, columns=list(COLUMNS) if not rows else None)
+
+    def write_parquet(tmp: str) -> dict[str, Any]:
+        frame.to_parquet(tmp, index=False)
+        return {RESULT_FILE: {"sha256": file_sha256(tmp), "rows": len(frame),
+                              "bytes": os.path.getsize(tmp)}}
+
+    files = atomic_write(cell / RESULT_FILE, write_parquet)
+    bad: list[str] = []
+    record = finite_json({**run, "files": files}, bad=bad)
+    if bad:
+        record["nonfinite_fields"] = bad
+
+    write_json(cell / RUN_FILE, record, indent=2, allow_nan=False)
+
+
+# --- reading a cell back: shape checks, data-file hashes -------------------------------------
+
+#: run.json fields and the types they must have when present (null is always allowed).
+_INT_FIELDS = ("n", "m", "d", "depth", "seed", "rows", "iterations")
+_STR_FIELDS = ("algorithm", "dataset", "model", "device", "dtype", "reason", "config_hash", "label")
+_NUM_FIELDS = ("initial_loss", "final_loss", "final_rel_loss", "total_time_s", "setup_time_s",
+               "wall_time_s", "warmup_time_s", "estimated_memory_bytes", "memory_budget_bytes",
+               "peak_memory_bytes")
+_DICT_FIELDS = ("config", "identity", "provenance", "files", "setup_phases_s")
+
+
+def run_problem(run: Any) -> str | None:
+    """Why a parsed run.json cannot be used (wrong shape or types), or None if it can."""
+    if not isinstance(run, dict):
+        return f"not a JSON object but a {type(run).__name__}"
+    if run.get("status") not in STATUSES:
+        return f"status {run.get('status')!r} is not one of {list(STATUSES)}"
+    for key in _INT_FIELDS:
+        v = run.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            return f"{key} must be a non-negative integer, got {v!r}"
+    for key in ("n", "m", "d"):
+        if run.get(key) == 0:
+            return f"{key} must be positive, got 0"
+    for key in _STR_FIELDS:
+        v = run.get(key)
+        if v is not None and not isinstance(v, str):
+            return f"{key} must be a string, got {type(v).__name__}"
+    for key in _NUM_FIELDS:
+        v = run.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            return f"{key} must be a number or null, got {type(v).__name__}"
+    for key in _DICT_FIELDS:
+        v = run.get(key)
+        if v is not None and not isinstance(v, dict):
+            return f"{key} must be an object, got {type(v).__name__}"
+    info = (run.get("files") or {}).get(RESULT_FILE)
+    if info is not None and not (isinstance(info, dict) and isinstance(info.get("sha256"), str)
+                                 and isinstance(info.get("rows"), int)):
+        return f"files.{RESULT_FILE} must hold sha256 and rows"
+    return None
+
+
+def load_run(cell: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(run.json, None), or (None, why it cannot be used): missing, not JSON, wrong shape."""
+    try:
+        with open(cell / RUN_FILE) as fh:
+            run = json.load(fh)
+    except FileNotFoundError:
+        return None, "no run.json"
+    except (OSError, ValueError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:200]
+    problem = run_problem(run)
+    return (None, problem) if problem else (run, None)
+
+
+def read_run(cell: Path) -> dict[str, Any] | None:
+    """run.json of a cell, or None if missing, unreadable or of the wrong shape."""
+    return load_run(cell)[0]
+
+
+def data_problem(cell: Path, run: dict[str, Any]) -> str | None:
+    """Why ``result.parquet`` does not belong to ``run`` (None: it does). Cells written before
+    run.json carried a hash are checked by row count alone. Reads only; never writes."""
+    path = cell / RESULT_FILE
+    info = (run.get("files") or {}).get(RESULT_FILE)
+    try:
+        if info is not None:
+            if file_sha256(path) == info["sha256"]:
+                return None
+            try:
+                rows = len(pd.read_parquet(path))
+            except Exception:
+                return f"unreadable {RESULT_FILE} (sha256 differs from run.json's)"
+            if rows != info["rows"]:
+                return f"{rows} rows, run.json promises {info['rows']}"
+            return f"{RESULT_FILE} is not the file run.json records (sha256 differs)"
+        rows = len(pd.read_parquet(path))
+    except FileNotFoundError:
+        return f"no {RESULT_FILE}"
+    except Exception as exc:  # pyarrow raises several types on a damaged file
+        return f"unreadable {RESULT_FILE}: {type(exc).__name__}"
+    if run.get("rows") is not None and rows != run["rows"]:
+        return f"{rows} rows, run.json promises {run['rows']}"
+    return None
+
+
+def cell_is_complete(cell: Path) -> bool:
+    """A cell is done when run.json has a final non-failed status and its parquet is the file
+    run.json records (sha256 and rows; a truncated, corrupt or foreign file means: rerun)."""
+    run = read_run(cell)
+    if not run or run.get("status") not in DONE_STATUSES:
+        return False
+    return data_problem(cell, run) is None
+
+
+# --- writing a cell safely: a lock per cell, reruns beside the old result ---------------------
+
+
+def _stamp() -> str:
+    return f"{_dt.datetime.now(_dt.UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}"
+
+
+def cell_lock(cell: Path):
+    """An exclusive lock for deciding about and writing ``cell`` (a hidden file beside it):
+    one writer at a time, across threads, processes and launchers on one file system. The OS
+    releases it when its holder dies."""
+    from filelock import FileLock
+
+    cell.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(cell.parent / f".{cell.name}.lock"))
+
+
+def attempt_dir(cell: Path) -> Path:
+    """A fresh hidden directory beside ``cell`` for a rerun (``force=true``) of a done cell:
+    the rerun writes there and replaces the cell only when it finished (``replace_cell``); a
+    failed or skipped rerun stays there, and the earlier result is kept."""
+    return cell.parent / f".{cell.name}.attempt-{_stamp()}"
+
+
+def replace_cell(new: Path, cell: Path) -> None:
+    """Put the finished ``new`` in place of ``cell``. Two renames on one file system; if the
+    process dies between them, ``recover_cell`` puts the earlier result back."""
+    old = cell.parent / f".{cell.name}.replaced-{_stamp()}"
+    os.rename(cell, old)
+    os.rename(new, cell)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_cell(cell: Path) -> None:
+    """Under the cell's lock: a cell missing after an interrupted ``replace_cell`` gets its
+    earlier result back."""
+    if cell.exists():
+        return
+    for old in sorted(cell.parent.glob(f".{cell.name}.replaced-*"), reverse=True):
+        os.rename(old, cell)
+        return
+
+
+def set_aside(cell: Path) -> Path | None:
+    """Under the cell's lock, before a new run writes into ``cell``: data that no usable
+    record accounts for (a parquet beside an unreadable or wrong-shape run.json, or beside a
+    done run.json whose hash it does not match) is moved to a hidden sibling, never
+    overwritten. A cell recorded as failed or skipped is overwritten (it holds no result)."""
+    if not cell.is_dir() or not any(cell.iterdir()):
+        return None
+    run = read_run(cell)
+    if run is not None and run["status"] not in DONE_STATUSES:
+        return None
+    if run is None and not (cell / RESULT_FILE).exists():
+        return None  # a damaged run.json alone: nothing of value to keep
+    aside = cell.parent / f".{cell.name}.unverified-{_stamp()}"
+    os.rename(cell, aside)
+    return aside
+
+
+def writable_dir_problem(path: Path, what: str) -> str | None:
+    """Why ``path`` cannot be (created and) written as a directory, or None. Writes nothing:
+    the probe file in the nearest existing directory is removed at once."""
+    path = Path(os.path.expanduser(str(path)))
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        shown = f"{what} {str(path)!r}" if probe == path else \
+            f"{what} {str(path)!r}: {str(probe)!r}"
+        return f"{shown} is not a directory"
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".nlt-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return f"{what} {str(path)!r} is not writable ({exc.strerror or exc} in {str(probe)!r})"
+    return None
