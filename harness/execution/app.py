@@ -9,12 +9,15 @@ Every command line is validated before any job starts (one line and exit code 2 
 input); a sweep ends with a table of its cells and exits 1 if any cell failed, was killed or
 never ran (docs/sweeps.md).
 
-Fault isolation: each job (one cell) runs its cell in a child process (``isolate=true``, the
-default), so a cell that crashes the interpreter or is SIGKILLed (the kernel's OOM killer) is
-recorded by its job as ``failed`` with the signal in its reason, and the sweep goes on, with
-every launcher. Only a kill of the job process itself is left to the launcher: with the basic
-launcher it ends the sweep, with joblib it ends the batch, with submitit only that job; the
-summary then shows the job as ``killed``. Rerunning the command resumes.
+Fault isolation (``harness.execution.isolation``): each job (one cell) runs its cell in a child
+process (``isolate=true``, the default), so a cell that crashes the interpreter or is SIGKILLed
+(the kernel's OOM killer) is recorded by its job as ``failed`` with the signal in its reason,
+and the sweep goes on, with every launcher. Suites (a preset that is a list of sweeps) are
+``harness.execution.suites``; what the pre-flight needs of Hydra's internals is
+``harness.execution.hydra_adapter``. Only a kill of the job process itself is left to the
+launcher: with the basic launcher it ends the sweep, with joblib it ends the batch, with
+submitit only that job; the summary then shows the job as ``killed``. Rerunning the command
+resumes.
 """
 
 from __future__ import annotations
@@ -22,12 +25,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import math
-import multiprocessing
 import os
 import signal
 import sys
-import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +38,15 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from harness.common.cli import fail, guarded, split_argv
-from harness.common.errors import ConfigError
-from harness.execution.config import CONF_DIR, register_configs
+from harness.common.errors import ConfigError, fail, guarded
+from harness.common.io import write_json
+from harness.execution.config import CONF_DIR, register_configs, resolve, store_path
+from harness.execution.hydra_adapter import parse_overrides, split_argv, sweep_jobs
+from harness.execution.isolation import record_failure, run_isolated
+from harness.execution.preflight import preflight
+from harness.execution.results import cell_is_complete, cell_name
+from harness.execution.runner import run_cell
+from harness.execution.suites import EXIT_INTERRUPTED, run_suite, suite_parts
 from harness.execution.summary import (
     FAILED_STATUSES,
     INTERRUPTED,
@@ -50,7 +56,6 @@ from harness.execution.summary import (
     format_table,
     job_rows,
     summary_table,
-    write_json,
     write_outcome,
 )
 
@@ -62,23 +67,11 @@ log = logging.getLogger("harness")
 
 
 def count_jobs(config: DictConfig) -> int:
-    """Number of jobs the basic sweeper will launch: preset params, then command-line overrides
-    (a later value of a key replaces an earlier one), crossed: the product over keys of the
-    number of values, as Hydra's BasicSweeper counts them. A sweep it cannot expand (an
-    interval) raises ValueError."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
+    """Number of jobs the basic sweeper will launch for this sweep (its preset crossed with
+    the command line's overrides, ``hydra_adapter.sweep_jobs``). A sweep it cannot expand
+    (an interval) raises ValueError."""
     params = config.hydra.sweeper.get("params") or {}
-    lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-    values: dict[str, int] = {}
-    for override in OverridesParser.create().parse_overrides(lines):
-        if not override.is_sweep_override():
-            values[override.get_key_element()] = 1
-        elif override.is_discrete_sweep():
-            values[override.get_key_element()] = len(list(override.sweep_string_iterator()))
-        else:
-            raise ValueError(f"the basic sweeper does not expand {override.input_line}")
-    return math.prod(values.values())
+    return len(sweep_jobs(params, config.hydra.overrides.task))
 
 
 @dataclass
@@ -169,193 +162,6 @@ def launch_info(hc: Any) -> dict[str, Any]:
     return info
 
 
-# --- one cell in a child process -----------------------------------------------------------------
-
-_CONTEXT = None
-
-
-def _context():
-    """forkserver: children fork from a clean server that has imported torch and the harness
-    once (cheap per cell), and never inherit a parent's thread pools or CUDA state."""
-    global _CONTEXT
-    if _CONTEXT is None:
-        if multiprocessing.get_start_method(allow_none=True) not in (None, "fork", "spawn",
-                                                                     "forkserver"):
-            # a joblib (loky) worker: its default method 'loky' travels to the child, which
-            # only knows the standard ones
-            multiprocessing.set_start_method("forkserver", force=True)
-        _CONTEXT = multiprocessing.get_context("forkserver")
-        # not harness.execution.app itself: under `python -m harness.execution.app` each child re-runs the main
-        # module by name, and runpy warns when that module was imported before
-        _CONTEXT.set_forkserver_preload(["harness.execution.runner", "hydra", "pandas"])
-    return _CONTEXT
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _process_gone(pid: int) -> bool:
-    """True when ``pid`` has exited (a zombie counts as exited)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-        return state in ("Z", "X")
-    except FileNotFoundError:
-        return True
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            pass
-        return False
-
-
-def _die_with(job_pid: int) -> None:
-    """A cell process never outlives its job: the kernel SIGKILLs it when its parent (the
-    forkserver) exits (prctl PR_SET_PDEATHSIG, Linux), and a watcher thread ends it when the
-    job process is gone (any OS with /proc or kill(pid, 0)); its files are written atomically,
-    so nothing half-written is left."""
-    import ctypes
-    import threading
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
-    def watch() -> None:
-        while not _process_gone(job_pid):
-            time.sleep(0.2)
-        os._exit(128 + signal.SIGKILL)
-
-    threading.Thread(target=watch, name="nlt-parent-watch", daemon=True).start()
-
-
-def _child(container: dict, launch: dict, log_files: list[str], conn,
-           job_pid: int | None = None) -> None:
-    """Entry point of the cell process: Hydra's logging is not inherited, so log like it.
-
-    The config travels as a resolved plain dict: Hydra's structured schemas are classes made
-    at run time, which do not pickle. Ctrl-C reaches the whole process group: the cell ignores
-    it and its job decides (it stops the cell and ends the sweep with its table)."""
-    from omegaconf import OmegaConf
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if job_pid is not None:
-        _die_with(job_pid)
-    fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
-    handlers += [logging.FileHandler(f) for f in log_files]
-    root = logging.getLogger()
-    root.setLevel(logging.INFO)
-    for h in handlers:
-        h.setFormatter(fmt)
-        root.addHandler(h)
-    from harness.execution.runner import run_cell
-
-    try:
-        out = run_cell(OmegaConf.create(container), launch)
-        conn.send(("ok", out.status, out.reason, str(out.cell), out.reused))
-    except ConfigError as exc:
-        conn.send(("config_error", str(exc)))
-    finally:
-        conn.close()
-
-
-def _death_reason(exitcode: int | None, seconds: float) -> str:
-    if exitcode is not None and exitcode < 0:
-        name = signal.Signals(-exitcode).name
-        hint = " (OOM killer or kill -9)" if -exitcode == signal.SIGKILL else ""
-        return f"killed by {name} after {seconds:.1f}s{hint}"
-    return f"cell process exited with code {exitcode} after {seconds:.1f}s (see the job log)"
-
-
-def record_failure(cfg: DictConfig, launch: dict, cell: Path, reason: str):
-    """The cell could not record itself (its process died, or the job around it raised):
-    write a ``failed`` run.json for it, so the summary and a resume see it. Under the cell's
-    lock; a done cell (a ``force=true`` rerun died) is kept, and the failed attempt is
-    recorded beside it. If even that cannot be written, the outcome is returned unwritten."""
-    from omegaconf import OmegaConf
-
-    from harness.common.provenance import provenance
-    from harness.execution.config import resolve
-    from harness.execution.results import (
-        attempt_dir,
-        cell_is_complete,
-        cell_lock,
-        config_hash,
-        recover_cell,
-        set_aside,
-        write_cell,
-    )
-    from harness.execution.runner import Outcome
-
-    run = resolve(cfg)
-    prov = provenance("unknown (cell process died)", int(launch.get("threads") or 0))
-    prov["launch"] = launch
-    record = {
-        "status": "failed", "reason": reason, "cell": str(cell),
-        "label": run.label, "config_hash": config_hash(run.identity), **run.facts(),
-        "device": run.device.type, "dtype": str(cfg.dtype), "iterations": 0, "rows": 0,
-        "total_time_s": None, "config": OmegaConf.to_container(cfg, resolve=True),
-        "identity": run.identity, "provenance": prov,
-    }
-    target = cell
-    try:
-        with cell_lock(cell):
-            recover_cell(cell)
-            if cell_is_complete(cell):
-                target = attempt_dir(cell)
-                reason = f"{reason}; the earlier result in {cell} is kept"
-                record["reason"] = reason
-            else:
-                set_aside(cell)
-            write_cell(target, [], record)
-    except OSError as exc:
-        log.error("[%s] failed (%s); could not record it: %s", record["label"], reason, exc)
-        return Outcome("failed", f"{reason}; not recorded: {exc.strerror or exc}", cell)
-    log.error("[%s] failed (%s) -> %s", record["label"], reason, target)
-    return Outcome("failed", reason, target)
-
-
-def run_isolated(cfg: DictConfig, launch: dict, cell: Path):
-    """``run_cell`` in a child process; its death becomes a ``failed`` cell, not a lost job.
-    An interrupt of the job (Ctrl-C) kills the cell process and propagates."""
-    from omegaconf import OmegaConf
-
-    from harness.execution.runner import Outcome
-
-    ctx = _context()
-    receive, send = ctx.Pipe(duplex=False)
-    log_files = [h.baseFilename for h in logging.getLogger().handlers
-                 if isinstance(h, logging.FileHandler)]
-    container = OmegaConf.to_container(cfg, resolve=True)
-    proc = ctx.Process(target=_child, args=(container, launch, log_files, send, os.getpid()),
-                       daemon=True)
-    start = time.perf_counter()
-    proc.start()
-    send.close()
-    try:
-        try:
-            message = receive.recv()
-        except EOFError:  # the child died without a word
-            message = None
-        proc.join()
-    except BaseException:  # KeyboardInterrupt: the cell must not outlive the sweep
-        proc.kill()
-        proc.join()
-        raise
-    if message and message[0] == "config_error":
-        raise ConfigError(message[1])
-    if message:
-        _, status, reason, cell_path, reused = message
-        return Outcome(status, reason, Path(cell_path), reused)
-    return record_failure(cfg, launch, cell, _death_reason(proc.exitcode,
-                                                          time.perf_counter() - start))
-
-
 # --- the Hydra app ------------------------------------------------------------------------------
 
 
@@ -381,10 +187,6 @@ def _record_and_progress(hc: Any, job_dir: Path, outcome: Any, label: str) -> No
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(cfg: DictConfig) -> str:
-    from harness.execution.config import resolve, store_path
-    from harness.execution.results import cell_is_complete, cell_name
-    from harness.execution.runner import run_cell
-
     hc = HydraConfig.get()
     job_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode.name == "MULTIRUN"
@@ -422,69 +224,7 @@ def _app(cfg: DictConfig) -> str:
     return outcome.status
 
 
-# --- suites: a preset that is a list of sweeps --------------------------------------------------
-
-
-def suite_parts(argv: list[str]) -> list[list[str]] | None:
-    """The sweeps of a suite preset named by ``+sweep=<name>`` in ``argv``, else None.
-
-    A suite (``harness/conf/sweep/paper.yaml``) has a ``suite:`` list instead of sweep
-    settings; each entry is the arguments of one sweep (``+sweep=sample_scaling data.n=...``).
-    The rest of the command line is appended to every entry, so ``store=...`` or a launcher
-    applies to all and wins over the entry.
-    """
-    import shlex
-
-    from omegaconf import OmegaConf
-
-    for arg in argv:
-        key, _, name = arg.partition("=")
-        if key.lstrip("+") == "sweep" and name:
-            path = CONF_DIR / "sweep" / f"{name}.yaml"
-            if not path.is_file():
-                return None
-            parts = OmegaConf.load(path).get("suite")
-            if parts is None:
-                return None
-            rest = [a for a in argv if a != arg and a != "-m" and a != "--multirun"]
-            # Hydra refuses a key given twice: the command line replaces the entry's value
-            given = {a.split("=", 1)[0].lstrip("+~") for a in rest if "=" in a}
-            return [["-m", *[a for a in shlex.split(str(entry))
-                             if a.split("=", 1)[0].lstrip("+~") not in given], *rest]
-                    for entry in parts]
-    return None
-
-
-def run_suite(parts: list[list[str]]) -> int:
-    """Each part as its own ``nlt-run`` process, in order (``validate_command`` has checked
-    every part first); exit code 1 if any part failed, 130 on Ctrl-C (the running part
-    prints its table)."""
-    import subprocess
-
-    worst = 0
-    for i, args in enumerate(parts, 1):
-        print(f"\n[suite {i}/{len(parts)}] {PROG} {' '.join(args)}", flush=True)
-        child = subprocess.Popen([sys.executable, "-m", "harness.execution.app", *args])
-        try:
-            code = child.wait()
-        except KeyboardInterrupt:  # the part got the same Ctrl-C: let it print its table
-            code = child.wait()
-            print(f"\n{PROG}: interrupted in suite part {i}/{len(parts)}; rerun the command "
-                  "to resume", file=sys.stderr, flush=True)
-            return EXIT_INTERRUPTED
-        if code < 0:  # the part was killed by a signal: a failure, as a shell reports it
-            print(f"\n{PROG}: suite part {i}/{len(parts)} was killed by signal {-code}",
-                  file=sys.stderr, flush=True)
-            code = 128 - code
-        if code in (2, EXIT_INTERRUPTED):
-            return code
-        worst = max(worst, code)
-    print(f"\n[suite] {len(parts)} sweeps done, exit code {worst}", flush=True)
-    return worst
-
-
-#: the exit code of a sweep stopped by Ctrl-C (128 + SIGINT, as a shell reports it)
-EXIT_INTERRUPTED = 130
+# --- the command line -------------------------------------------------------------------------
 
 
 #: config groups whose options take ``group.<key>=value`` overrides
@@ -499,15 +239,12 @@ def _defer_group_options(argv: list[str]) -> list[str]:
     group is chosen, as the user meant."""
     if not any(a in ("-m", "--multirun") for a in argv):
         return argv
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
     swept = set()
     for a in argv:
         if a.startswith("-") or "=" not in a:
             continue
         try:
-            o = parser.parse_override(a)
+            (o,) = parse_overrides([a])
         except Exception:  # left to the pre-flight, which explains it
             continue
         if o.key_or_group in _OPTION_GROUPS and o.is_sweep_override():
@@ -565,8 +302,6 @@ def validate_command(argv: list[str]) -> list[list[str]] | None:
     """Everything ``nlt-run argv`` would run, validated before the first job starts: every
     job of the sweep, or of every part of a suite. Returns the suite's parts (None: not a
     suite); raises a one-line ConfigError."""
-    from harness.execution.preflight import preflight
-
     require_multirun_for_presets(argv)
     parts = suite_parts(argv)
     for i, args in enumerate(parts if parts is not None else [argv], 1):
@@ -629,8 +364,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # `python -m harness.execution.app`: run the importable module, not this __main__ copy; Hydra
-    # instantiates harness.execution.app.SweepSummary and cell processes unpickle harness.execution.app._child
+    # `python -m harness.execution.app`: run the importable module, not this __main__ copy
+    # (Hydra instantiates harness.execution.app.SweepSummary from the config)
     from harness.execution.app import main as _main
 
     _main()

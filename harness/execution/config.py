@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from algorithms.base import ALGORITHMS
 from harness.common.device import resolve_device, resolve_dtype
 from harness.common.errors import ConfigError, unknown
+from harness.execution.migrate import identity_without_history
 from harness.execution.results import NON_IDENTITY_KEYS, TARGET_REL_LOSS
 from harness.linalg import kernels
 from harness.model import MODELS, STREAMS, TWO_LAYER, stream_seed
@@ -376,16 +377,12 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
                  else stream_seed(seed, s)) for s in STREAMS}
     identity = {k: v for k, v in container.items()
                 if k not in NON_IDENTITY_KEYS and k not in _RUNTIME_KEYS}
-    if not any(container["record"].values()):
-        identity.pop("record")  # no diagnostics: the same cell (and hash) as before they existed
-    if container["wall_budget_s"] is None:
-        identity.pop("wall_budget_s")  # the default: the same cell as before the option
     identity["algorithm"] = {"name": algorithm.name, **dataclasses.asdict(params)}
     identity["device"] = device.type
     identity["seeds"] = seeds
-    # the default model keeps the identity (and hash) its cells had before the model group
-    identity["model"] = ({"m": m} if model.name == "two_layer"
-                         else {"name": model.name, "m": m, "depth": depth})
+    identity["model"] = {"name": model.name, "m": m, "depth": depth}
+    # options added since the first stores count only where set: every cell keeps its hash
+    identity = identity_without_history(identity)
     return ResolvedRun(algorithm, params, spec.name, data_params, n, d, m, seed, seeds, device,
                        dtype, cfg, identity, model=model.name, depth=depth)
 

@@ -12,8 +12,7 @@ import dataclasses
 import textwrap
 
 from algorithms.base import ALGORITHMS
-from harness.common.cli import guarded
-from harness.common.errors import unknown
+from harness.common.errors import guarded, unknown
 from harness.model import MODELS
 from harness.model.data import DATASETS
 from harness.sketches import SKETCHES

@@ -15,22 +15,24 @@ import copy
 import dataclasses
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from harness.common.errors import ConfigError, unknown
 from harness.execution.config import (
     CONF_DIR,
+    ResolvedRun,
     RunConfig,
     group_choices,
     register_configs,
     resolve,
     store_path,
 )
+from harness.execution.hydra_adapter import apply_overrides, parse_overrides, sweep_jobs
 from harness.execution.results import cell_name, writable_dir_problem
 
 
@@ -65,7 +67,7 @@ def _hydra_message(exc: Exception) -> str:
 def _dimensions(overrides: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """Split overrides into fixed ones and sweep dimensions (prefix+key, string values)."""
     fixed, sweeps = [], []
-    for o in OverridesParser.create().parse_overrides(overrides):
+    for o in parse_overrides(overrides):
         values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
         if o.value() is not None:
             for v in values if values is not None else [o.get_value_element_as_str()]:
@@ -141,7 +143,6 @@ class _Composer:
 
     def __init__(self) -> None:
         self.bases: dict[tuple[str, ...], object] = {}
-        self.parser = OverridesParser.create()
 
     @staticmethod
     def _is_base(line: str) -> bool:
@@ -149,15 +150,12 @@ class _Composer:
         return key in _GROUP_KEYS or "/" in key or key.startswith("hydra.")
 
     def __call__(self, job: list[str]):
-        from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
         base_lines = tuple(o for o in job if self._is_base(o))
         if base_lines not in self.bases:
             self.bases[base_lines] = _compose(list(base_lines))
         cfg = copy.deepcopy(self.bases[base_lines])
         try:
-            values = self.parser.parse_overrides([o for o in job if not self._is_base(o)])
-            ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
+            apply_overrides(cfg, [o for o in job if not self._is_base(o)])
         except ConfigError:
             raise
         except Exception as exc:
@@ -168,16 +166,8 @@ class _Composer:
 def _jobs(fixed: list[str], sweeps: list[tuple[str, list[str]]],
           preset: dict[str, object]) -> list[list[str]]:
     """The override lists of every job Hydra's basic sweeper will launch: the preset's
-    dimensions, then the command line's (which replace a preset dimension of the same key),
-    crossed (``BasicSweeper.split_arguments``, as in harness.execution.app.count_jobs)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    given = {k.lstrip("+~") for k, _ in sweeps} | {o.split("=", 1)[0].lstrip("+~")
-                                                  for o in fixed}
-    lines = [f"{k}={v}" for k, v in preset.items() if k.lstrip("+~") not in given]
-    lines += fixed + [f"{k}={','.join(v)}" for k, v in sweeps]
-    parsed = OverridesParser.create().parse_overrides(lines)
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    dimensions, then the command line's (``hydra_adapter.sweep_jobs``)."""
+    return sweep_jobs(preset, fixed + [f"{k}={','.join(v)}" for k, v in sweeps])
 
 
 def _check_launcher(hydra_cfg) -> None:
@@ -224,10 +214,12 @@ class _Writable:
             self.check(cell, "cell directory")
 
 
-def preflight(overrides: list[str]) -> int:
+def preflight(overrides: list[str], visit: Callable[[object, ResolvedRun], None] | None = None
+              ) -> int:
     """Validate every job of the command line's sweep (each value of each dimension, in every
     combination the sweeper will launch), the store directories they write and the launcher's
-    settings; returns the number of jobs checked. Raises a one-line ConfigError."""
+    settings; returns the number of jobs checked. Raises a one-line ConfigError.
+    ``visit(cfg, run)`` is called with each job's composed config and validated run."""
     try:
         fixed, sweeps = _dimensions(overrides)
     except ConfigError:
@@ -256,7 +248,10 @@ def preflight(overrides: list[str]) -> int:
             composer = _Composer()
             for job in jobs:
                 cfg = composer(job)
-                writable.cell(cfg, resolve(cfg))
+                run = resolve(cfg)
+                writable.cell(cfg, run)
+                if visit is not None:
+                    visit(cfg, run)
             sweep_dir = OmegaConf.select(hydra_cfg, "sweep.dir", default=None)
             if sweep_dir:
                 writable.check(Path(str(sweep_dir)).parent, "hydra.sweep.dir")

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from harness.common.io import atomic_write, file_sha256, write_json
+from harness.execution.migrate import upgrade_run
 
 #: Statuses of a finished cell. Missing, ``failed`` and ``skipped`` cells are rerun on resume
 #: (a skipped cell costs one feasibility check, and the memory budget may have changed).
@@ -185,7 +186,7 @@ def load_run(cell: Path) -> tuple[dict[str, Any] | None, str | None]:
     except (OSError, ValueError) as exc:
         return None, f"{type(exc).__name__}: {exc}"[:200]
     problem = run_problem(run)
-    return (None, problem) if problem else (run, None)
+    return (None, problem) if problem else (upgrade_run(run), None)
 
 
 def read_run(cell: Path) -> dict[str, Any] | None:

@@ -34,6 +34,7 @@ from harness.execution.loop import (
     wall_clock_limit,
     warm_up,
 )
+from harness.execution.migrate import SCHEMA_VERSION
 from harness.execution.results import (
     DONE_STATUSES,
     attempt_dir,
@@ -177,6 +178,38 @@ def memory_plan(run: ResolvedRun, shape: Shape, budget_gb: float | None) -> dict
     return plan
 
 
+def run_record(run: ResolvedRun, status: str, reason: str, home: Path, prov: dict[str, Any],
+               rows: list[dict[str, Any]] = (), info: dict[str, Any] | None = None
+               ) -> dict[str, Any]:
+    """The run.json of a cell: its status and reason, its coordinates and identity, what its
+    rows say (losses, iterations, time), ``info`` (plans, setup and warm-up times, …), the
+    resolved configuration and the provenance. The one place a record is built: a cell
+    that ends (``_Run``) and a cell whose process died (``isolation.record_failure``)."""
+    losses = [row["loss"] for row in rows]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": status,
+        "reason": reason,
+        "label": run.label,
+        "cell": str(home),
+        "config_hash": config_hash(run.identity),
+        **run.facts(),
+        # the named configuration these parameters are (gn_sketch_paper, ...), if any
+        "preset": preset_for(run.algorithm.name, run.identity["algorithm"]),
+        "device": run.device.type, "dtype": str(run.cfg.dtype),
+        "initial_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "final_rel_loss": rows[-1]["rel_loss"] if rows else None,
+        "iterations": len(rows) - 1 if rows else 0,
+        "rows": len(rows),
+        "total_time_s": rows[-1]["time_s"] if rows else None,
+        **(info or {}),
+        "config": OmegaConf.to_container(run.cfg, resolve=True),
+        "identity": run.identity,
+        "provenance": prov,
+    }
+
+
 class _Run:
     def __init__(self, run: ResolvedRun, cell: Path, launch: dict[str, Any] | None = None,
                  home: Path | None = None):
@@ -212,31 +245,7 @@ class _Run:
         return row
 
     def _finish(self, status: str, reason: str = "") -> Outcome:
-        losses = [row["loss"] for row in self.rows]
-        run = {
-            "status": status,
-            "reason": reason,
-            "label": self.label,
-            "cell": str(self.home),
-            "config_hash": config_hash(self.run.identity),
-            "algorithm": self.run.algorithm.name,
-            # the named configuration these parameters are (gn_sketch_paper, ...), if any
-            "preset": preset_for(self.run.algorithm.name, self.run.identity["algorithm"]),
-            "dataset": self.run.dataset,
-            "model": self.run.model, "depth": self.run.depth,
-            "n": self.run.n, "m": self.run.m, "d": self.run.d, "seed": self.run.seed,
-            "device": self.run.device.type, "dtype": str(self.cfg.dtype),
-            "initial_loss": losses[0] if losses else None,
-            "final_loss": losses[-1] if losses else None,
-            "final_rel_loss": self.rows[-1]["rel_loss"] if self.rows else None,
-            "iterations": len(self.rows) - 1 if self.rows else 0,
-            "rows": len(self.rows),
-            "total_time_s": self.rows[-1]["time_s"] if self.rows else 0.0,
-            **self.info,
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
-            "identity": self.run.identity,
-            "provenance": self.prov,
-        }
+        run = run_record(self.run, status, reason, self.home, self.prov, self.rows, self.info)
         run["kernels"] = kernels.report()
         run.update(_peak_memory(self.run.device))
         if hasattr(self, "_wall_start"):

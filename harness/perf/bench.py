@@ -54,14 +54,13 @@ import torch
 
 from algorithms.base import ALGORITHMS, Shape
 from harness import costmodel
-from harness.common.cli import fail, guarded
 from harness.common.device import (
     device_name,
     memory_budget_bytes,
     resolve_device,
     resolve_dtype,
 )
-from harness.common.errors import ConfigError
+from harness.common.errors import ConfigError, fail, guarded
 from harness.common.io import write_json
 from harness.common.provenance import cpu_facts, git_commit
 from harness.common.timing import PhaseClock, Stopwatch, best_time

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from harness.common.errors import ConfigError
+from harness.execution.migrate import upgrade_rows
 from harness.execution.results import DONE_STATUSES, RESULT_FILE, RUN_FILE, data_problem, load_run
 from harness.linalg.kernels import format_routes
 
@@ -176,7 +177,7 @@ def _read_cell_checked(cell: Path, store: Path, problems: list[Problem]):
             rec["data_ok"] = False
             frame = None
     if frame is not None and len(frame):
-        frame = frame.copy()
+        frame = upgrade_rows(frame, run)
         frame["cell"] = cell_id
         frame["store"] = str(store)
     else:
@@ -211,7 +212,7 @@ def label_variants(runs: pd.DataFrame) -> pd.Series:
     """``algorithm`` alone, or ``algorithm (k=v, ...)`` naming the hyperparameters that take
     more than one value among that algorithm's cells: one line per variant in the figures.
     A model other than two_layer is part of the variant: ``gn_sketch [mlp L=3]`` (``model``
-    and ``depth`` as ``load_stores`` fills them for stores that predate them)."""
+    and ``depth`` of every cell, ``harness.execution.migrate`` filling them in old ones)."""
     labels = pd.Series(index=runs.index, dtype=object)
     model_tag = pd.Series(["" if m == "two_layer" else f" [{m} L={int(L)}]"
                            for m, L in zip(runs["model"], runs["depth"])], index=runs.index)
@@ -257,11 +258,7 @@ def load_stores(stores: list[str | Path]) -> Loaded:
             runs["cell"] = [f"{label[s]}/{c}" for s, c in zip(runs["store"], runs["cell"])]
             for f in frames:
                 f["cell"] = [f"{label[s]}/{c}" for s, c in zip(f["store"], f["cell"])]
-        if "model" not in runs:  # stores written before the model group: the two-layer model
-            runs["model"] = None
-        runs["model"] = runs["model"].fillna("two_layer")
-        depth = runs["depth"] if "depth" in runs else pd.Series(1, index=runs.index)
-        runs["depth"] = pd.to_numeric(depth, errors="coerce").fillna(1).astype(int)
+        runs["depth"] = runs["depth"].astype(int)
         runs["variant"] = label_variants(runs)
         for col in ("n", "m", "d", "seed", "iterations", "rows"):
             runs[col] = pd.to_numeric(runs[col], errors="coerce")

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.common.cli import fail, guarded
-from harness.common.errors import ConfigError
+from harness.common.errors import ConfigError, fail, guarded
 from harness.execution.results import TARGET_REL_LOSS, writable_dir_problem
 from harness.reporting import claims as C
 from harness.reporting import crossover as X

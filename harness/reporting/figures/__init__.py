@@ -15,15 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.reporting.figures.ntk import lambda_ratio, neuron_movement, ntk_columns
 from harness.reporting.figures.registry import REGISTRY, Figure, Inputs, draw_all
 from harness.reporting.text import plain_frame
 
 for _mod in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_mod.name}")
 
-__all__ = ["REGISTRY", "Figure", "all_figures", "lambda_ratio", "neuron_movement",
-           "ntk_columns"]
+__all__ = ["REGISTRY", "Figure", "all_figures"]
 
 
 def all_figures(cells: pd.DataFrame, rows: pd.DataFrame, fits_n: pd.DataFrame | None,
