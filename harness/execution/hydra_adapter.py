@@ -67,8 +67,11 @@ def sweep_jobs(preset: Mapping[str, object], overrides: Iterable[str]) -> list[l
     overrides = list(overrides)
     given = {key_of(o) for o in overrides}
     lines = [f"{k}={v}" for k, v in preset.items() if key_of(str(k)) not in given] + overrides
-    return [job for batch in BasicSweeper.split_arguments(parse_overrides(lines), None)
-            for job in batch]
+    parsed = parse_overrides(lines)
+    for o in parsed:
+        if o.is_sweep_override() and not o.is_discrete_sweep():
+            raise ValueError(f"the basic sweeper does not expand {o.input_line}")
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
 def apply_overrides(cfg, lines: Iterable[str]) -> None:
