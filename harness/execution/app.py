@@ -185,8 +185,8 @@ def _context():
             # only knows the standard ones
             multiprocessing.set_start_method("forkserver", force=True)
         _CONTEXT = multiprocessing.get_context("forkserver")
-        # not harness.execution.app itself: under `python -m harness.execution.app` each child re-runs the main
-        # module by name, and runpy warns when that module was imported before
+        # not harness.execution.app itself: under `python -m harness.execution.app` each child
+        # re-runs the main module by name, and runpy warns when that module was imported before
         _CONTEXT.set_forkserver_preload(["harness.execution.runner", "hydra", "pandas"])
     return _CONTEXT
 
@@ -629,8 +629,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # `python -m harness.execution.app`: run the importable module, not this __main__ copy; Hydra
-    # instantiates harness.execution.app.SweepSummary and cell processes unpickle harness.execution.app._child
+    # `python -m harness.execution.app`: run the importable module, not this __main__ copy;
+    # Hydra instantiates its SweepSummary and cell processes unpickle its _child
     from harness.execution.app import main as _main
 
     _main()
