@@ -138,3 +138,170 @@ def test_full_mode_grades_each_way():
     assert [t["met"] for t in targets(report)] == [True]
     report["roofline"]["gp_over_floor"] = 1.4
     assert [t["met"] for t in targets(report)] == [False]
+
+
+# --- the targets file: the same rows as the measurements give, graded the same way --------
+
+def _fake_report(quick: bool = False) -> dict:
+    """A report with every section, shaped as the sections write it: some targets met, some
+    missed, one figure absent, and a crossover that no size reached."""
+    from harness.perf.bench.methods import crossover_verdict
+
+    rows = [{"n": 256, "gram_over_sketch": 0.5}, {"n": 512, "gram_over_sketch": 0.9},
+            {"n": 1024, "gn_gram": {"note": "out of memory"}}]
+    return {
+        "meta": {"quick": quick},
+        "kernels": {"worst_chosen_over_fastest": 1.04,
+                    "gram_vs_plain": {"n": 1024, "m": 8192, "d": 16, "gn_gram": {"seconds": 0.1},
+                                      "gn_gram_over_plain": 1.5},
+                    "fresh_jt": {"n": 1024, "m": 65536, "d": 16, "auto_over_best": 1.0}},
+        "roofline": {"gp_over_floor": 1.25},
+        "per_iteration": {"methods": {"gn_sketch": {"amortised_units": 9.0, "steps": 3}},
+                          "sketch_default_over_paper": 0.5},
+        "sketches": {"sketches": {}},
+        "sketch_choice": {"variants": {}},
+        "crossover": {"rows": rows, **crossover_verdict(rows)},
+        "practice": {"vs_exact": {"gn_sketch": {}, "gn_exact": {"note": "skipped: too big"}},
+                     "to_target": {"best_gauss_newton": "gn_gram", "gd_over_best": 180.0,
+                                   "gd_over_best_is_lower_bound": True,
+                                   "adam_over_best": 40.0,
+                                   "adam_over_best_is_lower_bound": False}},
+    }
+
+
+#: (label, value, limit, met, note) of every target for ``_fake_report()``.
+EXPECTED_ROWS = [
+    ("kernel route chosen / fastest route (worst product and size)", 1.04, 1.1, True, ""),
+    ("gn_gram / plain-torch float32 step (n=1024, m=8192, d=16)", 1.5, 1.3, False, ""),
+    ("Jᵀr on a fresh D, kernels=auto / best forced route (n=1024, m=65536)", 1.0, 1.1, True,
+     ""),
+    ("CG product G·p / memory floor (fp32 D read twice)", 1.25, 1.3, True, ""),
+    ("gn_sketch (defaults) X@Wᵀ-units per outer iteration, amortised", 9.0, 8, False,
+     "mean of the first 3 steps, sketch included"),
+    ("gn_sketch defaults / paper variant per iteration, amortised", 0.5, 0.6, True, ""),
+    ("crossover: smallest n where gn_sketch beats gn_gram (m=16n)", None, 2048, False,
+     "not reached up to n=1024"),
+    ("gn_exact / gn_sketch per iteration", None, 20, None, "skipped: too big"),
+    ("time to 1e-6: gd / best GN (gn_gram)", 180.0, 100, True, "lower bound (did not converge)"),
+    ("time to 1e-6: adam / best GN (gn_gram)", 40.0, 100, False, ""),
+]
+
+EXPECTED_LINES = [
+    "targets",
+    "  kernel route chosen / fastest route (worst product and size)     1.04  (limit 1.1)  met",
+    "  gn_gram / plain-torch float32 step (n=1024, m=8192, d=16)       1.5  (limit 1.3)  MISSED",
+    "  Jᵀr on a fresh D, kernels=auto / best forced route (n=1024, m=65536)        1  "
+    "(limit 1.1)  met",
+    "  CG product G·p / memory floor (fp32 D read twice)              1.25  (limit 1.3)  met",
+    "  gn_sketch (defaults) X@Wᵀ-units per outer iteration, amortised        9  (limit 8)  "
+    "MISSED  mean of the first 3 steps, sketch included",
+    "  gn_sketch defaults / paper variant per iteration, amortised      0.5  (limit 0.6)  met",
+    "  crossover: smallest n where gn_sketch beats gn_gram (m=16n)        -  (limit 2048)  "
+    "MISSED  not reached up to n=1024",
+    "  gn_exact / gn_sketch per iteration                                -  (limit 20)  -  "
+    "skipped: too big",
+    "  time to 1e-6: gd / best GN (gn_gram)                            180  (limit 100)  met  "
+    "lower bound (did not converge)",
+    "  time to 1e-6: adam / best GN (gn_gram)                           40  (limit 100)  MISSED",
+]
+
+
+def test_targets_file_gives_the_expected_rows_and_table():
+    from harness.perf.bench import render_targets, targets
+
+    rows = targets(_fake_report())
+    assert [(r["target"], r["value"], r["limit"], r["met"], r["note"]) for r in rows] == \
+        EXPECTED_ROWS
+    assert all(type(r["limit"]) is type(e[2]) for r, e in zip(rows, EXPECTED_ROWS))  # 8, not 8.0
+    assert render_targets(rows) == EXPECTED_LINES
+
+
+def test_crossover_reached_is_graded_on_its_n_and_notes_give_way():
+    from harness.perf.bench import targets
+    from harness.perf.bench.methods import crossover_verdict
+
+    report = _fake_report()
+    rows = [{"n": 256, "gram_over_sketch": 0.5}, {"n": 512, "gram_over_sketch": 1.2},
+            {"n": 1024, "gram_over_sketch": 3.0}]
+    report["crossover"] = {"rows": rows, **crossover_verdict(rows)}
+    assert "not_reached_up_to_n" not in report["crossover"]
+    report["per_iteration"]["methods"]["gn_sketch"] = {"note": "skipped: too big"}
+    report["practice"]["vs_exact"]["gn_exact"] = {}
+    report["practice"]["vs_exact"]["gn_sketch"] = {"note": "failed: boom"}
+    by_label = {r["target"]: r for r in targets(report)}
+    cross = by_label["crossover: smallest n where gn_sketch beats gn_gram (m=16n)"]
+    assert (cross["value"], cross["met"], cross["note"]) == (512, True, "")
+    sketch = by_label["gn_sketch (defaults) X@Wᵀ-units per outer iteration, amortised"]
+    assert (sketch["value"], sketch["met"], sketch["note"]) == (None, None, "skipped: too big")
+    assert by_label["gn_exact / gn_sketch per iteration"]["note"] == "failed: boom"
+    # no size compared at all: the crossover is ungraded, not missed
+    report["crossover"] = {"rows": [{"n": 256}], **crossover_verdict([{"n": 256}])}
+    cross = {r["target"]: r for r in targets(report)}[cross["target"]]
+    assert (cross["value"], cross["met"], cross["note"]) == (None, None, "")
+
+
+def test_quick_report_shows_every_figure_and_grades_none():
+    from harness.perf.bench import render_targets, targets
+    from harness.perf.bench.grading import QUICK_NOTE
+
+    rows = targets(_fake_report(quick=True))
+    assert [(r["target"], r["value"], r["limit"]) for r in rows] == \
+        [e[:3] for e in EXPECTED_ROWS]
+    assert all(r["met"] is None and r["note"] == QUICK_NOTE for r in rows)
+    lines = render_targets(rows)
+    assert "MISSED" not in "\n".join(lines) and " met" not in "\n".join(lines)
+    assert lines[4] == ("  CG product G·p / memory floor (fp32 D read twice)              1.25  "
+                        "(limit 1.3)  -  not graded: --quick runs toy sizes, the target is "
+                        "stated at the full ones")
+
+
+_GOOD_ENTRY = ("  - section: roofline\n    label: \"G·p / floor (n={n})\"\n"
+               "    value: gp_over_floor\n    limit: 1.3\n    better: lower\n")
+
+
+@pytest.mark.parametrize("text, words", [
+    ("targets:\n" + _GOOD_ENTRY.replace("roofline", "roofs"),
+     ["entry 1", "'section'", "'roofs'", "kernels"]),
+    ("targets:\n" + _GOOD_ENTRY + _GOOD_ENTRY.replace("lower", "lowest"),
+     ["entry 2", "'better'", "'lowest'", "higher"]),
+    ("targets:\n" + _GOOD_ENTRY.replace("1.3", "fast"), ["entry 1", "'limit'", "'fast'"]),
+    ("targets:\n" + _GOOD_ENTRY.replace("    better: lower\n", ""),
+     ["entry 1", "'better'", "missing"]),
+    ("targets:\n" + _GOOD_ENTRY + "    limt: 2\n", ["entry 1", "'limt'", "unknown"]),
+    ("targets:\n" + _GOOD_ENTRY.replace("{n}", "{n"), ["entry 1", "'label'", "brace"]),
+    ("targets:\n" + _GOOD_ENTRY.replace("gp_over_floor", "a..b"), ["entry 1", "'value'"]),
+    ("targets:\n" + _GOOD_ENTRY + "    note: [1]\n", ["entry 1", "'note'"]),
+    ("targets:\n  - 3\n", ["entry 1", "mapping"]),
+    ("target:\n" + _GOOD_ENTRY, ["'targets'"]),
+    ("targets: [\n", ["not valid YAML"]),
+])
+def test_bad_targets_file_is_one_line_naming_entry_and_key(tmp_path, text, words):
+    from harness.common.errors import ConfigError
+    from harness.perf.bench import SECTIONS
+    from harness.perf.bench.grading import load_targets
+
+    path = tmp_path / "targets.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_targets(SECTIONS, path)
+    message = str(exc.value)
+    assert "\n" not in message and str(path) in message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_shipped_targets_file_loads_and_grades_only_measured_sections():
+    from harness.perf.bench import SECTIONS
+    from harness.perf.bench.grading import TARGETS_FILE, load_targets
+
+    specs = load_targets(SECTIONS)
+    assert TARGETS_FILE.is_file() and len(specs) == len(EXPECTED_ROWS)
+    assert {s.section for s in specs} == {"kernels", "roofline", "per_iteration", "crossover",
+                                          "practice"}
+
+
+def test_python_dash_m_runs_the_command():
+    out = subprocess.run([sys.executable, "-m", "harness.perf.bench", "--sections", "nope"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith("nlt-bench: error:"), out.stderr
+    assert "'nope'" in out.stderr
