@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint list clean
+.PHONY: install demo test test-fast test-all lint list clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# in-process tests only (no CLI processes): the tier to run while developing
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not cli"
 
 test-all: install
 	$(BIN)/python -m pytest -q -m "slow or not slow"
