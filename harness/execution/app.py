@@ -42,11 +42,22 @@ from harness.common.errors import ConfigError, fail, guarded
 from harness.common.io import write_json
 from harness.execution.config import CONF_DIR, register_configs, resolve, store_path
 from harness.execution.hydra_adapter import parse_overrides, split_argv, sweep_jobs
-from harness.execution.isolation import record_failure, run_isolated
+from harness.execution.isolation import (
+    become_owner,
+    reap_descendants,
+    record_failure,
+    run_isolated,
+    watch_owners,
+)
 from harness.execution.preflight import preflight
 from harness.execution.results import cell_is_complete, cell_name
 from harness.execution.runner import run_cell
-from harness.execution.suites import EXIT_INTERRUPTED, run_suite, suite_parts
+from harness.execution.suites import (
+    STOP_SIGNALS,
+    raise_interrupted,
+    run_suite,
+    suite_parts,
+)
 from harness.execution.summary import (
     FAILED_STATUSES,
     INTERRUPTED,
@@ -191,6 +202,8 @@ def _app(cfg: DictConfig) -> str:
     job_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode.name == "MULTIRUN"
     launch = launch_info(hc)
+    # a launcher's worker process (joblib/loky, submitit local) stops when nlt-run is gone
+    watch_owners(on_gone=lambda: reap_descendants(grace=0.2))
     try:
         run = resolve(cfg)
     except ConfigError as exc:
@@ -276,11 +289,17 @@ def _own_output_dir(argv: list[str]) -> list[str]:
                    f"{secrets.token_hex(3)}"]
 
 
-def _interrupted(state: SweepState) -> NoReturn:
-    print(f"\n{PROG}: interrupted (Ctrl-C); the cells that finished are kept, rerun the "
+def _signum(exc: BaseException) -> int:
+    return int(getattr(exc, "signum", signal.SIGINT))
+
+
+def _interrupted(state: SweepState, exc: BaseException) -> NoReturn:
+    signum = _signum(exc)
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    print(f"\n{PROG}: interrupted ({how}); the cells that finished are kept, rerun the "
           "command to resume", file=sys.stderr, flush=True)
     state.report()
-    sys.exit(EXIT_INTERRUPTED)
+    sys.exit(128 + signum)
 
 
 def require_multirun_for_presets(argv: list[str]) -> None:
@@ -319,10 +338,22 @@ def validate_command(argv: list[str]) -> list[list[str]] | None:
 
 
 def main() -> None:
-    # Ctrl-C or kill -INT stops a sweep cleanly (table, exit code 130) however nlt-run was
-    # started: a shell script's background job (`nlt-run ... &`) inherits SIGINT ignored,
-    # and Python then installs no KeyboardInterrupt handler of its own
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Ctrl-C, kill -INT, kill -TERM or a hang-up stop a sweep cleanly (table, exit code 128 +
+    # the signal) however nlt-run was started: a shell script's background job
+    # (`nlt-run ... &`) inherits SIGINT ignored, and Python installs no handler for SIGTERM.
+    # Every process the command starts is ended when it ends (isolation.become_owner).
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, raise_interrupted)
+    become_owner()
+    try:
+        _main()
+    finally:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        reap_descendants()
+
+
+def _main() -> None:
     try:
         sys.argv[1:] = _defer_group_options(sys.argv[1:])
         if any(a in ("--help", "-h", "--hydra-help") for a in sys.argv[1:]):
@@ -341,15 +372,15 @@ def main() -> None:
         if split_argv(sys.argv[1:]) is not None:
             sys.argv[1:] = _own_output_dir(sys.argv[1:])
         register_configs()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"\n{PROG}: interrupted before the sweep started", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(128 + _signum(exc))
     state = SweepState()
     _STATE.set(state)
     try:
         _app()
-    except KeyboardInterrupt:
-        _interrupted(state)
+    except KeyboardInterrupt as exc:
+        _interrupted(state, exc)
     except SystemExit as exc:
         # Hydra exits 1 when a launcher raises (joblib: a worker process was killed). Print
         # what the sweep has so far; rerunning the command resumes it.

@@ -1,8 +1,12 @@
 """Each cell in a child process of its job, so that a crash or a SIGKILL (the kernel's OOM
 killer) of the cell is recorded as a ``failed`` cell by its job instead of ending the job.
 
-A cell process never outlives its job: the kernel kills it when its parent dies (Linux
-``PR_SET_PDEATHSIG``) and a watcher thread ends it when the job process is gone. Its files are
+No process of a sweep outlives its ``nlt-run`` (``become_owner``, ``reap_descendants``,
+``watch_owners``): the command reaps every process below it when it ends, however it ends
+short of kill -9, and every process below it (launcher workers, cells, a suite's parts) stops
+itself when the command above it is gone. A cell process also dies with its job: the kernel
+kills it when its parent dies (Linux ``PR_SET_PDEATHSIG``) and a watcher thread ends it when
+the job process is gone. Its files are
 written atomically, so nothing half-written is left behind.
 """
 
@@ -54,6 +58,160 @@ def _context():
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PR_SET_CHILD_SUBREAPER = 36
+
+#: the processes a job or cell belongs to, ``pid:start_time`` comma-separated: the ``nlt-run``
+#: command (and a suite above it). Set by ``become_owner``, inherited by every process it
+#: starts (launcher workers included); a process that finds one of them gone stops itself.
+OWNERS_ENV = "NLT_RUN_OWNERS"
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (clock ticks since boot; None: unknown), which tells
+    a process from a later one that reuses its pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _token(pid: int) -> str:
+    return f"{pid}:{_start_time(pid) or ''}"
+
+
+def owners() -> list[tuple[int, str]]:
+    """The ``(pid, start_time)`` of the processes this one belongs to (``OWNERS_ENV``)."""
+    out = []
+    for item in os.environ.get(OWNERS_ENV, "").split(","):
+        pid, _, start = item.partition(":")
+        if pid.isdigit() and int(pid) != os.getpid():
+            out.append((int(pid), start))
+    return out
+
+
+def _owner_gone(pid: int, start: str) -> bool:
+    if _process_gone(pid):
+        return True
+    now = _start_time(pid)
+    return bool(start) and now is not None and now != start
+
+
+def descendants(pid: int | None = None) -> list[int]:
+    """Every living process below ``pid`` (default: this one), from /proc (Linux)."""
+    pid = os.getpid() if pid is None else pid
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] not in ("Z", "X"):
+            children.setdefault(int(fields[1]), []).append(int(name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def reap_descendants(grace: float = 1.0) -> int:
+    """End every process this one started, directly or not (launcher workers, forkservers,
+    cells, and orphans re-parented here by ``become_owner``'s subreaper): SIGTERM, then SIGKILL
+    after ``grace`` seconds; returns how many there were."""
+    _stop_loky_workers()
+    kids = descendants()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in kids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + (grace if sig == signal.SIGTERM else 2.0)
+        while time.monotonic() < deadline and any(not _process_gone(p) for p in kids):
+            _reap_zombies()
+            time.sleep(0.05)
+        kids = [p for p in kids if not _process_gone(p)] + [
+            p for p in descendants() if p not in kids]
+        if not kids:
+            break
+    _reap_zombies()
+    return len(kids)
+
+
+def _stop_loky_workers() -> None:
+    """joblib's launcher keeps its loky workers for the next batch: shut them down the way
+    loky does (a worker killed under it makes its resource tracker print tracebacks)."""
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(module, "_executor", None)
+    if executor is None:
+        return
+    try:
+        executor.shutdown(wait=True, kill_workers=True)
+    except Exception:  # a broken executor: the reaper below ends its processes
+        pass
+
+
+def _reap_zombies() -> None:
+    """Collect exited children (orphans re-parented to a subreaper are nobody else's)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        except OSError:
+            return
+        if pid == 0:
+            return
+
+
+_WATCHING = False
+
+
+def watch_owners(also: tuple[int, ...] = (), on_gone=None) -> None:
+    """Stop this process (exit 137, nothing more written) as soon as a process it belongs to
+    is gone: the ``nlt-run`` command (``OWNERS_ENV``) or ``also`` (its job). A daemon thread
+    polls every 0.2 s; started once per process."""
+    global _WATCHING
+    import threading
+
+    watched = owners() + [(p, _start_time(p) or "") for p in also]
+    if _WATCHING or not watched:
+        return
+    _WATCHING = True
+
+    def watch() -> None:
+        while not any(_owner_gone(p, s) for p, s in watched):
+            time.sleep(0.2)
+        if on_gone is not None:
+            on_gone()
+        os._exit(128 + signal.SIGKILL)
+
+    threading.Thread(target=watch, name="nlt-owner-watch", daemon=True).start()
+
+
+def become_owner() -> None:
+    """Called by ``nlt-run`` first: processes it starts belong to it. It watches the commands
+    above it (a suite, whose kill -9 ends its parts and their cells too), adopts orphaned
+    descendants (Linux child subreaper, so ``reap_descendants`` finds them), and appends itself
+    to ``OWNERS_ENV`` for every process it starts."""
+    import ctypes
+
+    watch_owners(on_gone=lambda: reap_descendants(grace=0.2))
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
+    except (OSError, AttributeError):
+        pass
+    inherited = [f"{p}:{s}" for p, s in owners()]
+    os.environ[OWNERS_ENV] = ",".join([*inherited, _token(os.getpid())])
 
 
 def _process_gone(pid: int) -> bool:
@@ -74,37 +232,35 @@ def _process_gone(pid: int) -> bool:
         return False
 
 
-def _die_with(job_pid: int) -> None:
-    """A cell process never outlives its job: the kernel SIGKILLs it when its parent (the
-    forkserver) exits (prctl PR_SET_PDEATHSIG, Linux), and a watcher thread ends it when the
-    job process is gone (any OS with /proc or kill(pid, 0)); its files are written atomically,
-    so nothing half-written is left."""
+def _die_with(job_pid: int, owner_list: str = "") -> None:
+    """A cell process never outlives its job or its ``nlt-run``: the kernel SIGKILLs it when
+    its parent (the forkserver) exits (prctl PR_SET_PDEATHSIG, Linux), and a watcher thread
+    ends it when the job process or the ``nlt-run`` command above it is gone (any OS with
+    /proc or kill(pid, 0)); its files are written atomically, so nothing half-written is
+    left."""
     import ctypes
-    import threading
 
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
-
-    def watch() -> None:
-        while not _process_gone(job_pid):
-            time.sleep(0.2)
-        os._exit(128 + signal.SIGKILL)
-
-    threading.Thread(target=watch, name="nlt-parent-watch", daemon=True).start()
+    if owner_list:
+        os.environ[OWNERS_ENV] = owner_list
+    watch_owners(also=(job_pid,))
 
 
 def _child(container: dict, launch: dict, log_files: list[str], conn,
-           job_pid: int | None = None) -> None:
+           job_pid: int | None = None, owner_list: str = "") -> None:
     """Entry point of the cell process: Hydra's logging is not inherited, so log like it.
 
     The config travels as a resolved plain dict: Hydra's structured schemas are classes made
-    at run time, which do not pickle. Ctrl-C reaches the whole process group: the cell ignores
-    it and its job decides (it stops the cell and ends the sweep with its table)."""
+    at run time, which do not pickle. Ctrl-C (or a SIGTERM to the process group) reaches every
+    process: the cell ignores it and its job decides (it stops the cell and ends the sweep
+    with its table)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if job_pid is not None:
-        _die_with(job_pid)
+        _die_with(job_pid, owner_list)
     fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     handlers += [logging.FileHandler(f) for f in log_files]
@@ -165,7 +321,8 @@ def run_isolated(cfg: DictConfig, launch: dict, cell: Path):
     log_files = [h.baseFilename for h in logging.getLogger().handlers
                  if isinstance(h, logging.FileHandler)]
     container = OmegaConf.to_container(cfg, resolve=True)
-    proc = ctx.Process(target=_child, args=(container, launch, log_files, send, os.getpid()),
+    proc = ctx.Process(target=_child, args=(container, launch, log_files, send, os.getpid(),
+                                             os.environ.get(OWNERS_ENV, "")),
                        daemon=True)
     start = time.perf_counter()
     proc.start()
