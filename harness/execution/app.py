@@ -40,6 +40,7 @@ from omegaconf import DictConfig
 
 from harness.common.errors import ConfigError, fail, guarded
 from harness.common.io import write_json
+from harness.execution.cmdline import check_command_line
 from harness.execution.config import CONF_DIR, register_configs, resolve, store_path
 from harness.execution.hydra_adapter import parse_overrides, split_argv, sweep_jobs
 from harness.execution.isolation import (
@@ -321,6 +322,7 @@ def validate_command(argv: list[str]) -> list[list[str]] | None:
     """Everything ``nlt-run argv`` would run, validated before the first job starts: every
     job of the sweep, or of every part of a suite. Returns the suite's parts (None: not a
     suite); raises a one-line ConfigError."""
+    check_command_line(argv)
     require_multirun_for_presets(argv)
     parts = suite_parts(argv)
     for i, args in enumerate(parts if parts is not None else [argv], 1):
@@ -328,6 +330,8 @@ def validate_command(argv: list[str]) -> list[list[str]] | None:
         if split is None or split[1]:
             continue  # --help, --cfg …, or a custom config: Hydra's own handling
         try:
+            if parts is not None:
+                check_command_line(args)
             preflight(split[0])
         except ConfigError as exc:
             if parts is None:

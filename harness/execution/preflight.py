@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Callable
@@ -55,12 +56,24 @@ def _check_choice(key: str, value: str) -> None:
         raise unknown(_CHOICES[key], value, group_choices(key))
 
 
+#: OmegaConf's type names, as the allowed values of a setting
+_TYPE_WORDS = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false",
+               "String": "text"}
+
+
 def _hydra_message(exc: Exception) -> str:
-    """One line from Hydra's exception: the underlying cause, prefixed with its key."""
+    """One line from Hydra's exception: the underlying cause, prefixed with its key; a value
+    of the wrong type says which type is allowed."""
     text = str(exc.__cause__ or exc).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     first = lines[0] if lines else type(exc).__name__
     key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")), "")
+    typed = re.match(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", first)
+    if typed and key:
+        want = _TYPE_WORDS.get(typed.group(2), typed.group(2))
+        return f"{key} must be {want}, got {typed.group(1)!r}"
+    if "ConfigLoader is not set" in first or "Exception" in first.split(":")[0]:
+        first = "Hydra cannot read this command line (a sweep form or a quote)"
     return f"{key}: {first}" if key and key not in first else first
 
 
@@ -98,6 +111,16 @@ def _unknown_param(overrides: list[str], exc: Exception) -> ConfigError | None:
     cause = str(exc.__cause__ or "")
     if "not in" not in cause:
         return None
+    launcher = re.search(r"full_key: hydra\.launcher\.([\w.]+)", cause)
+    if launcher:
+        rest = [o for o in overrides if not o.lstrip("+~").startswith("hydra.launcher.")]
+        try:
+            keys = compose(config_name="config", overrides=rest,
+                           return_hydra_config=True).hydra.launcher
+        except Exception:
+            return None
+        return ConfigError(f"Unknown launcher option 'hydra.launcher.{launcher.group(1)}'. "
+                           f"Available: {sorted(k for k in keys if k != '_target_')}")
     match = re.search(r"full_key: (algorithm|data)\.(\w+)", cause)
     if not match:
         full = re.search(r"full_key: ([\w.]+)", cause)
@@ -187,6 +210,26 @@ def _check_launcher(hydra_cfg) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
             raise ConfigError(f"hydra.launcher.{key} must be a positive integer, got {value!r}")
+    target = str(launcher.get("_target_", ""))
+    # each job is one cell in processes of its own, and nlt-run's signal handling and
+    # isolation assume so: joblib's loky processes, one task and one node per cell
+    fixed = {"backend": (None, "loky"), "prefer": (None, "processes"), "require": (None,)} \
+        if "joblib" in target else {"tasks_per_node": (1,), "nodes": (1,)} \
+        if "submitit" in target else {}
+    for key, allowed in fixed.items():
+        if key in launcher and launcher.get(key) not in allowed:
+            raise ConfigError(f"hydra.launcher.{key} must be one of "
+                              f"{[a if a is not None else 'null' for a in allowed]}, got "
+                              f"{launcher.get(key)!r}")
+    for key in ("mem_gb", "gpus_per_node", "gpus_per_task", "cpus_per_gpu", "mem_per_cpu",
+                "mem_per_gpu"):
+        value = launcher.get(key)
+        if value is None or not key.startswith(("mem", "gpus", "cpus")):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or \
+                (key.startswith("mem") and value == 0):
+            raise ConfigError(f"hydra.launcher.{key} must be a positive number (or null), "
+                              f"got {value!r}")
 
 
 class _Writable:
@@ -246,13 +289,26 @@ def preflight(overrides: list[str], visit: Callable[[object, ResolvedRun], None]
             except Exception as exc:
                 raise ConfigError(_hydra_message(exc)) from None
             composer = _Composer()
+            seen: dict[str, list[str]] = {}
             for job in jobs:
                 cfg = composer(job)
+                key = json.dumps(OmegaConf.to_container(cfg, resolve=False), sort_keys=True,
+                                 default=str)
+                if key in seen:
+                    raise ConfigError(f"two jobs of this sweep are the same ({' '.join(seen[key])}"
+                                      f" and {' '.join(job)}); give each value of a "
+                                      "sweep once")
+                seen[key] = job
                 run = resolve(cfg)
                 writable.cell(cfg, run)
                 if visit is not None:
                     visit(cfg, run)
-            sweep_dir = OmegaConf.select(hydra_cfg, "sweep.dir", default=None)
+            try:
+                sweep_dir = OmegaConf.select(hydra_cfg, "sweep.dir", default=None)
+            except Exception as exc:
+                message = _hydra_message(exc).removeprefix("hydra.sweep.dir: ")
+                raise ConfigError(f"hydra.sweep.dir: {message}; allowed: a path, "
+                                  "which may use ${store} or ${now:...}") from None
             if sweep_dir:
                 writable.check(Path(str(sweep_dir)).parent, "hydra.sweep.dir")
     finally:
