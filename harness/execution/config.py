@@ -326,9 +326,8 @@ def _check_run_options(container: dict[str, Any]) -> None:
         _positive_int("threads", container["threads"])
     kernels.check_mode(container["kernels"])
     profile = container.get("cost_profile")
-    if profile not in (None, "auto") and not Path(os.path.expanduser(str(profile))).is_file():
-        raise ConfigError(f"cost_profile {profile!r} is not a file; use 'auto', null or a "
-                          f"profile written by nlt-bench --calibrate")
+    if profile not in (None, "auto"):
+        _check_profile(str(profile))
     warmup = container["warmup_steps"]
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ConfigError(f"warmup_steps must be a non-negative integer, got {warmup!r}")
@@ -337,6 +336,32 @@ def _check_run_options(container: dict[str, Any]) -> None:
     if container["testing"]["fail_mode"] not in ("raise", "kill"):
         raise ConfigError(f"Unknown testing.fail_mode {container['testing']['fail_mode']!r}. "
                           "Available: ['kill', 'raise']")
+
+
+def _check_profile(profile: str) -> None:
+    """``cost_profile=<path>``: a readable profile, checked before any cell runs (the runner
+    loads it only when a cell has a time budget)."""
+    path = Path(os.path.expanduser(profile))
+    allowed = "use 'auto', null or a profile written by nlt-bench --calibrate"
+    if not path.is_file():
+        raise ConfigError(f"cost_profile {profile!r} is not a file; {allowed}")
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ConfigError(f"cost_profile {profile!r} is unreadable ({exc.strerror}); "
+                          f"{allowed}") from None
+    _loaded_profile(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _loaded_profile(path: str, stamp: int) -> None:
+    from harness.costmodel.profile import Profile
+
+    try:
+        Profile.load(path)
+    except ConfigError as exc:
+        raise ConfigError(f"cost_profile: {exc}; use 'auto', null or a profile written by "
+                          "nlt-bench --calibrate") from None
 
 
 def resolve(cfg: DictConfig) -> ResolvedRun:
