@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -39,10 +39,15 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from harness.common.errors import ConfigError, fail, guarded
-from harness.common.io import write_json
+from harness.common.io import write_json, write_text
 from harness.execution.cmdline import check_command_line
 from harness.execution.config import CONF_DIR, register_configs, resolve, store_path
-from harness.execution.hydra_adapter import parse_overrides, split_argv, sweep_jobs
+from harness.execution.hydra_adapter import (
+    parse_overrides,
+    split_argv,
+    sweep_jobs,
+    tolerate_unwritable_job_records,
+)
 from harness.execution.isolation import (
     become_owner,
     reap_descendants,
@@ -52,7 +57,7 @@ from harness.execution.isolation import (
 )
 from harness.execution.preflight import preflight
 from harness.execution.results import cell_is_complete, cell_name
-from harness.execution.runner import run_cell
+from harness.execution.runner import os_reason, run_cell
 from harness.execution.suites import (
     STOP_SIGNALS,
     raise_interrupted,
@@ -97,21 +102,48 @@ class SweepState:
     store: str = "results"
     reported: bool = False
     any_failed: bool = False
+    #: job number -> its summary row, for jobs run in this process (the basic launcher): the
+    #: table has them even when their outcome file could not be written (a full disk)
+    outcomes: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def rows(self) -> list[dict]:
+        assert self.sweep_dir is not None
+        try:
+            rows = job_rows(self.sweep_dir)
+        except OSError:
+            rows = []
+        if not self.outcomes:
+            return rows
+        try:
+            dirs = sorted(int(p.name) for p in self.sweep_dir.iterdir()
+                          if p.is_dir() and p.name.isdigit())
+        except OSError:
+            dirs = []
+        if len(rows) < len(dirs):
+            rows = [{"status": "not_run", "reason": "unreadable"} for _ in dirs]
+        for i, job in enumerate(dirs):  # job_rows: one row per job directory, in order
+            if job in self.outcomes and not (self.sweep_dir / str(job) / OUTCOME_FILE).is_file():
+                rows[i] = self.outcomes[job]
+        return rows
 
     def report(self) -> None:
         """Print the one-screen table of the sweep's cells (once) and remember whether any
-        failed."""
+        failed. A summary.csv that cannot be written is one line; the table is printed."""
         if self.sweep_dir is None or self.reported:
             return
         self.reported = True
-        rows = job_rows(self.sweep_dir)
+        rows = self.rows()
         if not rows:
             return
         table = summary_table(rows)
-        table.to_csv(self.sweep_dir / "summary.csv", index=False)
+        summary = self.sweep_dir / "summary.csv"
+        try:
+            write_text(summary, table.to_csv(index=False))
+            where = f"summary: {summary}; "
+        except OSError as exc:
+            where = f"summary.csv not written ({os_reason(exc)}); "
         print("\n" + format_table(table), flush=True)
-        print(f"summary: {self.sweep_dir / 'summary.csv'}; results in {self.store}/",
-              flush=True)
+        print(f"{where}results in {self.store}/", flush=True)
         self.any_failed = bool(table["status"].isin(FAILED_STATUSES).any())
 
 
@@ -135,10 +167,13 @@ class SweepSummary(Callback):
         except Exception:  # a sweeper other than the basic one: no count, no harm
             total = None
         launcher = config.hydra.runtime.choices.get("hydra/launcher", "basic")
-        write_json(sweep_dir / SWEEP_FILE, {
-            "total_cells": total, "launcher": launcher,
-            "overrides": list(config.hydra.overrides.task),
-            "utc_start": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+        try:
+            write_json(sweep_dir / SWEEP_FILE, {
+                "total_cells": total, "launcher": launcher,
+                "overrides": list(config.hydra.overrides.task),
+                "utc_start": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+        except OSError as exc:  # the launcher then fails with its own one-line reason
+            log.error("cannot write %s: %s", sweep_dir / SWEEP_FILE, os_reason(exc))
         print(f"[sweep] {total if total is not None else '?'} cells, launcher {launcher}, "
               f"store {config.store}/, jobs in {sweep_dir}", flush=True)
 
@@ -185,9 +220,14 @@ def _record_and_progress(hc: Any, job_dir: Path, outcome: Any, label: str) -> No
     from filelock import FileLock
 
     sweep_dir = Path(hc.sweep.dir)
-    with FileLock(str(sweep_dir / ".progress.lock")):
-        write_outcome(job_dir, outcome.cell, outcome.status)
-        done = len(list(sweep_dir.glob(f"*/{OUTCOME_FILE}")))
+    try:
+        with FileLock(str(sweep_dir / ".progress.lock")):
+            write_outcome(job_dir, outcome.cell, outcome.status)
+            done = len(list(sweep_dir.glob(f"*/{OUTCOME_FILE}")))
+    except OSError as exc:  # the table still has it (SweepState.outcomes); one line
+        log.error("[%s] %s, but its outcome could not be recorded in %s: %s", label,
+                  outcome.status, job_dir, os_reason(exc))
+        return
     status = outcome.status + (" (reused)" if outcome.reused else "")
     total = None
     try:
@@ -213,25 +253,41 @@ def _app(cfg: DictConfig) -> str:
     label = run.label
     try:
         if multirun:
-            write_json(job_dir / STARTED_FILE, {
-                "cell": str(cell), **run.facts()})
+            try:
+                write_json(job_dir / STARTED_FILE, {"cell": str(cell), **run.facts()})
+            except OSError as exc:
+                log.error("[%s] cannot write %s: %s", label, job_dir / STARTED_FILE,
+                          os_reason(exc))
         if cfg.isolate and (cfg.force or not cell_is_complete(cell)):
             outcome = run_isolated(cfg, launch, cell)
         else:  # reuse (nothing to isolate), or isolate=false for a debugger
             outcome = run_cell(cfg, launch)
-    except ConfigError as exc:
-        fail(PROG, str(exc))
+    except ConfigError as exc:  # validated before the sweep: the store changed under it
+        outcome = record_failure(cfg, launch, cell, str(exc))
     except KeyboardInterrupt:
         if multirun:
-            write_json(job_dir / OUTCOME_FILE, {"cell": str(cell), "status": INTERRUPTED})
+            try:
+                write_json(job_dir / OUTCOME_FILE, {"cell": str(cell), "status": INTERRUPTED})
+            except OSError:
+                pass  # the table shows the job as killed instead
         raise
     except Exception as exc:  # a harness bug around the cell: record it, the sweep goes on
         log.exception("[%s] job error", label)
         outcome = record_failure(cfg, launch, cell, f"job error {type(exc).__name__}: {exc}")
+    state = _STATE.get(None)
+    if multirun and state is not None and job_dir.name.isdigit():
+        reason = str(outcome.reason or "")
+        state.outcomes[int(job_dir.name)] = {
+            **run.facts(), "status": outcome.status,
+            "reason": reason if len(reason) <= 60 else reason[:57] + "..."}
     if multirun:
         _record_and_progress(hc, job_dir, outcome, label)
     else:
-        write_outcome(job_dir, outcome.cell, outcome.status)
+        try:
+            write_outcome(job_dir, outcome.cell, outcome.status)
+        except OSError as exc:
+            log.error("[%s] cannot write %s: %s", label, job_dir / OUTCOME_FILE,
+                      os_reason(exc))
         print(f"{outcome.status}: {outcome.reason or '-'}\nresults: {outcome.cell}", flush=True)
         if outcome.status in FAILED_STATUSES:
             sys.exit(1)
@@ -303,6 +359,27 @@ def _interrupted(state: SweepState, exc: BaseException) -> NoReturn:
     sys.exit(128 + signum)
 
 
+def _stopped(state: SweepState, exc: Exception) -> NoReturn:
+    """Hydra or its launcher raised (a job directory it could not create, a worker that
+    died): one line, the table of what the sweep has, exit 1; exit 2 when nothing started and
+    the cause is the configuration."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = f"cannot write{where}: {os_reason(exc)}"
+    else:
+        text = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {text[0] if text else ''}"
+    if state.sweep_dir is None and isinstance(exc, HydraException | OmegaConfBaseException):
+        fail(PROG, reason)
+    print(f"{PROG}: the sweep stopped: {reason}; the cells that finished are kept, rerun the "
+          "command to resume", file=sys.stderr, flush=True)
+    state.report()
+    sys.exit(1)
+
+
 def require_multirun_for_presets(argv: list[str]) -> None:
     """``+sweep=NAME`` without ``-m``: Hydra would run one cell of the preset's settings and
     ignore its grid, which looks like a sweep that finished early. Refused with the fix."""
@@ -349,6 +426,14 @@ def main() -> None:
     for sig in STOP_SIGNALS:
         signal.signal(sig, raise_interrupted)
     become_owner()
+    # I/O faults are one line each: no "--- Logging error ---" traceback per log line when
+    # a log file's disk is full, Hydra's job records may fail without ending the sweep, and
+    # what Hydra would print as a traceback reaches _main (HYDRA_FULL_ERROR), which says it
+    # in a line and prints the table
+    logging.raiseExceptions = False
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    tolerate_unwritable_job_records(lambda path, exc: log.error(
+        "cannot write %s: %s", path, os_reason(exc)))
     try:
         _main()
     finally:
@@ -394,6 +479,8 @@ def _main() -> None:
             state.report()
             sys.exit(exc.code if exc.code not in (0, None) else 1)
         raise
+    except Exception as exc:  # what Hydra or a launcher raised (HYDRA_FULL_ERROR): one line
+        _stopped(state, exc)
     if state.any_failed:
         sys.exit(1)
 

@@ -80,3 +80,31 @@ def apply_overrides(cfg, lines: Iterable[str]) -> None:
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
     ConfigLoaderImpl._apply_overrides_to_config(parse_overrides(lines), cfg)
+
+
+def tolerate_unwritable_job_records(report) -> None:
+    """Hydra writes each job's ``.hydra/*.yaml`` before the job runs, and a write that fails
+    (a full disk) would end the whole sweep with a traceback. Wrapped here (Hydra's private
+    ``hydra.core.utils._save_config``): a failed write removes what it left, is reported with
+    ``report(path, exc)`` and the job goes on to record its cell as failed."""
+    import os
+
+    import hydra.core.utils as hydra_utils
+
+    original = hydra_utils._save_config
+    if getattr(original, "nlt_tolerant", False):
+        return
+
+    def save_config(cfg, filename, output_dir) -> None:
+        try:
+            original(cfg, filename, output_dir)
+        except OSError as exc:
+            path = os.path.join(str(output_dir), filename)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            report(path, exc)
+
+    save_config.nlt_tolerant = True  # type: ignore[attr-defined]
+    hydra_utils._save_config = save_config

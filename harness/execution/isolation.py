@@ -33,7 +33,7 @@ from harness.execution.results import (
     set_aside,
     write_cell,
 )
-from harness.execution.runner import Outcome, run_cell, run_record
+from harness.execution.runner import Outcome, os_reason, run_cell, run_record
 
 log = logging.getLogger("harness")
 
@@ -259,6 +259,7 @@ def _child(container: dict, launch: dict, log_files: list[str], conn,
     with its table)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.raiseExceptions = False  # a log file on a full disk: no traceback per line
     if job_pid is not None:
         _die_with(job_pid, owner_list)
     fmt = logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S")
@@ -308,7 +309,7 @@ def record_failure(cfg: DictConfig, launch: dict, cell: Path, reason: str) -> Ou
             write_cell(target, [], record)
     except OSError as exc:
         log.error("[%s] failed (%s); could not record it: %s", record["label"], reason, exc)
-        return Outcome("failed", f"{reason}; not recorded: {exc.strerror or exc}", cell)
+        return Outcome("failed", f"{reason}; not recorded: {os_reason(exc)}", cell)
     log.error("[%s] failed (%s) -> %s", record["label"], reason, target)
     return Outcome("failed", reason, target)
 

@@ -8,9 +8,11 @@ cell ends with a ``run.json`` whose status is one of ``harness.execution.results
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass
@@ -102,6 +104,18 @@ def _inject_fault(cfg: DictConfig, it: int) -> None:
         raise InjectedFault(f"injected fault at iteration {it} (testing.fail_at_iter)")
 
 
+def os_reason(exc: OSError) -> str:
+    """An OS error in a few words, ``No space left on device (ENOSPC)``, also when a library
+    (pyarrow) wraps it in a message of its own."""
+    code = exc.errno
+    if code is None:
+        match = re.search(r"errno (\d+)", str(exc), re.IGNORECASE)
+        code = int(match.group(1)) if match else None
+    if code is None:
+        return str(exc.strerror or exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{os.strerror(code)} ({errno.errorcode.get(code, code)})"
+
+
 def run_cell(cfg: DictConfig, launch: dict[str, Any] | None = None) -> Outcome:
     """Run one configuration to completion and record it. Raises only ``ConfigError``.
 
@@ -120,7 +134,7 @@ def run_cell(cfg: DictConfig, launch: dict[str, Any] | None = None) -> Outcome:
         lock.acquire()
     except OSError as exc:
         raise ConfigError(f"cannot write the cell directory {str(cell.parent)!r}: "
-                          f"{exc.strerror or exc}") from None
+                          f"{os_reason(exc)}") from None
     try:
         recover_cell(cell)
         done = cell_is_complete(cell)
@@ -252,11 +266,11 @@ class _Run:
             run["wall_time_s"] = time.perf_counter() - self._wall_start
         try:
             write_cell(self.cell, self.rows, run)
-        except OSError as exc:  # the store went away or read-only under the run: one line
+        except OSError as exc:  # a full disk, a read-only store, a directory gone: one line
             log.error("[%s] %s, but its result could not be written to %s: %s", self.label,
-                      status, self.cell, exc.strerror or exc)
-            return Outcome("failed", f"{status}; could not write {self.cell}: "
-                                     f"{exc.strerror or exc}", self.home)
+                      status, self.cell, os_reason(exc))
+            return Outcome("failed", f"{os_reason(exc)}: could not write {self.cell} "
+                                     f"(the run ended {status})", self.home)
         log.info("[%s] %s%s -> %s", self.label, status, f" ({reason})" if reason else "",
                  self.cell)
         return Outcome(status, reason, self.cell)
