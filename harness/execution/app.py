@@ -122,7 +122,9 @@ class SweepState:
         if len(rows) < len(dirs):
             rows = [{"status": "not_run", "reason": "unreadable"} for _ in dirs]
         for i, job in enumerate(dirs):  # job_rows: one row per job directory, in order
-            if job in self.outcomes and not (self.sweep_dir / str(job) / OUTCOME_FILE).is_file():
+            # what this process saw wins over what the disk could not keep (an outcome file
+            # or a failed cell's run.json that could not be written)
+            if job in self.outcomes and rows[i].get("status") in UNRECORDED:
                 rows[i] = self.outcomes[job]
         return rows
 
@@ -145,6 +147,10 @@ class SweepState:
         print("\n" + format_table(table), flush=True)
         print(f"{where}results in {self.store}/", flush=True)
         self.any_failed = bool(table["status"].isin(FAILED_STATUSES).any())
+
+
+#: table statuses of a job whose record is not on disk
+UNRECORDED = ("missing", "killed", "not_run")
 
 
 #: the sweep state of the command being run (``main`` sets a fresh one per command)

@@ -308,7 +308,8 @@ def record_failure(cfg: DictConfig, launch: dict, cell: Path, reason: str) -> Ou
                 set_aside(cell)
             write_cell(target, [], record)
     except OSError as exc:
-        log.error("[%s] failed (%s); could not record it: %s", record["label"], reason, exc)
+        log.error("[%s] failed (%s); could not record it: %s", record["label"], reason,
+                  os_reason(exc))
         return Outcome("failed", f"{reason}; not recorded: {os_reason(exc)}", cell)
     log.error("[%s] failed (%s) -> %s", record["label"], reason, target)
     return Outcome("failed", reason, target)
