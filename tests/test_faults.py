@@ -51,8 +51,9 @@ def _fingerprint(cell: Path) -> tuple[str, str]:
 def _spawn(tmp: Path, *args: str, ignore_sigint: bool = False) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
+    size = () if any(a.startswith("data.n=") for a in args) else ("data.n=16",)  # once
     return subprocess.Popen([sys.executable, "-m", "harness.execution.app", "-m", "+sweep=smoke",
-                             "data.n=16", *args, f"store={tmp / 'store'}"], cwd=tmp, env=env,
+                             *size, *args, f"store={tmp / 'store'}"], cwd=tmp, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=ignore)
 

@@ -243,6 +243,18 @@ def _record_and_progress(hc: Any, job_dir: Path, outcome: Any, label: str) -> No
     log.info("[sweep %d/%s cells done] %s: %s", done, total or "?", label, status)
 
 
+def _remember(job_dir: Path, facts: dict[str, Any], outcome: Any) -> None:
+    """The job's row for the table of this process's sweep (the basic launcher runs jobs in
+    it), kept in memory in case its outcome cannot be written. A module function: joblib
+    pickles ``_app`` by value, and the ContextVar it reads does not pickle."""
+    state = _STATE.get(None)
+    if state is not None and job_dir.name.isdigit():
+        reason = str(outcome.reason or "")
+        state.outcomes[int(job_dir.name)] = {
+            **facts, "status": outcome.status,
+            "reason": reason if len(reason) <= 60 else reason[:57] + "..."}
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(cfg: DictConfig) -> str:
     hc = HydraConfig.get()
@@ -280,13 +292,8 @@ def _app(cfg: DictConfig) -> str:
     except Exception as exc:  # a harness bug around the cell: record it, the sweep goes on
         log.exception("[%s] job error", label)
         outcome = record_failure(cfg, launch, cell, f"job error {type(exc).__name__}: {exc}")
-    state = _STATE.get(None)
-    if multirun and state is not None and job_dir.name.isdigit():
-        reason = str(outcome.reason or "")
-        state.outcomes[int(job_dir.name)] = {
-            **run.facts(), "status": outcome.status,
-            "reason": reason if len(reason) <= 60 else reason[:57] + "..."}
     if multirun:
+        _remember(job_dir, run.facts(), outcome)
         _record_and_progress(hc, job_dir, outcome, label)
     else:
         try:
