@@ -25,6 +25,7 @@ from harness.common.device import device_name, format_bytes, memory_budget_bytes
 from harness.common.errors import ConfigError
 from harness.common.provenance import machine_facts, provenance
 from harness.common.timing import PhaseClock
+from harness.execution import hygiene
 from harness.execution.config import ResolvedRun, preset_for, resolve, store_path
 from harness.execution.loop import (
     Stopping,
@@ -244,7 +245,27 @@ class _Run:
             row[key] = value
         return row
 
+    def _measure_quality(self) -> None:
+        """Outside the clock, when the cell ends: the machine's state against the start
+        (``hygiene``: ``disturbed`` and its figures, into run.json and every row) and the
+        spread of the step times (``step_time_iqr_s``, the interquartile range over steps)."""
+        start = getattr(self, "_hygiene_start", None)
+        if start is None:  # skipped before it ran: nothing was timed
+            return
+        fields = hygiene.assess(start, hygiene.snapshot(), self.threads)
+        self.info.update(fields)
+        for row in self.rows:
+            row.update(fields)
+        times = [row["step_time_s"] for row in self.rows[1:]]
+        if times:
+            q1, q3 = torch.tensor(times, dtype=torch.float64).quantile(
+                torch.tensor([0.25, 0.75], dtype=torch.float64)).tolist()
+            self.info["step_time_iqr_s"] = q3 - q1
+        if fields["disturbed"]:
+            log.warning("[%s] disturbed: %s", self.label, fields["disturbed_reason"])
+
     def _finish(self, status: str, reason: str = "") -> Outcome:
+        self._measure_quality()
         run = run_record(self.run, status, reason, self.home, self.prov, self.rows, self.info)
         run["kernels"] = kernels.report()
         run.update(_peak_memory(self.run.device))
@@ -306,6 +327,7 @@ class _Run:
         reason = self._predicted_too_slow()
         if reason:
             return self._finish("skipped", reason)
+        self._hygiene_start = hygiene.snapshot()  # outside the clock and the wall budget
         self._wall_start = time.perf_counter()
         try:
             with wall_clock_limit(self._wall_budget()):
