@@ -28,7 +28,8 @@ from harness.execution.results import RESULT_FILE, read_run, time_per_iteration
 OUTCOME_FILE, STARTED_FILE, SWEEP_FILE = "outcome.json", "started.json", "sweep.json"
 
 SUMMARY_COLUMNS = ["algorithm", "dataset", "n", "m", "d", "seed", "status", "iters",
-                   "rel_loss", "time_per_iter_s", "total_time_s", "reason"]
+                   "rel_loss", "time_per_iter_s", "iqr_s", "total_time_s", "disturbed",
+                   "reason"]
 
 #: A job whose cell was stopped by Ctrl-C: its outcome.json says so (nothing was written).
 INTERRUPTED = "interrupted"
@@ -53,6 +54,9 @@ def cell_summary(cell: Path) -> dict:
     row["rel_loss"] = run.get("final_rel_loss")
     row["total_time_s"] = run.get("total_time_s")
     row["time_per_iter_s"] = None
+    # the step times' interquartile range, and the hygiene verdict ('' when not measured)
+    row["iqr_s"] = run.get("step_time_iqr_s")
+    row["disturbed"] = {True: "yes", False: "no"}.get(run.get("disturbed"), "")
     try:
         steps = pd.read_parquet(cell / RESULT_FILE, columns=["iter", "step_time_s"])
         row["time_per_iter_s"] = time_per_iteration(steps)
@@ -108,6 +112,7 @@ def summary_table(cells: Iterable[Path] | list[dict]) -> pd.DataFrame:
 def format_table(frame: pd.DataFrame, max_rows: int = 40) -> str:
     """The table, at most ``max_rows`` lines (failed cells first when cut), and a status count."""
     fmt = {"rel_loss": "{:.2e}".format, "time_per_iter_s": "{:.4f}".format,
+           "iqr_s": "{:.4f}".format,
            "total_time_s": "{:.3f}".format}
     shown = frame.copy()
     cut = ""

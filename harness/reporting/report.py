@@ -32,7 +32,13 @@ from harness.reporting import fits as F
 from harness.reporting import predictions as P
 from harness.reporting import tables as T
 from harness.reporting.figures import Figure, all_figures
-from harness.reporting.load import Loaded, Problem, load_stores, merged_table
+from harness.reporting.load import (
+    Loaded,
+    Problem,
+    leave_out_disturbed,
+    load_stores,
+    merged_table,
+)
 from harness.reporting.metrics import cell_metrics
 from harness.reporting.tables import fmt_time
 
@@ -50,6 +56,7 @@ class Report:
     fits_m: pd.DataFrame | None = None
     profile: object | None = None  # the cost model's measured profile of this machine
     datasheets: list = field(default_factory=list)
+    hygiene: list[str] = field(default_factory=list)  # load.leave_out_disturbed's lines
 
     @property
     def figure_files(self) -> list[Path]:
@@ -95,7 +102,7 @@ def _theory_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 def build(stores: list[str], out: Path, target: float = TARGET_REL_LOSS,
           min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None,
-          profiles: list[str] | None = None) -> Report:
+          profiles: list[str] | None = None, include_disturbed: bool = False) -> Report:
     """Load, compute, draw and write; returns what was made (the tests read it)."""
     if not (target > 0 and math.isfinite(target)):
         raise ConfigError(f"--target must be a positive number, got {target}")
@@ -104,14 +111,14 @@ def build(stores: list[str], out: Path, target: float = TARGET_REL_LOSS,
     problem = writable_dir_problem(out, "--out")
     if problem:
         raise ConfigError(problem)
-    loaded = load_stores(stores)
+    loaded, hygiene = leave_out_disturbed(load_stores(stores), include_disturbed)
     out.mkdir(parents=True, exist_ok=True)
     cells = cell_metrics(loaded, target)
     merged = merged_table(loaded)
     merged.to_parquet(out / "results.parquet", index=False)
     if len(cells):
         cells.to_csv(out / "cells.csv", index=False)
-    report = Report(out, loaded, cells)
+    report = Report(out, loaded, cells, hygiene=hygiene)
     if len(cells):
         for var in ("n", "m"):
             try:
@@ -178,6 +185,8 @@ def _header(r: Report, stores: list[str], target: float, cmd: str,
               + f"; {len(r.loaded.problems)} unreadable or incomplete file(s).", ""]
     if warnings:
         L += ["> **Warning:** " + w for w in warnings] + [""]
+    if r.hygiene:
+        L += ["Measurement hygiene: " + " ".join(r.hygiene), ""]
     return L
 
 
@@ -330,13 +339,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="append", metavar="PATH",
                         help="cost-model profile(s) (nlt-bench --calibrate); default: the "
                              "machine's and the datasheet ones in reports/profiles/")
+    parser.add_argument("--include-disturbed", action="store_true",
+                        help="also use cells measured on a disturbed machine (left out by "
+                             "default; harness/execution/hygiene.py)")
     args = parser.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else argv
     command = " ".join([PROG, *(shlex.quote(a) for a in argv_used)])
 
     def go():
         rep = build(args.stores or ["results"], Path(args.out), args.target, args.min_time_s,
-                    command, args.profile)
+                    command, args.profile, args.include_disturbed)
         drawn = sum(1 for f in rep.figures if f.files)
         verdicts = ", ".join(f"{c.id} {c.verdict}" for c in rep.claims)
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
