@@ -16,6 +16,9 @@ The load average is recorded but decides nothing: it lags a minute and counts th
 cell's own work. A cell measured before these fields existed has no ``disturbed`` field and
 is read as *not measured*, not as disturbed.
 
+``NLT_HYGIENE=0`` in the environment turns the probes off (cells are then *not measured*):
+the test suite sets it, so that its results do not depend on how loaded the test machine is.
+
 ``busy_warning`` is the one line ``nlt-run`` prints at start when the machine is already busy.
 Pyperf's system checks, Google Benchmark's CPU-scaling warning and torch.utils.benchmark's
 IQR were the models; the thresholds are stated here and in docs/performance.md.
@@ -52,6 +55,11 @@ class Snapshot:
     load_1m: float | None
     runnable: int | None
     reference_s: float | None
+
+
+def enabled() -> bool:
+    """False when ``NLT_HYGIENE=0``: no probe, the cells are recorded as not measured."""
+    return os.environ.get("NLT_HYGIENE", "1").strip() not in ("0", "off", "false", "no")
 
 
 def usable_cpus() -> int:

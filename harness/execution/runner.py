@@ -249,18 +249,18 @@ class _Run:
         """Outside the clock, when the cell ends: the machine's state against the start
         (``hygiene``: ``disturbed`` and its figures, into run.json and every row) and the
         spread of the step times (``step_time_iqr_s``, the interquartile range over steps)."""
-        start = getattr(self, "_hygiene_start", None)
-        if start is None:  # skipped before it ran: nothing was timed
-            return
-        fields = hygiene.assess(start, hygiene.snapshot(), self.threads)
-        self.info.update(fields)
-        for row in self.rows:
-            row.update(fields)
         times = [row["step_time_s"] for row in self.rows[1:]]
         if times:
             q1, q3 = torch.tensor(times, dtype=torch.float64).quantile(
                 torch.tensor([0.25, 0.75], dtype=torch.float64)).tolist()
             self.info["step_time_iqr_s"] = q3 - q1
+        start = getattr(self, "_hygiene_start", None)
+        if start is None:  # skipped before it ran, or NLT_HYGIENE=0: not measured
+            return
+        fields = hygiene.assess(start, hygiene.snapshot(), self.threads)
+        self.info.update(fields)
+        for row in self.rows:
+            row.update(fields)
         if fields["disturbed"]:
             log.warning("[%s] disturbed: %s", self.label, fields["disturbed_reason"])
 
@@ -327,7 +327,8 @@ class _Run:
         reason = self._predicted_too_slow()
         if reason:
             return self._finish("skipped", reason)
-        self._hygiene_start = hygiene.snapshot()  # outside the clock and the wall budget
+        # outside the clock and the wall budget
+        self._hygiene_start = hygiene.snapshot() if hygiene.enabled() else None
         self._wall_start = time.perf_counter()
         try:
             with wall_clock_limit(self._wall_budget()):

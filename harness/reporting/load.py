@@ -210,19 +210,26 @@ def _dedupe(found: list[tuple[Path, str, dict, Any]], problems: list[Problem]):
 
 
 def label_variants(runs: pd.DataFrame) -> pd.Series:
-    """``algorithm`` alone, or ``algorithm (k=v, ...)`` naming the hyperparameters that take
-    more than one value among that algorithm's cells: one line per variant in the figures.
-    A model other than two_layer is part of the variant: ``gn_sketch [mlp L=3]`` (``model``
-    and ``depth`` of every cell, ``harness.execution.migrate`` filling them in old ones)."""
+    """One name per variant, the same as in progress lines and the sweep summary: the named
+    configuration a cell runs (``gn_sketch``, ``gn_sketch_paper``: run.json's ``preset``),
+    else ``algorithm (k=v, ...)`` naming the hyperparameters that take more than one value
+    among that algorithm's cells (``algorithm`` alone if none varies). A model other than
+    two_layer is part of the variant: ``gn_sketch [mlp L=3]`` (``model`` and ``depth`` of
+    every cell, ``harness.execution.migrate`` filling them in old ones)."""
     labels = pd.Series(index=runs.index, dtype=object)
     model_tag = pd.Series(["" if m == "two_layer" else f" [{m} L={int(L)}]"
                            for m, L in zip(runs["model"], runs["depth"])], index=runs.index)
+    presets = runs["preset"] if "preset" in runs else pd.Series(None, index=runs.index)
+    named = pd.Series([isinstance(p, str) and p != "" for p in presets], index=runs.index)
+    labels[named] = presets[named]
     for alg, group in runs.groupby("algorithm", sort=True):
         params = [json.loads(h) for h in group["hyperparameters"]]
         keys = sorted({k for p in params for k in p})
         varying = [k for k in keys if len({json.dumps(p.get(k), default=str)
                                            for p in params}) > 1]
         for idx, p in zip(group.index, params):
+            if named[idx]:
+                continue
             if varying:
                 inside = ", ".join(f"{k}={p.get(k)}" for k in varying)
                 labels[idx] = f"{alg} ({inside})"
