@@ -54,8 +54,10 @@ from harness.execution.summary import (
     STARTED_FILE,
     SWEEP_FILE,
     format_table,
+    interrupted_message,
     job_rows,
     summary_table,
+    warn_if_busy,
     write_outcome,
 )
 
@@ -277,8 +279,7 @@ def _own_output_dir(argv: list[str]) -> list[str]:
 
 
 def _interrupted(state: SweepState) -> NoReturn:
-    print(f"\n{PROG}: interrupted (Ctrl-C); the cells that finished are kept, rerun the "
-          "command to resume", file=sys.stderr, flush=True)
+    print("\n" + interrupted_message(sys.argv[1:], PROG), file=sys.stderr, flush=True)
     state.report()
     sys.exit(EXIT_INTERRUPTED)
 
@@ -340,6 +341,7 @@ def main() -> None:
             sys.exit(run_suite(parts))
         if split_argv(sys.argv[1:]) is not None:
             sys.argv[1:] = _own_output_dir(sys.argv[1:])
+            warn_if_busy(PROG)
         register_configs()
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted before the sweep started", file=sys.stderr)

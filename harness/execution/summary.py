@@ -16,6 +16,8 @@ whichever process they ran:
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from harness.common.io import write_json
+from harness.execution import hygiene
 from harness.execution.results import RESULT_FILE, read_run, time_per_iteration
 
 OUTCOME_FILE, STARTED_FILE, SWEEP_FILE = "outcome.json", "started.json", "sweep.json"
@@ -140,3 +143,27 @@ def sweep_cells(sweep_dir: Path) -> list[Path]:
         if outcome and "cell" in outcome:
             cells.append(Path(outcome["cell"]))
     return cells
+
+
+def resume_command(argv: list[str], prog: str = "nlt-run") -> str:
+    """The exact command that resumes an interrupted ``nlt-run argv``: the same arguments
+    (finished cells are reused), less the job directory ``nlt-run`` named itself
+    (``hydra.sweep.dir=${store}/_hydra/...``), quoted for a POSIX shell."""
+    own = ("hydra.sweep.dir=${store}/_hydra/", "hydra.run.dir=${store}/_hydra/")
+    args = [a for a in argv if not a.startswith(own)]
+    return " ".join([prog, *(shlex.quote(a) for a in args)])
+
+
+def interrupted_message(argv: list[str], prog: str = "nlt-run") -> str:
+    """What Ctrl-C prints: what is kept, and the command that resumes."""
+    return (f"{prog}: interrupted (Ctrl-C); the cells that finished are kept. To resume, "
+            f"rerun:\n  {resume_command(argv, prog)}")
+
+
+def warn_if_busy(prog: str = "nlt-run") -> None:
+    """One line on stderr when the machine is busy before the sweep starts (hygiene)."""
+    if not hygiene.enabled():
+        return
+    line = hygiene.busy_warning()
+    if line:
+        print(f"{prog}: {line}", file=sys.stderr, flush=True)
