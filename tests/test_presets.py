@@ -14,7 +14,18 @@ from harness.execution.preflight import algorithm_choices
 from tests.helpers import run_in_process
 
 
-@pytest.mark.parametrize("name", ALGORITHMS.names())
+#: methods that ship a conf/algorithm/<name>.yaml; an outside plugin needs none
+SHIPPED_YAML = sorted(n for n in ALGORITHMS.names() if (CONF_DIR / "algorithm" / f"{n}.yaml")
+                      .is_file())
+
+
+def test_every_method_of_the_repository_ships_its_yaml():
+    ours = [n for n in ALGORITHMS.names()
+            if ALGORITHMS.get(n).__module__.startswith("algorithms.")]
+    assert ours and set(ours) <= set(SHIPPED_YAML)
+
+
+@pytest.mark.parametrize("name", SHIPPED_YAML)
 def test_method_yaml_equals_params_defaults(name):
     alg, values = algorithm_preset(name)
     defaults = {f.name: f.default for f in dataclasses.fields(ALGORITHMS.get(name).Params)}
