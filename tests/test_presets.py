@@ -13,7 +13,6 @@ from harness.execution.config import CONF_DIR, algorithm_preset, preset_for
 from harness.execution.preflight import algorithm_choices
 from tests.helpers import run_in_process
 
-
 #: methods that ship a conf/algorithm/<name>.yaml; an outside plugin needs none
 SHIPPED_YAML = sorted(n for n in ALGORITHMS.names() if (CONF_DIR / "algorithm" / f"{n}.yaml")
                       .is_file())

@@ -4,8 +4,8 @@ Every cell takes a ``Snapshot`` at its start and at its end (outside the clock):
 load average, the number of runnable threads of *other* processes (``/proc/stat``'s
 ``procs_running`` less this process's own running threads, the median of a few samples), and
 the best time of a fixed reference kernel (a 256 × 256 float64 matrix product on the cell's
-threads, best of ``REFERENCE_REPEATS``). ``assess`` compares the two and marks the cell
-``disturbed`` when
+threads, best of ``REFERENCE_REPEATS`` after 20 ms of the same product untimed). ``assess``
+compares the two and marks the cell ``disturbed`` when
 
 - the reference kernel's time moved by more than ``DRIFT_LIMIT`` (25 %) between start and
   end: the machine's speed changed under the cell (another job, frequency scaling); or
@@ -38,8 +38,9 @@ import torch
 DRIFT_LIMIT = 0.25
 #: timings of the reference kernel; the best one counts
 REFERENCE_REPEATS = 7
-#: the reference kernel's matrix size (float64, on the cell's CPU threads)
-REFERENCE_SIZE = 256
+#: the reference kernel's matrix size (float64, on the cell's CPU threads), and how long it
+#: runs untimed first (from an idle CPU, the clock frequency needs a few ms to come back up)
+REFERENCE_SIZE, REFERENCE_WARM_S = 256, 0.02
 #: samples of /proc/stat per snapshot (their median counts), and the pause between them
 RUNNABLE_SAMPLES, SAMPLE_PAUSE_S = 5, 0.01
 #: nlt-run warns at start when the load average or the other runnable threads reach this
@@ -118,12 +119,18 @@ def other_runnable(samples: int = RUNNABLE_SAMPLES, pause: float = SAMPLE_PAUSE_
     return int(statistics.median(seen))
 
 
-def reference_seconds(repeats: int = REFERENCE_REPEATS, size: int = REFERENCE_SIZE) -> float:
-    """Best seconds of a fixed CPU kernel: ``size`` × ``size`` float64 matrix product."""
+def reference_seconds(repeats: int = REFERENCE_REPEATS, size: int = REFERENCE_SIZE,
+                      warm_s: float = REFERENCE_WARM_S) -> float:
+    """Best seconds of a fixed CPU kernel: ``size`` × ``size`` float64 matrix product, after
+    ``warm_s`` seconds of the same product (thread pool, allocator, and the clock frequency
+    back up from idle), best of at least ``repeats`` timings."""
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, dtype=torch.float64, generator=gen)
     b = torch.randn(size, size, dtype=torch.float64, generator=gen)
-    torch.mm(a, b)  # first call: thread pool and allocator
+    end = time.perf_counter() + warm_s
+    torch.mm(a, b)
+    while time.perf_counter() < end:
+        torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -353,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
         verdicts = ", ".join(f"{c.id} {c.verdict}" for c in rep.claims)
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
               f"{drawn} figure(s) -> {Path(args.out) / 'REPORT.md'}")
+        for line in rep.hygiene:  # disturbed cells left out: say so here too
+            print(f"{PROG}: {line.replace('**', '')}")
         print(f"claims: {verdicts}")
         table = T.decidable(rep.cells, rep.loaded.rows)
         can = list(table.loc[table["can decide"] == "yes", "claim"]) if len(table) else []
