@@ -4,6 +4,7 @@ start-of-run warning on a busy machine."""
 from __future__ import annotations
 
 import logging
+import re
 
 import torch
 
@@ -53,3 +54,14 @@ def test_busy_warning_at_start(monkeypatch, capsys):
     monkeypatch.setenv("NLT_HYGIENE", "0")
     summary.warn_if_busy()
     assert capsys.readouterr().err == ""
+
+
+def test_sweep_eta(tmp_path):
+    import datetime as dt
+    import json
+
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=60)
+    (tmp_path / summary.SWEEP_FILE).write_text(json.dumps({"utc_start": start.isoformat()}))
+    assert re.fullmatch(r"; about 2m0[0-4]s left", summary.sweep_eta(tmp_path, 2, 6))
+    assert summary.sweep_eta(tmp_path, 6, 6) == "" and summary.sweep_eta(tmp_path, 1, None) == ""
+    assert summary.sweep_eta(tmp_path / "nope", 1, 3) == ""

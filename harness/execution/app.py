@@ -57,6 +57,7 @@ from harness.execution.summary import (
     interrupted_message,
     job_rows,
     summary_table,
+    sweep_eta,
     warn_if_busy,
     write_outcome,
 )
@@ -184,7 +185,8 @@ def _record_and_progress(hc: Any, job_dir: Path, outcome: Any, label: str) -> No
         total = json.loads((sweep_dir / SWEEP_FILE).read_text()).get("total_cells")
     except (OSError, ValueError):
         pass
-    log.info("[sweep %d/%s cells done] %s: %s", done, total or "?", label, status)
+    log.info("[sweep %d/%s cells done] %s: %s%s", done, total or "?", label, status,
+             sweep_eta(sweep_dir, done, total))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

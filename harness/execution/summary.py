@@ -15,6 +15,7 @@ whichever process they ran:
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import shlex
 import sys
@@ -167,3 +168,22 @@ def warn_if_busy(prog: str = "nlt-run") -> None:
     line = hygiene.busy_warning()
     if line:
         print(f"{prog}: {line}", file=sys.stderr, flush=True)
+
+
+def sweep_eta(sweep_dir: Path, done: int, total: int | None) -> str:
+    """``; about 3m05s left``: the sweep's remaining cells at the pace of those done so far
+    (wall clock since ``sweep.json``'s start; reused cells make it optimistic); '' when
+    unknown or finished."""
+    if not total or done <= 0 or done >= total:
+        return ""
+    try:
+        start = json.loads((sweep_dir / SWEEP_FILE).read_text())["utc_start"]
+        elapsed = (_dt.datetime.now(_dt.UTC) - _dt.datetime.fromisoformat(start)).total_seconds()
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    left = max(elapsed, 0.0) / done * (total - done)
+    minutes, sec = divmod(int(round(left)), 60)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s" if minutes else \
+        f"{sec}s"
+    return f"; about {text} left"
