@@ -9,16 +9,15 @@ import pandas as pd
 from harness.execution.results import DONE_STATUSES as DONE
 from harness.reporting import fits
 from harness.reporting.claims.common import (
+    C1_GROWTH,
+    C1_SLACK,
     CAP_FACTOR,
-    FIT_CONSTANTS,
-    FIT_RULE,
-    FLAT_MAX,
     GD_GROWTH,
     family,
     finished,
+    fmt_fit,
     most_sizes,
     slices,
-    slope_in_n,
 )
 from harness.reporting.claims.registry import CONTRADICTED, SUPPORTED, UNDECIDED, claim
 
@@ -50,13 +49,10 @@ def _c1_gauss_newton(done: pd.DataFrame, ev: list[str]) -> tuple[bool, list[bool
                               f"{s['n'].nunique()} sizes n")
                 continue
             where = f"{variant} ({key[1]}, m={int(key[-1])})"
-            fit = slope_in_n(s, "iters_to_target", f"{where}: iterations",
-                              lambda v: str(int(v)), ev)
-            if fit is None:
-                continue
-            if fit.lo > FLAT_MAX:
+            state = integer_growth(s, where, ev)
+            if state is False:
                 contra = True
-            flat.append(fit.hi < FLAT_MAX)
+            flat.append(state is True)
         capped = g[(g["censor"] == "max_iters") & g["iters_lower_bound"].notna()]
         if len(capped) and len(conv) and \
                 capped["iters_lower_bound"].max() > CAP_FACTOR * conv["iters_to_target"].max():
@@ -66,6 +62,28 @@ def _c1_gauss_newton(done: pd.DataFrame, ev: list[str]) -> tuple[bool, list[bool
             ev.append(f"{variant}: stopped by max_iters at ≥{top} iterations (n={at}) while its "
                       f"converged runs needed ≤{int(conv['iters_to_target'].max())}")
     return contra, flat
+
+
+def integer_growth(s: pd.DataFrame, where: str, ev: list[str]) -> bool | None:
+    """The iterations to ε of one slice, median over seeds per n: True (bounded) when no
+    larger n needs more than C1_SLACK iterations over the smallest n; False (grows) when
+    the largest n needs ≥ C1_GROWTH× the smallest's and more than C1_SLACK over it; None
+    between. The log-log slope is shown beside it."""
+    per_n = s.groupby("n")["iters_to_target"].median().sort_index()
+    first, last = float(per_n.iloc[0]), float(per_n.iloc[-1])
+    rise = float(per_n.iloc[1:].max()) - first
+    fit = fits.fit_loglog(s["n"], s["iters_to_target"], n_boot=1000)
+    counts = ", ".join(f"{v:g}" for v in per_n)
+    text = (f"{where}: iterations {counts} over n={int(per_n.index[0])}–"
+            f"{int(per_n.index[-1])} (slope {fmt_fit(fit)})")
+    if rise <= C1_SLACK:
+        ev.append(text + f": bounded (≤ {C1_SLACK} over the smallest n)")
+        return True
+    if last >= C1_GROWTH * first and last - first > C1_SLACK:
+        ev.append(text + f": grows (≥ {C1_GROWTH:g}× from the smallest n)")
+        return False
+    ev.append(text + ": neither bounded nor doubled")
+    return None
 
 
 def _c1_gd(done: pd.DataFrame, ev: list[str]) -> tuple[bool, bool | None]:
@@ -110,16 +128,20 @@ def _needs_c1(cells: pd.DataFrame) -> tuple[str, str, bool]:
 @claim("C1", statement="GN-type methods reach ε in O(log 1/ε) iterations independent of n; GD "
                        "needs iterations growing with n/λ",
        rule="Per full-batch Gauss–Newton-type variant (batch_size < n excluded) and slice "
-            "(same m, data, device): log-log slope of iterations to ε vs n over the runs that "
-            "reached ε (" + FIT_RULE + "). Runs stopped by max_iters give lower bounds; diverged "
-            "runs give nothing. Contradicted if a GN slope interval lies above {FLAT_MAX}, or "
-            "a GN run's max_iters lower bound is over {CAP_FACTOR:g}× what its converged runs "
-            "needed, or gd (converged at both ends) needs no more iterations at the largest n "
-            "than at the smallest. Supported if ≥1 GN slope was fitted, every GN slope "
-            "interval lies below {FLAT_MAX}, and gd's iterations grow ≥{GD_GROWTH}× from the "
-            "smallest n (reached ε) to the largest (a lower bound counts).",
-       constants={"FLAT_MAX": FLAT_MAX, "CAP_FACTOR": CAP_FACTOR, "GD_GROWTH": GD_GROWTH,
-                  **FIT_CONSTANTS},
+            "(same m, data, device), over the runs that reached ε at ≥{MIN_SIZES} sizes n: "
+            "the iterations to ε per n (median over seeds), small integers ⌈ln(1/ε)/ln(1/ρ)⌉ "
+            "for a per-step contraction ρ. Bounded if no larger n needs more than "
+            "{C1_SLACK} iteration(s) over the smallest n (one rounding step); grows if the "
+            "largest n needs ≥ {C1_GROWTH:g}× the smallest's and more than {C1_SLACK} over it "
+            "(ln(1/ρ) halved). Runs stopped by max_iters give lower bounds; diverged runs give "
+            "nothing. Contradicted if a GN slice grows, or a GN run's max_iters lower bound is "
+            "over {CAP_FACTOR:g}× what its converged runs needed, or gd (converged at both "
+            "ends) needs no more iterations at the largest n than at the smallest. Supported "
+            "if ≥1 GN slice decides, every GN slice is bounded, and gd's iterations grow "
+            "≥{GD_GROWTH}× from the smallest n (reached ε) to the largest (a lower bound "
+            "counts).",
+       constants={"MIN_SIZES": fits.MIN_SIZES, "C1_SLACK": C1_SLACK, "C1_GROWTH": C1_GROWTH,
+                  "CAP_FACTOR": CAP_FACTOR, "GD_GROWTH": GD_GROWTH},
        needs=_needs_c1)
 def check_c1(cells: pd.DataFrame) -> tuple[str, str]:
     ev: list[str] = []
@@ -133,7 +155,7 @@ def check_c1(cells: pd.DataFrame) -> tuple[str, str]:
     else:
         verdict = UNDECIDED
         if not flat:
-            ev.append(f"no GN-type variant has a deciding slope (reached ε at ≥{fits.MIN_SIZES} "
+            ev.append(f"no GN-type variant has a bounded slice (reached ε at ≥{fits.MIN_SIZES} "
                       f"sizes n)")
         if gd_grows is None:
             ev.append(f"no gd slice shows growth ≥{GD_GROWTH}× from a converged smallest n")
