@@ -32,6 +32,7 @@ from harness.reporting.claims.c6 import check_c6
 from harness.reporting.claims.common import (
     C1_GROWTH,
     C1_SLACK,
+    C2_ABSENT,
     C2_DOMINANT,
     C2_FIT_BAD,
     C2_FIT_GOOD,
@@ -68,8 +69,9 @@ from harness.reporting.claims.registry import (
     claims_frame,
 )
 
-__all__ = ["C1_GROWTH", "C1_SLACK", "C2_DOMINANT", "C2_FIT_BAD", "C2_FIT_GOOD", "C2_LEADING",
-           "C2_METHODS", "C4_AGREE", "C4_DISAGREE", "C4_MIN_PAIRS", "C4_PAPER_TOL", "C4_RATE",
+__all__ = ["C1_GROWTH", "C1_SLACK", "C2_ABSENT", "C2_DOMINANT", "C2_FIT_BAD", "C2_FIT_GOOD",
+           "C2_LEADING", "C2_METHODS", "C4_AGREE", "C4_DISAGREE", "C4_MIN_PAIRS",
+           "C4_PAPER_TOL", "C4_RATE",
            "C5_TOLERANCE", "C6_MIN_CELLS", "C6_MIN_GROWTH_CELLS", "C6_MIN_NS", "C6_MIN_SEEDS",
            "CAP_FACTOR", "CONTRADICTED",
            "Claim", "ClaimInputs", "ClaimSpec", "DEPTH_CLAIMS", "FLAT_MAX", "GD_GROWTH",

@@ -18,6 +18,7 @@ from scipy.optimize import nnls
 from harness.execution.results import DONE_STATUSES as DONE
 from harness.reporting import fits
 from harness.reporting.claims.common import (
+    C2_ABSENT,
     C2_DOMINANT,
     C2_FIT_BAD,
     C2_FIT_GOOD,
@@ -42,14 +43,24 @@ def nnls_relative(A: np.ndarray, t: np.ndarray) -> np.ndarray:
     return c / scale
 
 
+def _cubic(term) -> bool:
+    """A factorisation's n³ term (Cholesky, QR): a kernel of its own, with its own rate."""
+    return term.exponents.get("n") == 3 and not term.exponents.get("m")
+
+
 def fit_cost_form(algorithm: str, g: pd.DataFrame, value: str = fits.TIME_COLUMN
                   ) -> dict | None:
     """The method's cost terms plus a per-step constant fitted to ``value`` over the cells
-    ``g`` (one variant): the fit's relative misfit and, at the cell where the named terms
-    (``C2_LEADING``) do the most work, their share of the fitted time and the constant's.
-    None where a cell has no cost model (a method without one, or no inner count)."""
+    ``g`` (one variant): t ≈ c₀ + c₁·(named terms) + c₂·(factorisation n³) + c₃·(the
+    rest), c ≥ 0: the named terms (``C2_LEADING``) at one rate, a factorisation at its own,
+    the remaining lower-order terms at one more, so that no lower term can stand in for a
+    leading one by a rate of its own (a sweep in n at one m and in m at one n cannot tell
+    n²m from n²d + nmd). Returns the relative misfit and, at
+    the cell where the named terms do the most work, their share of the fitted time and the
+    constant's; None where a cell has no cost model (no model, or no inner count)."""
     params = json.loads(g["hyperparameters"].iloc[0]) if isinstance(
         g["hyperparameters"].iloc[0], str) else {}
+    named_labels = C2_LEADING.get(algorithm, ())
     rows, labels = [], None
     for r in g.itertuples(index=False):
         terms = fits.cost_terms(algorithm, r.n, r.m, r.d, params,
@@ -59,15 +70,15 @@ def fit_cost_form(algorithm: str, g: pd.DataFrame, value: str = fits.TIME_COLUMN
         if not terms:
             return None
         labels = [t.label for t in terms]
-        rows.append([1.0, *(t.value for t in terms)])
+        named = sum(t.value for t in terms if t.label in named_labels)
+        cubic = sum(t.value for t in terms if t.label not in named_labels and _cubic(t))
+        rows.append([1.0, named, cubic, sum(t.value for t in terms) - named - cubic])
     A, t = np.array(rows, float), g[value].to_numpy(float)
     coef = nnls_relative(A, t)
     fitted = A @ coef
     misfit = float(np.sqrt(np.mean(np.log(t / fitted) ** 2)))
-    lead = [1 + i for i, label in enumerate(labels) if label in C2_LEADING.get(algorithm, ())]
-    top = int(np.argmax(A[:, lead].sum(axis=1))) if lead else int(np.argmax(fitted))
-    named = float(sum(coef[j] * A[top, j] for j in lead))
-    return {"misfit": misfit, "share": named / fitted[top],
+    top = int(np.argmax(A[:, 1]))
+    return {"misfit": misfit, "share": float(coef[1] * A[top, 1] / fitted[top]),
             "constant": float(coef[0]) / fitted[top], "n": int(g["n"].iloc[top]),
             "m": int(g["m"].iloc[top]), "cells": len(g), "terms": labels,
             "constant_s": float(coef[0])}
@@ -76,13 +87,14 @@ def fit_cost_form(algorithm: str, g: pd.DataFrame, value: str = fits.TIME_COLUMN
 def judge(fit: dict) -> bool | None:
     """True: the named terms take ≥ C2_DOMINANT of the fitted time at the largest cell and
     the form describes the data; False: the form misses the data, or the size-dependent part
-    dominates there and the named terms take less than C2_DOMINANT of it; None otherwise."""
+    dominates there and the named terms take less than C2_ABSENT of it (absent, not merely
+    not yet leading); None otherwise."""
     variable = 1.0 - fit["constant"]
     if fit["misfit"] > C2_FIT_BAD:
         return False
     if fit["share"] >= C2_DOMINANT and fit["misfit"] <= C2_FIT_GOOD:
         return True
-    if variable >= C2_DOMINANT and fit["share"] < C2_DOMINANT * variable:
+    if variable >= C2_DOMINANT and fit["share"] < C2_ABSENT * variable:
         return False
     return None
 
@@ -102,17 +114,19 @@ def _needs_c2(cells: pd.DataFrame) -> tuple[str, str, bool]:
        rule="Per method of {C2_METHODS} and variant (device, dtype): the amortised time per "
             "iteration (mean over all steps, refreshes included) of its finished cells, over "
             "≥{MIN_SIZES} sizes n and ≥{MIN_SIZES} widths m, fitted as a per-step constant "
-            "plus every term of the method's cost model (with the measured inner iterations "
-            "k and refresh share f), each with a non-negative coefficient (least squares on "
-            "relative error). At the cell where the named terms ({C2_LEADING}) do the most "
+            "plus the method's cost model (every term, with the measured inner iterations k "
+            "and refresh share f) in three parts, the named terms, a factorisation's n³ and "
+            "the rest, each part with one non-negative coefficient (least squares on relative "
+            "error). At the cell where the named terms ({C2_LEADING}) do the most "
             "work, a fit agrees when they take ≥ {C2_DOMINANT:g} of the fitted time and the "
             "RMS of log(measured/fitted) is ≤ {C2_FIT_GOOD:g}; it disagrees when that RMS is "
             "> {C2_FIT_BAD:g}, or when the size-dependent part takes ≥ {C2_DOMINANT:g} of the "
-            "fitted time there and the named terms less than {C2_DOMINANT:g} of that part; "
-            "otherwise (the constant still leads) it decides nothing. Contradicted if any fit "
+            "fitted time there and the named terms less than {C2_ABSENT:g} of that part "
+            "(absent); otherwise (the constant or a lower term still leads) it decides "
+            "nothing. Contradicted if any fit "
             "of the four disagrees; supported if each has an agreeing fit.",
        constants={"C2_METHODS": C2_METHODS, "C2_LEADING": C2_LEADING,
-                  "C2_DOMINANT": C2_DOMINANT, "C2_FIT_GOOD": C2_FIT_GOOD,
+                  "C2_DOMINANT": C2_DOMINANT, "C2_ABSENT": C2_ABSENT, "C2_FIT_GOOD": C2_FIT_GOOD,
                   "C2_FIT_BAD": C2_FIT_BAD, "MIN_SIZES": fits.MIN_SIZES},
        needs=_needs_c2)
 def check_c2(cells: pd.DataFrame) -> tuple[str, str]:
