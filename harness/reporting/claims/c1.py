@@ -12,7 +12,9 @@ from harness.reporting.claims.common import (
     C1_GROWTH,
     C1_SLACK,
     CAP_FACTOR,
+    FLAT_MAX,
     GD_GROWTH,
+    decides,
     family,
     finished,
     fmt_fit,
@@ -68,8 +70,9 @@ def integer_growth(s: pd.DataFrame, where: str, ev: list[str]) -> bool | None:
     """The iterations to ε of one slice, median over seeds per n, then the median over the
     smaller half of the sizes (K_lo) and over the larger half (K_hi; the middle size of an
     odd count in both), so that one size cannot decide: True (bounded) when K_hi ≤ K_lo +
-    C1_SLACK; False (grows) when K_hi ≥ C1_GROWTH·K_lo and K_hi − K_lo > C1_SLACK; None
-    between. The log-log slope is shown beside it."""
+    C1_SLACK; False (grows) when K_hi ≥ C1_GROWTH·K_lo and K_hi − K_lo > C1_SLACK, or when
+    the counts are large enough for their log-log slope to decide and its interval lies
+    above FLAT_MAX; None between."""
     per_n = s.groupby("n")["iters_to_target"].median().sort_index()
     half = (len(per_n) + 1) // 2
     first = float(per_n.iloc[:half].median())
@@ -85,6 +88,9 @@ def integer_growth(s: pd.DataFrame, where: str, ev: list[str]) -> bool | None:
         return True
     if last >= C1_GROWTH * first and rise > C1_SLACK:
         ev.append(text + halves + f": grows (≥ {C1_GROWTH:g}×)")
+        return False
+    if decides(fit) and fit.lo > FLAT_MAX:
+        ev.append(text + halves + f": grows (slope interval above {FLAT_MAX})")
         return False
     ev.append(text + ": neither bounded nor doubled")
     return None
@@ -137,14 +143,16 @@ def _needs_c1(cells: pd.DataFrame) -> tuple[str, str, bool]:
             "for a per-step contraction ρ; K_lo, K_hi: their medians over the smaller and "
             "the larger half of the sizes. Bounded if K_hi ≤ K_lo + {C1_SLACK} (one rounding "
             "step); grows if K_hi ≥ {C1_GROWTH:g}·K_lo and K_hi − K_lo > {C1_SLACK} (ln(1/ρ) "
-            "halved). Runs stopped by max_iters give lower bounds; diverged runs give "
-            "nothing. Contradicted if a GN slice grows, or a GN run's max_iters lower bound is "
-            "over {CAP_FACTOR:g}× what its converged runs needed, or gd (converged at both "
-            "ends) needs no more iterations at the largest n than at the smallest. Supported "
-            "if ≥1 GN slice decides, every GN slice is bounded, and gd's iterations grow "
-            "≥{GD_GROWTH}× from the smallest n (reached ε) to the largest (a lower bound "
-            "counts).",
+            "halved), or if the log-log slope of the counts in n has a 95% interval at most "
+            "{MAX_CI_WIDTH:g} wide lying above {FLAT_MAX}. Runs stopped by max_iters give "
+            "lower bounds; diverged runs give nothing. Contradicted if a GN slice grows, or "
+            "a GN run's max_iters lower bound is over {CAP_FACTOR:g}× what its converged "
+            "runs needed, or gd (converged at both ends) needs no more iterations at the "
+            "largest n than at the smallest. Supported if ≥1 GN slice decides, every GN "
+            "slice is bounded, and gd's iterations grow ≥{GD_GROWTH}× from the smallest n "
+            "(reached ε) to the largest (a lower bound counts).",
        constants={"MIN_SIZES": fits.MIN_SIZES, "C1_SLACK": C1_SLACK, "C1_GROWTH": C1_GROWTH,
+                  "MAX_CI_WIDTH": fits.MAX_CI_WIDTH, "FLAT_MAX": FLAT_MAX,
                   "CAP_FACTOR": CAP_FACTOR, "GD_GROWTH": GD_GROWTH},
        needs=_needs_c1)
 def check_c1(cells: pd.DataFrame) -> tuple[str, str]:
