@@ -113,7 +113,8 @@ def _needs_c2(cells: pd.DataFrame) -> tuple[str, str, bool]:
                        "nmd + n³, gd ~ nmd",
        rule="Per method of {C2_METHODS} and variant (device, dtype): the amortised time per "
             "iteration (mean over all steps, refreshes included) of its finished cells, over "
-            "≥{MIN_SIZES} sizes n and ≥{MIN_SIZES} widths m, fitted as a per-step constant "
+            "≥{MIN_SIZES} sizes n or ≥{MIN_SIZES} widths m (an agreeing fit needs both), "
+            "fitted as a per-step constant "
             "plus the method's cost model (every term, with the measured inner iterations k "
             "and refresh share f) in three parts, the named terms, a factorisation's n³ and "
             "the rest, each part with one non-negative coefficient (least squares on relative "
@@ -139,14 +140,17 @@ def check_c2(cells: pd.DataFrame) -> tuple[str, str]:
         mine = done[done["algorithm"] == alg] if len(done) and value in done else done.iloc[0:0]
         states = []
         for key, g in mine.groupby(FIT_KEYS, dropna=False):
-            if g["n"].nunique() < fits.MIN_SIZES or g["m"].nunique() < fits.MIN_SIZES:
+            both = g["n"].nunique() >= fits.MIN_SIZES and g["m"].nunique() >= fits.MIN_SIZES
+            if g["n"].nunique() < fits.MIN_SIZES and g["m"].nunique() < fits.MIN_SIZES:
                 continue
             fit = fit_cost_form(alg, g, value)
             if fit is None:
                 continue
             state = judge(fit)
-            states.append(state)
             word = {True: "agrees", False: "disagrees"}.get(state, "decides nothing")
+            if state is True and not both:  # a sweep in one size cannot support
+                state, word = None, "agrees in one size only (decides nothing)"
+            states.append(state)
             ev.append(f"{key[0]} ({key[1]}, {key[2]}): constant {fit['constant_s']:.2g} s + "
                       f"{' + '.join(fit['terms'])} over {fit['cells']} cells, RMS misfit "
                       f"{fit['misfit']:.2f}; at n={fit['n']}, m={fit['m']} "
@@ -157,8 +161,8 @@ def check_c2(cells: pd.DataFrame) -> tuple[str, str]:
         elif any(s is True for s in states):
             agree.append(alg)
         else:
-            missing.append(f"{alg}: no deciding fit (≥{fits.MIN_SIZES} sizes n and widths m, "
-                           f"the named terms leading)")
+            missing.append(f"{alg}: no deciding fit (≥{fits.MIN_SIZES} sizes n and "
+                           f"≥{fits.MIN_SIZES} widths m, the named terms leading)")
     if disagree:
         verdict = CONTRADICTED
         ev.insert(0, f"disagree: {', '.join(disagree)}")
