@@ -41,13 +41,14 @@ C2_LEADING = {"gd": ("nmd",), "gn_exact": ("n²md",), "gn_gram": ("n²m",),
               "gn_sketch": ("k·nmd", "nmd", "n³ (factor)")}
 #: C2: the fitted share of the named terms in the fitted time at the largest cell that
 #: makes them dominate; the RMS of log(measured / fitted) below which the cost form
-#: describes the data (the worst seed-to-seed spread measured, 20%, plus a 10% drift of a
-#: kernel's rate with size), and above which it cannot (a factor 2: no noise measured here
-#: comes near it).
+#: describes the data (the seed-to-seed spread of the committed 3-seed cells, 4–30% in time
+#: to ε, about 20% typical, plus a 10% drift of a kernel's rate with size), and above which
+#: it cannot (a factor 2: no noise measured here comes near it).
 C2_DOMINANT, C2_FIT_GOOD, C2_FIT_BAD = 0.5, 0.3, 0.69
 #: C2: the named terms are absent when they take less than this share of the size-dependent
-#: time at the largest cell: they are ≥ 80% of the flops there in every sweep, so they would
-#: have to run over 50× faster per flop than the rest (no two kernels here are that far apart).
+#: time at the largest cell: they are ≥ 80% of the flops there in the committed sweeps, so
+#: they would have to run over 50× faster per flop than the rest (no two kernels here are
+#: that far apart).
 C2_ABSENT = 0.05
 #: C4: BPSW21 prove that the residual norm halves every outer iteration; to ε in the relative
 #: loss that is at most ⌈ln(1/ε) / ln(1/C4_RATE²)⌉ iterations (10 at ε = 1e-6).
