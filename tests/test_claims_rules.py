@@ -347,6 +347,21 @@ def test_c6_the_flop_model_grid_is_supported(spread):
     assert "sure wins" in claim.evidence
 
 
+def test_c6_a_grid_priced_by_the_cost_model_on_a_synthetic_profile_is_supported():
+    # predict's phases (GEMMs, element passes, per-call overheads; the adaptive refresh
+    # amortised) on one machine: the sketch loses at n = 512 and wins from n = 1024
+    prof = Profile.synthetic(flops=2e10, elements=2e9, overhead_s=5e-5)
+
+    def model_ratio(n, m, e, s):
+        exact = predict("gn_gram", {}, n, m, 16, prof, dtype="float32")["total"]
+        sketch = predict("gn_sketch", PAPER, n, m, 16, prof, 7.0, dtype="float32")["total"]
+        return 2 * exact / (3 * sketch)
+
+    claim = claims.check_c6(_c6_cells(model_ratio, 0.04))
+    assert claim.verdict == claims.SUPPORTED, claim.evidence
+    assert "losses at" in claim.evidence
+
+
 @pytest.mark.parametrize("spread", SPREADS)
 def test_c6_a_margin_falling_with_n_is_not_supported(spread):
     # the sketch wins at small n by a margin that shrinks like 1/√n at every m/n

@@ -68,7 +68,8 @@ def seed_ratios(cells: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFrame:
         here = grid[(grid["n"] == r.n) & (grid["m"] == r.m)]
         s = here[(here["_method"] == r.sketch) & here["time_to_target_s"].notna()]
         e = here[here["_method"] == r.baseline]
-        e_time = e["time_to_target_s"].fillna(e["time_lower_bound_s"])
+        e_time = e["time_to_target_s"].fillna(e["time_lower_bound_s"]) \
+            if "time_lower_bound_s" in e else e["time_to_target_s"]
         s_by_seed = s.groupby("seed")["time_to_target_s"].min()
         e_by_seed = e.assign(_t=e_time)[lambda f: f["_t"].notna()].groupby("seed")["_t"].min()
         both = pd.concat([s_by_seed, e_by_seed], axis=1, keys=["s", "e"]).dropna()
