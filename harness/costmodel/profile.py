@@ -251,6 +251,11 @@ class Profile:
             if not self.is_datasheet and dtype not in self.data.get("phase_curves", {}):
                 out.append(f"{dtype}: no step ladder (kernels only, no per-phase "
                            f"correction)")
+            if (not self.is_datasheet and "inner_model" not in self.data
+                    and dtype == self.default_dtype):
+                out.append("no inner-iteration model (calibrated before it): k and f "
+                           "predicted from the ladder's recorded k, adaptive drift 1 and "
+                           "rebuild 0 assumed; without a ladder, each method's default k")
             flat = sorted(k for k, f in table.items() if not f.curve)
             if flat:
                 out.append(f"{dtype}: no size curve for {', '.join(flat)} (one rate at "
