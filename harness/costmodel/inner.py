@@ -144,10 +144,10 @@ def fit(points: Iterable[Mapping[str, Any]], runs: Iterable[Mapping[str, Any]] =
                       "" if runs else "no adaptive runs: drift 1, rebuild 0 assumed")
 
 
-def from_ladder(raw: Iterable[Mapping[str, Any]], full_params) -> InnerModel | None:
-    """The model from an older profile's ladder points (each phase row carries the run's
-    mean k): one point per (method, params, size). ``full_params(method, overrides)`` gives
-    the validated parameter set. None where the ladder recorded no inner solve."""
+def ladder_points(raw: Iterable[Mapping[str, Any]], full_params) -> list[dict[str, Any]]:
+    """One point {method, params, n, inner_iters} per (method, params, size) of the ladder's
+    raw rows (each phase row carries its run's mean k); ``full_params(method, overrides)``
+    gives the validated parameter set."""
     seen, points = set(), []
     for p in raw:
         if not p.get("inner_iters"):
@@ -163,6 +163,13 @@ def from_ladder(raw: Iterable[Mapping[str, Any]], full_params) -> InnerModel | N
             continue
         points.append({"method": p["method"], "params": params, "n": p["n"],
                        "inner_iters": p["inner_iters"]})
+    return points
+
+
+def from_ladder(raw: Iterable[Mapping[str, Any]], full_params) -> InnerModel | None:
+    """The model from an older profile's ladder points (``ladder_points``); None where the
+    ladder recorded no inner solve."""
+    points = ladder_points(raw, full_params)
     if not points:
         return None
     model = fit(points)
