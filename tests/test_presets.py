@@ -48,3 +48,43 @@ def test_run_records_its_preset(store):
     assert run["preset"] == "gn_sketch"
     _, run, _ = run_in_process(store, "algorithm=gn_sketch", "algorithm.sketch_ratio=3", *small)
     assert run["preset"] is None
+
+
+# --- the held-out preset: cells no calibration and no other preset uses ----------------------
+
+
+def _identities(preset: str) -> set[tuple[int, int, int, int]]:
+    from harness.execution.preflight import preflight
+    from harness.execution.suites import suite_parts
+
+    seen: set[tuple[int, int, int, int]] = set()
+    parts = suite_parts(["-m", f"+sweep={preset}"]) or [["-m", f"+sweep={preset}"]]
+    for args in parts:
+        preflight([a if a != "device=cuda" else "device=cpu" for a in args[1:]],
+                  visit=lambda cfg, run: seen.add((run.n, run.m, run.d, run.seed)))
+    return seen
+
+
+def test_heldout_preset_is_big_enough_and_off_the_calibration():
+    from harness.perf import calibrate
+    from harness.reporting.predictions import heldout_identities
+
+    held = _identities("heldout")
+    assert held == heldout_identities()  # what the report scores as held out
+    assert len(held) * 5 >= 40  # five methods per identity
+    shapes = {(n, m, d) for n, m, d, _ in held}
+    calibrated = {tuple(x) for x in (*calibrate.LADDER, *calibrate.QUICK_LADDER)}
+    calibrated |= {(n, m, d) for n, m, d, _ in calibrate.FULL_CAL.sketch}
+    assert not shapes & calibrated
+    assert not {n for n, _, _ in shapes} & {n for n, _ in calibrate.FULL_CAL.pattern}
+
+
+@pytest.mark.slow
+def test_heldout_cells_are_in_no_other_preset():
+    from harness.execution.preflight import sweep_presets
+
+    held = _identities("heldout")
+    shapes = {(n, m, d) for n, m, d, _ in held}
+    for preset in sweep_presets():
+        if preset != "heldout":
+            assert not shapes & {(n, m, d) for n, m, d, _ in _identities(preset)}, preset
