@@ -811,3 +811,17 @@ def test_an_old_profile_fits_k_from_its_ladder_with_a_note():
     assert costmodel.predicted_inner("gn_sketch", _sketch_params(refresh="always"), 8192,
                                      old) == pytest.approx(5.0)
     assert any(n.startswith("no inner-iteration model") for n in old.notes)
+
+
+def test_accuracy_table_scores_in_sample_and_held_out_side_by_side():
+    from harness.reporting import predictions as P
+
+    rows = pd.DataFrame({"algorithm": "gn_gram", "n": [384, 384, 256, 256], "m": 6144,
+                         "d": [24, 24, 16, 16], "seed": [11, 12, 0, 0],
+                         "ratio": [1.0, 2.0, 1.1, 1.2],
+                         "ratio_measured_k": [1.0, 1.0, 1.1, 3.0]})
+    table = P.accuracy_table(rows, ids={(384, 6144, 24, 11), (384, 6144, 24, 12)})
+    assert table["cells"].tolist() == ["in sample", "held out"]
+    assert table["within 1.5× (predicted k, f)"].tolist() == ["2/2 (100%)", "1/2 (50%)"]
+    assert table["within 1.5× (measured k, f)"].tolist() == ["1/2 (50%)", "2/2 (100%)"]
+    assert P.heldout_identities()  # the committed preset parses
