@@ -17,6 +17,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from harness import costmodel as CM
+from harness.common.errors import ConfigError
 from harness.common.provenance import REPO_ROOT
 from harness.execution.config import CONF_DIR
 from harness.reporting.crossover import grid_slice
@@ -181,3 +182,30 @@ def accuracy_table(rows: pd.DataFrame, ids: set | None = None) -> pd.DataFrame:
                 rec[f"median ratio ({label_})"] = f"{summary['median_ratio']:.2f}"
         out.append(rec)
     return pd.DataFrame(out)
+
+
+def tier_width(n: int, d: int = 16, profile: CM.Profile | None = None,
+               memory_bytes: float | None = None,
+               methods: tuple[tuple[str, dict], ...] = (("gn_gram", {}), ("gn_sketch", {})),
+               ms: tuple[int, ...] = FRONTIER_MS) -> dict:
+    """The width of an optional large-n tier (crossover_16384.yaml): the widest m of ``ms``
+    at which every method's memory plan fits ``memory_bytes`` (default: the profile's), and
+    the predicted time per step of each there. ``profile``: default this machine's newest
+    measured one in reports/profiles/."""
+    import torch
+
+    if profile is None:
+        profile = CM.machine_profile("auto", torch.device("cpu"))
+        if profile is None:
+            raise ConfigError("no measured profile of this machine in reports/profiles/ "
+                              "(nlt-bench --calibrate writes one)")
+    limit = profile.memory_bytes if memory_bytes is None else memory_bytes
+    best = None
+    for m in sorted(ms):
+        if all(CM.fits_memory(name, params, n, m, d, limit) for name, params in methods):
+            best = m
+    if best is None:
+        return {"n": n, "m": None}
+    seconds = {f"{name}{'' if not params else ' ' + str(params)}": CM.predict(
+        name, params, n, best, d, profile)["total"] for name, params in methods}
+    return {"n": n, "m": best, "seconds_per_step": seconds}
