@@ -12,27 +12,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from algorithms.base import ALGORITHMS, Algorithm, param_defaults
+from algorithms.base import ALGORITHMS, param_defaults
 from harness.common.errors import ConfigError, unknown
 from harness.costmodel.inner import PROFILE_KEY, InnerModel, from_ladder
 from harness.costmodel.pricing import Costs
-from harness.costmodel.profile import Profile, curve_factor
+from harness.costmodel.profile import Profile, curve_factor, modelled, modelled_methods
 from harness.model import MODELS, Shape
 
 #: Outer steps per preconditioner build under ``refresh=adaptive`` when the caller gives
 #: none: a Gauss–Newton run to 1e-6 takes 2–4 outer steps and builds R once (nlt-bench's
 #: AMORTIZE_STEPS = 3, docs/performance.md).
 DEFAULT_REFRESH_EVERY = 3.0
-
-
-def modelled(method: str) -> bool:
-    """Whether ``method`` has a cost model (declares ``step_seconds``)."""
-    return ALGORITHMS.get(method).step_seconds.__func__ is not Algorithm.step_seconds.__func__
-
-
-def modelled_methods() -> list[str]:
-    """The registered methods with a cost model."""
-    return [name for name in ALGORITHMS.names() if modelled(name)]
 
 
 def method_params(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
