@@ -146,7 +146,8 @@ def ratio_summary(rows: pd.DataFrame, band: float = GOOD_RATIO,
 
 
 def predicted_vs_bench(report: Mapping[str, Any], profile: Profile) -> pd.DataFrame:
-    """The same comparison for an ``nlt-bench --json`` report (per_iteration, crossover)."""
+    """The same comparison for an ``nlt-bench --json`` report (per_iteration, crossover):
+    ``ratio`` with predicted k and f, ``ratio_measured_k`` with the report's own."""
     meta = report.get("meta", {})
     dtype = meta.get("dtype", profile.default_dtype)
     rows = []
@@ -157,12 +158,16 @@ def predicted_vs_bench(report: Mapping[str, Any], profile: Profile) -> pd.DataFr
             return
         inner = [k for k in res.get("inner_iters") or [] if k is not None]
         mean_inner = float(np.mean(inner)) if inner else None
-        pred = predict(name, params, n, m, d, profile, mean_inner, dtype=dtype,
-                       refresh_every=every)
+        steps = float(res["steps"]) if _finite(res.get("steps")) else None
+        # predicted k and f (as predicted_vs_measured); the measured ones beside
+        pred = predict(name, params, n, m, d, profile, dtype=dtype, run_steps=steps)
+        fed = predict(name, params, n, m, d, profile, mean_inner, dtype=dtype,
+                      refresh_every=every)
         rows.append({"algorithm": name, "params": json.dumps(params or {}), "n": n, "m": m,
                      "d": d, "inner_iters": mean_inner, "measured_s": res["seconds"],
                      "predicted_s": pred["total"],
-                     "ratio": pred["total"] / res["seconds"]})
+                     "ratio": pred["total"] / res["seconds"],
+                     "ratio_measured_k": fed["total"] / res["seconds"]})
 
     pi = report.get("per_iteration")
     if pi:
