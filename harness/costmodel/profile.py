@@ -279,6 +279,11 @@ class Profile:
                 if missing:
                     out.append(f"{dtype}: no step ladder for {', '.join(missing)} (modelled "
                                f"after this calibration: kernels only for them)")
+            if (not self.is_datasheet and "inner_model" not in self.data
+                    and dtype == self.default_dtype):
+                out.append("no inner-iteration model (calibrated before it): k and f "
+                           "predicted from the ladder's recorded k, adaptive drift 1 and "
+                           "rebuild 0 assumed; without a ladder, each method's default k")
             flat = sorted(k for k, f in table.items() if not f.curve)
             if flat:
                 out.append(f"{dtype}: no size curve for {', '.join(flat)} (one rate at "

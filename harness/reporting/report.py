@@ -313,7 +313,7 @@ def _cost_model_section(r: Report) -> list[str]:
         return []
     L = ["## Cost model", ""]
     if r.profile is not None:
-        _, summary = P.vs_measured(r.profile, r.cells)
+        vs, summary = P.vs_measured(r.profile, r.cells)
         d = r.profile.data
         L += [f"Profile of this machine: {P.label(r.profile)}, {d.get('threads')} threads, "
               f"calibrated {str(d.get('date'))[:19]} at commit {str(d.get('git_commit'))[:10]}"
@@ -325,6 +325,11 @@ def _cost_model_section(r: Report) -> list[str]:
                       f"measured {summary['median_ratio']:.2f}, worst "
                       f"{summary['worst_ratio']:.2g} ({summary['worst_cell']}); figure 12.")
         L += [""]
+        acc = P.accuracy_table(vs)
+        if len(acc):  # held out: the cells of harness/conf/sweep/heldout.yaml
+            L += ["Accuracy in sample and held out, with the predicted inner iterations k and "
+                  "refresh share f and, beside it, with each cell's measured k and f fed in:",
+                  "", md_table(acc), ""]
     else:
         L += ["No measured profile of this machine (`nlt-bench --calibrate` writes one to "
               "reports/profiles/): the predictions below are datasheet ones only.", ""]
