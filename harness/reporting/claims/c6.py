@@ -58,22 +58,13 @@ def seed_ratios(cells: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFrame:
     """Per compared cell: E/S seed by seed, between the cell's best exact baseline and its
     best sketch variant (the ones ``comp`` names), over the seeds where the sketch reached ε
     and the baseline reached it or stopped (a lower bound): columns n, m, seeds, low (the
-    smallest ratio over the seeds), high."""
+    smallest ratio over the seeds), high (``crossover.seed_ratios``)."""
     grid = crossover.grid_slice(cells)
     out = []
     if not len(grid) or not len(comp):
         return pd.DataFrame(out, columns=["n", "m", "seeds", "low", "high"])
-    grid = grid.assign(_method=crossover.method_names(grid).values)
     for r in comp.itertuples(index=False):
-        here = grid[(grid["n"] == r.n) & (grid["m"] == r.m)]
-        s = here[(here["_method"] == r.sketch) & here["time_to_target_s"].notna()]
-        e = here[here["_method"] == r.baseline]
-        e_time = e["time_to_target_s"].fillna(e["time_lower_bound_s"]) \
-            if "time_lower_bound_s" in e else e["time_to_target_s"]
-        s_by_seed = s.groupby("seed")["time_to_target_s"].min()
-        e_by_seed = e.assign(_t=e_time)[lambda f: f["_t"].notna()].groupby("seed")["_t"].min()
-        both = pd.concat([s_by_seed, e_by_seed], axis=1, keys=["s", "e"]).dropna()
-        ratios = both["e"] / both["s"]
+        ratios, _ = crossover.seed_ratios(grid, r.n, r.m, r.sketch, r.baseline)
         out.append({"n": r.n, "m": r.m, "seeds": len(ratios),
                     "low": float(ratios.min()) if len(ratios) else np.nan,
                     "high": float(ratios.max()) if len(ratios) else np.nan})
