@@ -399,3 +399,50 @@ def test_c6_names_gn_cg_where_it_is_faster():
 def test_c6_a_thin_grid_is_not_enough():
     claim = claims.check_c6(_c6_cells(flop_ratio, 0.04, grid_n=(512, 1024), grid_m=GRID_M[:2]))
     assert claim.verdict == claims.UNDECIDED, claim.evidence
+
+
+def _missing_command(evidence: str) -> list[str]:
+    """The override list of the one command the C6 evidence gives (after ``nlt-run``)."""
+    import shlex
+
+    assert "missing for a sure win" in evidence, evidence
+    command = evidence.split("run them with: `")[1].split("`")[0]
+    parts = shlex.split(command)
+    assert parts[0] == "nlt-run" and "&&" not in parts, command
+    return parts[1:]
+
+
+def test_c6_names_the_missing_seeds_of_the_wins_and_one_command_that_runs_them(tmp_path):
+    from harness.execution.preflight import preflight
+
+    # wins from n = 2048 on one seed only; the runs carry their store and settings
+    cells = _c6_cells(flop_ratio, 0.04, seeds=(0,)).assign(
+        store=str(tmp_path / "store"), time_budget_s=150.0, max_iters=20,
+        target_rel_loss=1e-6)
+    claim = claims.check_c6(cells)
+    assert claim.verdict == claims.UNDECIDED
+    args = _missing_command(claim.evidence)
+    assert "(n=4096, m=65536) gn_gram, gn_sketch on seed(s) 1, 2" in claim.evidence
+    won = claims.c6.crossover.sketch_vs_exact(cells).query("wins == True")
+    ns, ms = sorted(won["n"].unique()), sorted(won["m"].unique())
+    assert {"seed=1,2", "time_budget_s=150", "max_iters=20", "algorithm=gn_gram,gn_sketch",
+            f"data.n={','.join(map(str, ns))}", f"model.m={','.join(map(str, ms))}"} <= set(args)
+    # the command composes and validates as the run would (a key, method or value typo fails)
+    assert preflight(args[1:]) == 2 * len(ns) * len(ms) * 2
+
+
+def test_c6_missing_seeds_outside_a_product_of_finished_cells_give_one_run_per_cell():
+    cells = _c6_cells(flop_ratio, 0.04, seeds=(0,))
+    at = (cells["n"] == 4096) & (cells["m"] == 2**16)
+    # one won cell has its seed 1 already, and ngd, faster than gn_gram, only there
+    more = cells[at].assign(seed=1, cell=lambda f: f["cell"] + "_1")
+    ngd = cells[at & (cells["algorithm"] == "gn_gram")].assign(
+        algorithm="ngd", variant="ngd", cell="ngd", time_to_target_s=lambda f: 0.9 * f[
+            "time_to_target_s"])
+    evidence = claims.check_c6(pd.concat([cells, more, ngd], ignore_index=True)).evidence
+    # ngd has no seed 1 there: the cell still needs it
+    assert "(n=4096, m=65536) ngd, gn_sketch on seed(s) 1, 2" in evidence, evidence
+    command = evidence.split("run them with: `")[1].split("`")[0]
+    # one product for the cells with gn_gram, one run for the ngd cell
+    assert command.count("nlt-run") == 2 and " && " in command
+    assert "algorithm=ngd,gn_sketch data.n=4096 model.m=65536" in command

@@ -303,11 +303,6 @@ def sketch_accuracy(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={"bound": "iterations allowed (max of exact, theorem)"})
 
 
-#: the BPSW21 variant of gn_sketch (its named preset), whose E/S is reported at the paper's
-#: accuracy beside the fastest variant's
-PAPER_VARIANT = "gn_sketch_paper"
-
-
 def _spread_text(ratios: pd.Series, bound: bool, total: int) -> str:
     """E/S over seeds: median [min–max], and how many seeds (of those run) gave a ratio."""
     if not len(ratios):
@@ -340,14 +335,16 @@ def es_spread(cells: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """Claim C6's evidence per (n, m) of the crossover grid (``crossover.grid_slice``): E/S,
     the best exact-Gram baseline's time to ε over the fastest gn_sketch variant's (the pair
     ``crossover.sketch_vs_exact`` picks by medians), as median [min–max] over the seeds
-    compared seed by seed; the same for the paper variant (``PAPER_VARIANT``) counting only
-    its runs at the paper's accuracy (CG tol ≤ ``claims.C4_PAPER_TOL``); gn_cg's time to ε
-    where it ran. ≥: some seed's baseline stopped before ε (a lower bound). Returns the
-    table and a note on the paper variant (where no cell ran it at that accuracy)."""
+    compared seed by seed; the same for the paper variant (``crossover.PAPER_VARIANT``)
+    counting only its runs at the paper's accuracy (CG tol ≤ ``claims.C4_PAPER_TOL``);
+    gn_cg's time to ε where it ran. ≥: some seed's baseline stopped before ε (a lower
+    bound). Returns the table and a note on the paper variant (where no cell ran it at that
+    accuracy)."""
     from harness.reporting import crossover as X
     from harness.reporting.claims.c4 import inner_tol, meets_paper_accuracy
     from harness.reporting.claims.common import C4_PAPER_TOL
 
+    PAPER_VARIANT = X.PAPER_VARIANT
     grid = X.grid_slice(cells) if len(cells) else pd.DataFrame()
     comp = X.sketch_vs_exact(cells) if len(grid) else pd.DataFrame()
     if not len(comp):

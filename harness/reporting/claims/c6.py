@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness.execution.results import DONE_STATUSES as DONE
 from harness.reporting import crossover
 from harness.reporting.claims.common import (
     C6_MIN_CELLS,
@@ -69,6 +70,116 @@ def seed_ratios(cells: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFrame:
                     "low": float(ratios.min()) if len(ratios) else np.nan,
                     "high": float(ratios.max()) if len(ratios) else np.nan})
     return pd.DataFrame(out, columns=["n", "m", "seeds", "low", "high"])
+
+
+#: the command that runs the crossover grid's cells (harness/conf/sweep/crossover_grid.yaml)
+RUN_COMMAND = "nlt-run -m +sweep=crossover_grid"
+#: what a rerun must repeat from the cells it adds seeds to, so the new seeds are the same runs
+_RERUN_KEYS = (("time_budget_s", "time_budget_s"), ("max_iters", "max_iters"),
+               ("target_rel_loss", "target_rel_loss"))
+
+
+def missing_seed_cells(cells: pd.DataFrame, wins: pd.DataFrame) -> list[dict]:
+    """The runs a sure win still needs: per won cell with fewer than C6_MIN_SEEDS seeds
+    compared, its exact baseline and sketch variant (and gn_sketch_paper where it ran there)
+    on the seeds 0..C6_MIN_SEEDS−1 that are not compared yet. Each: {n, m, methods,
+    optional (the paper variant: in ``methods``, not needed for the win), seeds, runs (the
+    finished cells of that (n, m), whose settings a rerun repeats)}. A
+    cell where a compared seed is already at or below 1 is left out: more seeds cannot make
+    it a sure win."""
+    grid = crossover.grid_slice(cells)
+    out = []
+    if not len(grid) or not len(wins):
+        return out
+    names = crossover.method_names(grid)
+    for r in wins.sort_values(["n", "m"]).itertuples(index=False):
+        ratios, _ = crossover.seed_ratios(grid, r.n, r.m, r.sketch, r.baseline)
+        if len(ratios) >= C6_MIN_SEEDS or (len(ratios) and ratios.min() <= 1):
+            continue
+        here = (grid["n"] == r.n) & (grid["m"] == r.m)
+        methods, optional = [r.baseline, r.sketch], []
+        if crossover.PAPER_VARIANT not in methods and (here & (names == crossover.PAPER_VARIANT)
+                                                       & grid["status"].isin(DONE)).any():
+            optional.append(crossover.PAPER_VARIANT)
+        seeds = sorted(set(range(C6_MIN_SEEDS)) - {int(s) for s in ratios.index})
+        out.append({"n": int(r.n), "m": int(r.m), "methods": methods + optional,
+                    "optional": optional, "seeds": seeds,
+                    "runs": grid[here & grid["status"].isin(DONE)]})
+    return out
+
+
+def _csv(values) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def rerun_command(missing: list[dict], cells: pd.DataFrame) -> tuple[str, int]:
+    """One command line that runs ``missing`` (``missing_seed_cells``) into the store its
+    cells came from, with their settings, and how many runs it adds beyond the missing
+    ones. Every (n, m, method) in it finished before on this machine (a skipped cell is not
+    finished), so it fits the memory budget there. One ``nlt-run`` over the product method ×
+    n × m × seed when each of its (n, m, method) finished before (a rerun keeps finished
+    cells, so only its unfinished seeds run); else such a product per set of methods (or
+    per cell), joined by ``&&``."""
+    if not missing:
+        return "", 0
+
+    def settings(runs: pd.DataFrame) -> list[str]:
+        out = []
+        if "store" in runs and runs["store"].notna().any():
+            out.append(f"store={runs['store'].dropna().iloc[0]}")
+        for col, key in _RERUN_KEYS:
+            if col in runs and runs[col].notna().any():
+                out.append(f"{key}={runs[col].max():g}")
+        return out
+
+    def one(ns, ms, methods, seeds, runs) -> str:
+        ctx = runs.iloc[0]
+        parts = [RUN_COMMAND, f"data={ctx['dataset']}", f"algorithm={_csv(methods)}",
+                 f"data.n={_csv(ns)}", f"model.m={_csv(ms)}", f"data.d={int(ctx['d'])}",
+                 f"dtype={ctx['dtype']}", f"seed={_csv(seeds)}", *settings(runs)]
+        return " ".join(parts)
+
+    grid = crossover.grid_slice(cells)
+    grid = grid[grid["status"].isin(DONE)]
+    names = crossover.method_names(grid)
+    done = {(int(n), int(m), x, int(sd)) for n, m, x, sd in
+            zip(grid["n"], grid["m"], names, grid["seed"])}
+    ran = {t[:3] for t in done}
+
+    def product(part: list[dict]) -> tuple[str, int] | None:
+        """One nlt-run over ``part``'s product, or None where it has a cell never finished."""
+        ns = sorted({c["n"] for c in part})
+        ms = sorted({c["m"] for c in part})
+        seeds = sorted({x for c in part for x in c["seeds"]})
+
+        def everywhere(x: str) -> bool:  # finished at every (n, m) of the product before
+            return all((n, m, x) in ran for n in ns for m in ms)
+        needed = {x for c in part for x in c["methods"] if x not in c["optional"]}
+        methods = sorted(needed | {x for c in part for x in c["optional"] if everywhere(x)},
+                         key=lambda x: (x not in crossover.EXACT_BASELINES, x))
+        runs = pd.concat([c["runs"] for c in part])
+        if not all(everywhere(x) for x in methods) or len(
+                {(str(r.dataset), int(r.d), str(r.dtype)) for r in runs.itertuples()}) > 1:
+            return None
+        wanted = {(c["n"], c["m"], x, sd) for c in part for x in c["methods"]
+                  for sd in c["seeds"]}
+        new = {(n, m, x, sd) for n in ns for m in ms for x in methods for sd in seeds} - done
+        return one(ns, ms, methods, seeds, runs), len(new - wanted)
+
+    whole = product(missing)
+    if whole:
+        return whole
+    # else: one product per set of methods, or per cell
+    by_methods: dict[tuple, list[dict]] = {}
+    for c in missing:
+        by_methods.setdefault(tuple(c["methods"]), []).append(c)
+    parts = []
+    for group in by_methods.values():
+        got = product(group)
+        parts += [got] if got else [product([c]) or (one([c["n"]], [c["m"]], c["methods"],
+                                                         c["seeds"], c["runs"]), 0)
+                                    for c in group]
+    return " && ".join(p[0] for p in parts), sum(p[1] for p in parts)
 
 
 def _cg_faster(cells: pd.DataFrame) -> list[str]:
@@ -184,7 +295,8 @@ def check_c6(cells: pd.DataFrame, prediction: dict | None = None) -> tuple[str, 
         return _c6_all_lost(prediction, ev), "; ".join(ev)
     if len(wins) and not sure:
         ev.append(f"no sure win: the wins have fewer than {C6_MIN_SEEDS} seeds or a seed at "
-                  f"or below 1 ({', '.join(thin)}); run those cells on ≥{C6_MIN_SEEDS} seeds")
+                  f"or below 1 ({', '.join(thin)})")
+        ev.append(_missing_text(cells, wins))
     if sure and not (growth and growth[1] > 0):
         ev.append("the sketch surely wins somewhere, but the growth of its margin with n is "
                   "not established")
@@ -216,3 +328,19 @@ def _c6_all_lost(prediction: dict | None, ev: list[str]) -> str:
               else "slower in every cell measured, but the cost model predicts a win beyond "
               "them")
     return UNDECIDED
+
+
+def _missing_text(cells: pd.DataFrame, wins: pd.DataFrame) -> str:
+    """The missing runs of the won cells, named, and one command that runs them."""
+    missing = missing_seed_cells(cells, wins)
+    if not missing:
+        return ("more seeds cannot make these wins sure (a compared seed is at or below 1): "
+                "the margin there is within the seed spread")
+    named = "; ".join(f"(n={c['n']}, m={c['m']}) {', '.join(c['methods'])} on seed(s) "
+                      f"{', '.join(str(s) for s in c['seeds'])}"
+                      + (f" ({', '.join(c['optional'])} for its own E/S only)"
+                         if c["optional"] else "") for c in missing)
+    command, extra = rerun_command(missing, cells)
+    more = f" (it also runs {extra} runs of the grid beyond these)" if extra else ""
+    return (f"missing for a sure win: {named}; each ran before on this machine within its "
+            f"memory budget; run them with: `{command}`{more}")
