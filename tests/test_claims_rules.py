@@ -196,7 +196,8 @@ def curve(rho: float, length: int = 40) -> list[float]:
     return [rho ** (2 * t) for t in range(1, length + 1) if rho ** (2 * (t - 1)) > EPS]
 
 
-def _c4(sketch_rho, pairs: int, spread: float, tol: float = 0.1) -> claims.Claim:
+def _c4(sketch_rho, pairs: int, spread: float, tol: float = 0.1, m: int = 2048
+        ) -> claims.Claim:
     """Exact GN contracts the residual by ~0.03 per step (2 iterations to 1e-6); the sketched
     step by sketch_rho (the linearised model: its CG tolerance), per seed scattered."""
     rng = np.random.default_rng(4)
@@ -207,7 +208,7 @@ def _c4(sketch_rho, pairs: int, spread: float, tol: float = 0.1) -> claims.Claim
                                  ("gn_gram", 0.03 * noisy(rng, spread), {})):
             losses = curve(min(rho, 0.999))
             reached = next((i for i, v in enumerate(losses, 1) if v <= EPS), None)
-            c = cell(alg, 256, seed=seed, iters=reached, hp=params)
+            c = cell(alg, 256, m, seed=seed, iters=reached, hp=params)
             cells.append(c)
             rows += [{"cell": c["cell"], "iter": i, "rel_loss": v}
                      for i, v in enumerate([1.0, *losses])]
@@ -446,3 +447,44 @@ def test_c6_missing_seeds_outside_a_product_of_finished_cells_give_one_run_per_c
     # one product for the cells with gn_gram, one run for the ngd cell
     assert command.count("nlt-run") == 2 and " && " in command
     assert "algorithm=ngd,gn_sketch data.n=4096 model.m=65536" in command
+
+
+# --- the width condition: a rule decides only on cells with m ≥ n (docs/reports.md) -----------
+
+OUTSIDE = "outside the width condition (m < n)"
+
+
+@pytest.mark.parametrize("spread", SPREADS)
+def test_c1_a_growing_count_contradicts_only_inside_the_width_condition(spread):
+    growing = _c1_cells(lambda n: 0.01 ** ((64 / n) ** 0.5), spread)
+    assert claims.check_c1(growing).verdict == claims.CONTRADICTED  # m = 2048 ≥ n
+    narrow = claims.check_c1(growing.assign(m=32))  # the same counts at m = 32 < n
+    assert narrow.verdict == claims.UNDECIDED, narrow.evidence
+    assert OUTSIDE in narrow.evidence and "m=32: n=64/128/256/512/1024/2048" in narrow.evidence
+
+
+def test_c1_cells_outside_the_width_condition_are_set_aside_not_counted(monkeypatch):
+    # bounded counts at n ≤ m = 2048, four times the count at n = 4096, 8192 > m
+    cells = _c1_cells(lambda n: 10 ** -2.2 if n <= 2048 else 10 ** -0.5, 0.04,
+                      sizes=NS + [4096, 8192])
+    claim = claims.check_c1(cells)
+    assert claim.verdict != claims.CONTRADICTED, claim.evidence
+    assert "m=2048: n=4096/8192" in claim.evidence and ": bounded" in claim.evidence
+    # without the width condition the same data contradict
+    monkeypatch.setattr(claims.common, "WIDTH_MIN_RATIO", 0.0)
+    assert claims.check_c1(cells).verdict == claims.CONTRADICTED
+
+
+def test_c4_a_slow_sketch_contradicts_only_inside_the_width_condition():
+    assert _c4(0.7, 5, 0.04).verdict == claims.CONTRADICTED  # n = 256, m = 2048
+    narrow = _c4(0.7, 5, 0.04, m=128)
+    assert narrow.verdict == claims.UNDECIDED, narrow.evidence
+    assert OUTSIDE in narrow.evidence
+
+
+def test_c6_a_falling_margin_contradicts_only_inside_the_width_condition():
+    falling = _c6_cells(lambda n, m, e, s: 8 * (512 / n) ** 0.5, 0.04)
+    assert claims.check_c6(falling).verdict == claims.CONTRADICTED
+    narrow = claims.check_c6(falling.assign(m=falling["m"] // 256))  # m = 16–256 < n
+    assert narrow.verdict == claims.UNDECIDED, narrow.evidence
+    assert OUTSIDE in narrow.evidence

@@ -20,7 +20,9 @@ from harness.reporting.claims.common import (
     C6_MIN_NS,
     C6_MIN_SEEDS,
     SLICE_KEYS,
+    WIDTH_MIN_RATIO,
     finished,
+    within_width,
 )
 from harness.reporting.claims.registry import CONTRADICTED, SUPPORTED, UNDECIDED, claim
 
@@ -205,7 +207,7 @@ def _cell_text(r) -> str:
 
 
 def _needs_c6(cells: pd.DataFrame) -> tuple[str, str, bool]:
-    done = finished(cells)
+    done = within_width(finished(cells))
     grid, ns, seeds = 0, 0, 0
     if len(done):
         keys = SLICE_KEYS + ["n", "m"]
@@ -227,7 +229,9 @@ def _needs_c6(cells: pd.DataFrame) -> tuple[str, str, bool]:
 @claim("C6", statement="wall-clock time to ε: the sketched step beats the exact Gram step where "
                        "m ≫ n ≫ d, by a margin that grows with n at fixed m/n (and levels off "
                        "in m at fixed n)",
-       rule="On the (n, m) grid of the crossover sweep (the slice with most cells): per cell, "
+       rule="Only cells inside the width condition m ≥ {WIDTH_MIN_RATIO:g}·n are compared "
+            "(the claim's m ≫ n; cells outside are named). On the (n, m) grid of the "
+            "crossover sweep (the slice with most cells): per cell, "
             "E/S = the best exact-Gram baseline ({EXACT_BASELINES}) over the best gn_sketch "
             "variant, in time to ε (median over seeds). A run that stopped before ε gives a "
             "lower bound, so E/S is a number, a lower bound (E stopped), an upper bound (S "
@@ -244,22 +248,26 @@ def _needs_c6(cells: pd.DataFrame) -> tuple[str, str, bool]:
             "named where it beats both.",
        constants={"EXACT_BASELINES": crossover.EXACT_BASELINES, "C6_MIN_CELLS": C6_MIN_CELLS,
                   "C6_MIN_GROWTH_CELLS": C6_MIN_GROWTH_CELLS, "C6_MIN_NS": C6_MIN_NS,
-                  "C6_MIN_SEEDS": C6_MIN_SEEDS},
+                  "C6_MIN_SEEDS": C6_MIN_SEEDS, "WIDTH_MIN_RATIO": WIDTH_MIN_RATIO},
        needs=_needs_c6)
 def check_c6(cells: pd.DataFrame, prediction: dict | None = None) -> tuple[str, str]:
     """C6 on the (n, m) grid (harness/reporting/crossover.py). ``prediction``: what the
     calibrated cost model says beyond the measured cells, ``{"predicted_win": bool,
-    "text": str}`` (None: no profile, so a loss everywhere measured decides nothing)."""
-    comp = crossover.sketch_vs_exact(cells, "time_to_target")
+    "text": str}`` (None: no profile, so a loss everywhere measured decides nothing). Only
+    cells inside the width condition (``within_width``) are compared."""
+    outside: list[str] = []
+    cells = within_width(cells, outside)
+    comp = crossover.sketch_vs_exact(cells, "time_to_target") if len(cells) else pd.DataFrame()
     if not len(comp):
-        return UNDECIDED, ("no (n, m) grid with both a gn_sketch variant and an exact-Gram "
-                           f"baseline ({', '.join(crossover.EXACT_BASELINES)})")
+        return UNDECIDED, "; ".join(
+            ["no (n, m) grid with both a gn_sketch variant and an exact-Gram baseline "
+             f"({', '.join(crossover.EXACT_BASELINES)})", *outside])
     wins = comp[comp["wins"] == True]  # noqa: E712 (None is undecided)
     losses = comp[comp["wins"] == False]  # noqa: E712
     open_ = comp[comp["wins"].isna()]
     ev = [f"E/S (exact-Gram baseline over best gn_sketch variant, > 1: the sketch wins) at "
           f"{len(comp)} cells; wins: " + (", ".join(_cell_text(r) for r in
-                                                 wins.itertuples()) or "none")]
+                                                 wins.itertuples()) or "none"), *outside]
     if len(losses):
         worst = losses.sort_values("ratio").head(3)
         ev.append(f"losses at {len(losses)} cells (lowest: "
