@@ -121,3 +121,11 @@ def test_es_spread_marks_a_stopped_baseline_as_a_lower_bound():
         [float("nan"), 5.0, "time_budget"]
     table, _ = T.es_spread(cells)
     assert table.iloc[0]["E/S fastest: median [min–max] (seeds)"].startswith("≥2.00 [≥2.00–5.00]")
+
+
+def test_es_spread_marks_cells_outside_the_width_condition():
+    cells = _grid_cells({(1024, 512): [1.0] * 3, (1024, 4096): [1.0] * 3,
+                         (2048, 1024): [1.0] * 3, (2048, 4096): [1.0] * 3})
+    table, _ = T.es_spread(cells)
+    marks = dict(zip(zip(table["n"], table["m"]), table["m/n"]))
+    assert marks[(1024, 512)] == "0.5 (outside m ≥ n)" and marks[(1024, 4096)] == "4"

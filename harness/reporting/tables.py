@@ -338,11 +338,12 @@ def es_spread(cells: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     compared seed by seed; the same for the paper variant (``crossover.PAPER_VARIANT``)
     counting only its runs at the paper's accuracy (CG tol ≤ ``claims.C4_PAPER_TOL``);
     gn_cg's time to ε where it ran. ≥: some seed's baseline stopped before ε (a lower
-    bound). Returns the table and a note on the paper variant (where no cell ran it at that
+    bound). Cells outside the width condition (m < n), where C6 does not decide, are marked.
+    Returns the table and a note on the paper variant (where no cell ran it at that
     accuracy)."""
     from harness.reporting import crossover as X
     from harness.reporting.claims.c4 import inner_tol, meets_paper_accuracy
-    from harness.reporting.claims.common import C4_PAPER_TOL
+    from harness.reporting.claims.common import C4_PAPER_TOL, WIDTH_MIN_RATIO
 
     PAPER_VARIANT = X.PAPER_VARIANT
     grid = X.grid_slice(cells) if len(cells) else pd.DataFrame()
@@ -374,7 +375,9 @@ def es_spread(cells: pd.DataFrame) -> tuple[pd.DataFrame, str]:
             paper_text = _spread_text(p_ratios, p_bound,
                                       p_here.drop(index=loose, errors="ignore")["seed"]
                                       .nunique()) if len(p_ratios) else "did not reach ε"
-        out.append({"n": int(r.n), "m": int(r.m), "m/n": f"{r.m / r.n:g}",
+        inside = r.m >= WIDTH_MIN_RATIO * r.n  # the claim decides on these cells only
+        out.append({"n": int(r.n), "m": int(r.m),
+                    "m/n": f"{r.m / r.n:g}" + ("" if inside else " (outside m ≥ n)"),
                     "baseline": r.baseline, "fastest gn_sketch": r.sketch,
                     "E/S fastest: median [min–max] (seeds)": _spread_text(ratios, bound, total),
                     f"E/S {PAPER_VARIANT} at tol ≤ {C4_PAPER_TOL:g}": paper_text,
