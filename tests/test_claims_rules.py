@@ -488,3 +488,22 @@ def test_c6_a_falling_margin_contradicts_only_inside_the_width_condition():
     narrow = claims.check_c6(falling.assign(m=falling["m"] // 256))  # m = 16–256 < n
     assert narrow.verdict == claims.UNDECIDED, narrow.evidence
     assert OUTSIDE in narrow.evidence
+
+
+def test_c6_a_thin_grid_names_the_cells_its_growth_fit_lacks_within_the_memory_budget():
+    import shlex
+
+    from harness.execution.preflight import preflight
+
+    thin = _c6_cells(flop_ratio, 0.04, grid_n=(512, 1024), grid_m=GRID_M[:2])
+    claim = claims.check_c6(thin.assign(memory_budget_bytes=64e9))
+    assert claim.verdict == claims.UNDECIDED
+    # m/n = 4 (n = 1024) and m/n = 16 (n = 512) have one size: half of each is proposed
+    assert "(n=512, m=2048), (n=256, m=4096)" in claim.evidence, claim.evidence
+    command = claim.evidence.split("second size")[1].split("run them with: `")[1].split("`")[0]
+    parts = command.split(" && ")
+    assert len(parts) == 2
+    assert sum(preflight(shlex.split(p)[2:]) for p in parts) == 4
+    # plans above the budget the runs recorded: nothing is proposed
+    claim = claims.check_c6(thin.assign(memory_budget_bytes=1e3))
+    assert "second size" not in claim.evidence

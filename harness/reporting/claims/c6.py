@@ -114,6 +114,85 @@ def _csv(values) -> str:
     return ",".join(str(v) for v in values)
 
 
+def nlt_run(ns, ms, methods, seeds, runs: pd.DataFrame) -> str:
+    """One ``nlt-run`` over methods × n × m × seed with the data, d, dtype, store, time
+    budget, max_iters and ε of ``runs`` (cells of the grid)."""
+    ctx = runs.iloc[0]
+    parts = [RUN_COMMAND, f"data={ctx['dataset']}", f"algorithm={_csv(methods)}",
+             f"data.n={_csv(ns)}", f"model.m={_csv(ms)}", f"data.d={int(ctx['d'])}",
+             f"dtype={ctx['dtype']}", f"seed={_csv(seeds)}"]
+    if "store" in runs and runs["store"].notna().any():
+        parts.append(f"store={runs['store'].dropna().iloc[0]}")
+    for col, key in _RERUN_KEYS:
+        if col in runs and runs[col].notna().any():
+            parts.append(f"{key}={runs[col].max():g}")
+    return " ".join(parts)
+
+
+def _fits(runs: pd.DataFrame, n: int, m: int, limit: float | None) -> bool:
+    """Whether every method of ``runs`` (one run each is enough) plans to fit ``limit`` bytes
+    at (n, m), by its own memory plan (``costmodel.fits_memory``) with its run's parameters."""
+    import json
+
+    from harness.costmodel import fits_memory
+
+    for r in runs.drop_duplicates("_method").itertuples(index=False):
+        try:
+            params = json.loads(r.hyperparameters) if isinstance(r.hyperparameters, str) else {}
+            size = 8 if str(r.dtype) == "float64" else 4
+            if not fits_memory(r.algorithm, params, n, m, int(r.d), limit, itemsize=size):
+                return False
+        except Exception:  # a method or parameter the cost model does not know: unplanned
+            return False
+    return True
+
+
+def growth_cells(cells: pd.DataFrame, comp: pd.DataFrame) -> list[dict]:
+    """Cells that give the growth fit along n a second size in an m/n group that has an
+    exact ratio at one size only: per such group, the cell at half the size (n/2, m/2), else
+    at twice it, that is not measured yet and whose baseline and sketch variant plan to fit
+    the largest memory budget the grid's runs recorded (their own memory plans). Each:
+    {n, m, methods, runs (the source cell's runs, whose settings a run repeats)}."""
+    grid = crossover.grid_slice(cells)
+    exact = comp[comp["kind"] == "exact"] if len(comp) else comp
+    if not len(grid) or not len(exact):
+        return []
+    grid = grid.assign(_method=crossover.method_names(grid).values)
+    limit = float(grid["memory_budget_bytes"].max()) if "memory_budget_bytes" in grid and \
+        grid["memory_budget_bytes"].notna().any() else None
+    measured = {(int(n), int(m)) for n, m in zip(comp["n"], comp["m"])}
+    out = []
+    groups = exact.assign(_g=exact["m_over_n"].round(6)).groupby("_g")
+    for _, g in groups:
+        if g["n"].nunique() >= 2:
+            continue
+        r = g.iloc[0]
+        n, m = int(r["n"]), int(r["m"])
+        runs = grid[(grid["n"] == n) & (grid["m"] == m)
+                    & grid["_method"].isin([r["baseline"], r["sketch"]])]
+        for cand in ((n // 2, m // 2), (2 * n, 2 * m)):
+            if cand in measured or cand[0] < 2 * int(runs["d"].max()):
+                continue
+            if _fits(runs, *cand, limit):
+                out.append({"n": cand[0], "m": cand[1],
+                            "methods": [r["baseline"], r["sketch"]], "runs": runs})
+                break
+    return out
+
+
+def _growth_text(cells: pd.DataFrame, comp: pd.DataFrame) -> str:
+    """The cells a growth fit still lacks, named, with one command for them."""
+    new = growth_cells(cells, comp)
+    if not new:
+        return ""
+    named = ", ".join(f"(n={c['n']}, m={c['m']})" for c in new)
+    command = " && ".join(nlt_run([c["n"]], [c["m"]], c["methods"], [0], c["runs"])
+                          for c in new)
+    return (f"cells that give an m/n group measured at one size n a second size: {named} "
+            f"(each method's memory plan fits the largest budget the grid recorded); run "
+            f"them with: `{command}`")
+
+
 def rerun_command(missing: list[dict], cells: pd.DataFrame) -> tuple[str, int]:
     """One command line that runs ``missing`` (``missing_seed_cells``) into the store its
     cells came from, with their settings, and how many runs it adds beyond the missing
@@ -125,21 +204,7 @@ def rerun_command(missing: list[dict], cells: pd.DataFrame) -> tuple[str, int]:
     if not missing:
         return "", 0
 
-    def settings(runs: pd.DataFrame) -> list[str]:
-        out = []
-        if "store" in runs and runs["store"].notna().any():
-            out.append(f"store={runs['store'].dropna().iloc[0]}")
-        for col, key in _RERUN_KEYS:
-            if col in runs and runs[col].notna().any():
-                out.append(f"{key}={runs[col].max():g}")
-        return out
-
-    def one(ns, ms, methods, seeds, runs) -> str:
-        ctx = runs.iloc[0]
-        parts = [RUN_COMMAND, f"data={ctx['dataset']}", f"algorithm={_csv(methods)}",
-                 f"data.n={_csv(ns)}", f"model.m={_csv(ms)}", f"data.d={int(ctx['d'])}",
-                 f"dtype={ctx['dtype']}", f"seed={_csv(seeds)}", *settings(runs)]
-        return " ".join(parts)
+    one = nlt_run
 
     grid = crossover.grid_slice(cells)
     grid = grid[grid["status"].isin(DONE)]
@@ -283,6 +348,9 @@ def check_c6(cells: pd.DataFrame, prediction: dict | None = None) -> tuple[str, 
     else:
         ev.append(f"no growth fit along n (needs {C6_MIN_GROWTH_CELLS} exact ratios in m/n "
                   f"groups of ≥ 2 sizes, {C6_MIN_NS} sizes n)")
+        more = _growth_text(cells, comp)
+        if more:
+            ev.append(more)
     if in_m:
         ev.append(f"slope vs log m at fixed n (shown, not tested): {in_m[0]:.2f} "
                   f"[{in_m[1]:.2f}, {in_m[2]:.2f}]")
