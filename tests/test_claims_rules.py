@@ -419,7 +419,9 @@ def test_c6_names_the_missing_seeds_of_the_wins_and_one_command_that_runs_them(t
     # wins from n = 2048 on one seed only; the runs carry their store and settings
     cells = _c6_cells(flop_ratio, 0.04, seeds=(0,)).assign(
         store=str(tmp_path / "store"), time_budget_s=150.0, max_iters=20,
-        target_rel_loss=1e-6)
+        target_rel_loss=1e-6, memory_budget_gb=np.nan)
+    # one run needed a raised memory budget: the rerun gets it again
+    cells.loc[cells.index[-1], "memory_budget_gb"] = 20.0
     claim = claims.check_c6(cells)
     assert claim.verdict == claims.UNDECIDED
     args = _missing_command(claim.evidence)
@@ -427,6 +429,7 @@ def test_c6_names_the_missing_seeds_of_the_wins_and_one_command_that_runs_them(t
     won = claims.c6.crossover.sketch_vs_exact(cells).query("wins == True")
     ns, ms = sorted(won["n"].unique()), sorted(won["m"].unique())
     assert {"seed=1,2", "time_budget_s=150", "max_iters=20", "algorithm=gn_gram,gn_sketch",
+            "memory_budget_gb=20",
             f"data.n={','.join(map(str, ns))}", f"model.m={','.join(map(str, ms))}"} <= set(args)
     # the command composes and validates as the run would (a key, method or value typo fails)
     assert preflight(args[1:]) == 2 * len(ns) * len(ms) * 2

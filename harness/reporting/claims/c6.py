@@ -77,8 +77,10 @@ def seed_ratios(cells: pd.DataFrame, comp: pd.DataFrame) -> pd.DataFrame:
 #: the command that runs the crossover grid's cells (harness/conf/sweep/crossover_grid.yaml)
 RUN_COMMAND = "nlt-run -m +sweep=crossover_grid"
 #: what a rerun must repeat from the cells it adds seeds to, so the new seeds are the same runs
+#: (memory_budget_gb: the largest any of them was given, so a run that needed a raised budget
+#: gets it again; null, the default, is a safe fraction of free memory)
 _RERUN_KEYS = (("time_budget_s", "time_budget_s"), ("max_iters", "max_iters"),
-               ("target_rel_loss", "target_rel_loss"))
+               ("target_rel_loss", "target_rel_loss"), ("memory_budget_gb", "memory_budget_gb"))
 
 
 def missing_seed_cells(cells: pd.DataFrame, wins: pd.DataFrame) -> list[dict]:
@@ -418,5 +420,11 @@ def _missing_text(cells: pd.DataFrame, wins: pd.DataFrame) -> str:
                          if c["optional"] else "") for c in missing)
     command, extra = rerun_command(missing, cells)
     more = f" (it also runs {extra} runs of the grid beyond these)" if extra else ""
+    algs = {x for part in command.split(" && ") for w in part.split()
+            if w.startswith("algorithm=") for x in w.split("=", 1)[1].split(",")}
+    left = sorted({x for c in missing for x in c["optional"]} - algs)
+    if left:
+        more += (f"; {', '.join(left)} is left out of it (it did not finish at every cell of "
+                 "the product); add it where it ran for its own column")
     return (f"missing for a sure win: {named}; each ran before on this machine within its "
             f"memory budget; run them with: `{command}`{more}")
