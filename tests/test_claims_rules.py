@@ -196,7 +196,8 @@ def curve(rho: float, length: int = 40) -> list[float]:
     return [rho ** (2 * t) for t in range(1, length + 1) if rho ** (2 * (t - 1)) > EPS]
 
 
-def _c4(sketch_rho, pairs: int, spread: float, tol: float = 0.1) -> claims.Claim:
+def _c4(sketch_rho, pairs: int, spread: float, tol: float = 0.1, m: int = 2048
+        ) -> claims.Claim:
     """Exact GN contracts the residual by ~0.03 per step (2 iterations to 1e-6); the sketched
     step by sketch_rho (the linearised model: its CG tolerance), per seed scattered."""
     rng = np.random.default_rng(4)
@@ -207,7 +208,7 @@ def _c4(sketch_rho, pairs: int, spread: float, tol: float = 0.1) -> claims.Claim
                                  ("gn_gram", 0.03 * noisy(rng, spread), {})):
             losses = curve(min(rho, 0.999))
             reached = next((i for i, v in enumerate(losses, 1) if v <= EPS), None)
-            c = cell(alg, 256, seed=seed, iters=reached, hp=params)
+            c = cell(alg, 256, m, seed=seed, iters=reached, hp=params)
             cells.append(c)
             rows += [{"cell": c["cell"], "iter": i, "rel_loss": v}
                      for i, v in enumerate([1.0, *losses])]
@@ -399,3 +400,113 @@ def test_c6_names_gn_cg_where_it_is_faster():
 def test_c6_a_thin_grid_is_not_enough():
     claim = claims.check_c6(_c6_cells(flop_ratio, 0.04, grid_n=(512, 1024), grid_m=GRID_M[:2]))
     assert claim.verdict == claims.UNDECIDED, claim.evidence
+
+
+def _missing_command(evidence: str) -> list[str]:
+    """The override list of the one command the C6 evidence gives (after ``nlt-run``)."""
+    import shlex
+
+    assert "missing for a sure win" in evidence, evidence
+    command = evidence.split("run them with: `")[1].split("`")[0]
+    parts = shlex.split(command)
+    assert parts[0] == "nlt-run" and "&&" not in parts, command
+    return parts[1:]
+
+
+def test_c6_names_the_missing_seeds_of_the_wins_and_one_command_that_runs_them(tmp_path):
+    from harness.execution.preflight import preflight
+
+    # wins from n = 2048 on one seed only; the runs carry their store and settings
+    cells = _c6_cells(flop_ratio, 0.04, seeds=(0,)).assign(
+        store=str(tmp_path / "store"), time_budget_s=150.0, max_iters=20,
+        target_rel_loss=1e-6, memory_budget_gb=np.nan)
+    # one run needed a raised memory budget: the rerun gets it again
+    cells.loc[cells.index[-1], "memory_budget_gb"] = 20.0
+    claim = claims.check_c6(cells)
+    assert claim.verdict == claims.UNDECIDED
+    args = _missing_command(claim.evidence)
+    assert "(n=4096, m=65536) gn_gram, gn_sketch on seed(s) 1, 2" in claim.evidence
+    won = claims.c6.crossover.sketch_vs_exact(cells).query("wins == True")
+    ns, ms = sorted(won["n"].unique()), sorted(won["m"].unique())
+    assert {"seed=1,2", "time_budget_s=150", "max_iters=20", "algorithm=gn_gram,gn_sketch",
+            "memory_budget_gb=20",
+            f"data.n={','.join(map(str, ns))}", f"model.m={','.join(map(str, ms))}"} <= set(args)
+    # the command composes and validates as the run would (a key, method or value typo fails)
+    assert preflight(args[1:]) == 2 * len(ns) * len(ms) * 2
+
+
+def test_c6_missing_seeds_outside_a_product_of_finished_cells_give_one_run_per_cell():
+    cells = _c6_cells(flop_ratio, 0.04, seeds=(0,))
+    at = (cells["n"] == 4096) & (cells["m"] == 2**16)
+    # one won cell has its seed 1 already, and ngd, faster than gn_gram, only there
+    more = cells[at].assign(seed=1, cell=lambda f: f["cell"] + "_1")
+    ngd = cells[at & (cells["algorithm"] == "gn_gram")].assign(
+        algorithm="ngd", variant="ngd", cell="ngd", time_to_target_s=lambda f: 0.9 * f[
+            "time_to_target_s"])
+    evidence = claims.check_c6(pd.concat([cells, more, ngd], ignore_index=True)).evidence
+    # ngd has no seed 1 there: the cell still needs it
+    assert "(n=4096, m=65536) ngd, gn_sketch on seed(s) 1, 2" in evidence, evidence
+    command = evidence.split("run them with: `")[1].split("`")[0]
+    # one product for the cells with gn_gram, one run for the ngd cell
+    assert command.count("nlt-run") == 2 and " && " in command
+    assert "algorithm=ngd,gn_sketch data.n=4096 model.m=65536" in command
+
+
+# --- the width condition: a rule decides only on cells with m ≥ n (docs/reports.md) -----------
+
+OUTSIDE = "outside the width condition (m < n)"
+
+
+@pytest.mark.parametrize("spread", SPREADS)
+def test_c1_a_growing_count_contradicts_only_inside_the_width_condition(spread):
+    growing = _c1_cells(lambda n: 0.01 ** ((64 / n) ** 0.5), spread)
+    assert claims.check_c1(growing).verdict == claims.CONTRADICTED  # m = 2048 ≥ n
+    narrow = claims.check_c1(growing.assign(m=32))  # the same counts at m = 32 < n
+    assert narrow.verdict == claims.UNDECIDED, narrow.evidence
+    assert OUTSIDE in narrow.evidence and "m=32: n=64/128/256/512/1024/2048" in narrow.evidence
+
+
+def test_c1_cells_outside_the_width_condition_are_set_aside_not_counted(monkeypatch):
+    # bounded counts at n ≤ m = 2048, four times the count at n = 4096, 8192 > m
+    cells = _c1_cells(lambda n: 10 ** -2.2 if n <= 2048 else 10 ** -0.5, 0.04,
+                      sizes=NS + [4096, 8192])
+    claim = claims.check_c1(cells)
+    assert claim.verdict != claims.CONTRADICTED, claim.evidence
+    assert "m=2048: n=4096/8192" in claim.evidence and ": bounded" in claim.evidence
+    # without the width condition the same data contradict
+    monkeypatch.setattr(claims.common, "WIDTH_MIN_RATIO", 0.0)
+    assert claims.check_c1(cells).verdict == claims.CONTRADICTED
+
+
+def test_c4_a_slow_sketch_contradicts_only_inside_the_width_condition():
+    assert _c4(0.7, 5, 0.04).verdict == claims.CONTRADICTED  # n = 256, m = 2048
+    narrow = _c4(0.7, 5, 0.04, m=128)
+    assert narrow.verdict == claims.UNDECIDED, narrow.evidence
+    assert OUTSIDE in narrow.evidence
+
+
+def test_c6_a_falling_margin_contradicts_only_inside_the_width_condition():
+    falling = _c6_cells(lambda n, m, e, s: 8 * (512 / n) ** 0.5, 0.04)
+    assert claims.check_c6(falling).verdict == claims.CONTRADICTED
+    narrow = claims.check_c6(falling.assign(m=falling["m"] // 256))  # m = 16–256 < n
+    assert narrow.verdict == claims.UNDECIDED, narrow.evidence
+    assert OUTSIDE in narrow.evidence
+
+
+def test_c6_a_thin_grid_names_the_cells_its_growth_fit_lacks_within_the_memory_budget():
+    import shlex
+
+    from harness.execution.preflight import preflight
+
+    thin = _c6_cells(flop_ratio, 0.04, grid_n=(512, 1024), grid_m=GRID_M[:2])
+    claim = claims.check_c6(thin.assign(memory_budget_bytes=64e9))
+    assert claim.verdict == claims.UNDECIDED
+    # m/n = 4 (n = 1024) and m/n = 16 (n = 512) have one size: half of each is proposed
+    assert "(n=512, m=2048), (n=256, m=4096)" in claim.evidence, claim.evidence
+    command = claim.evidence.split("second size")[1].split("run them with: `")[1].split("`")[0]
+    parts = command.split(" && ")
+    assert len(parts) == 2
+    assert sum(preflight(shlex.split(p)[2:]) for p in parts) == 4
+    # plans above the budget the runs recorded: nothing is proposed
+    claim = claims.check_c6(thin.assign(memory_budget_bytes=1e3))
+    assert "second size" not in claim.evidence

@@ -53,6 +53,8 @@ from harness.reporting.claims.common import (
     GD_GROWTH,
     LAMBDA_FRACTION,
     NTK_SLOPE,
+    WIDTH_MIN_RATIO,
+    within_width,
 )
 from harness.reporting.claims.registry import (
     CONTRADICTED,
@@ -77,4 +79,5 @@ __all__ = ["C1_GROWTH", "C1_SLACK", "C2_ABSENT", "C2_DOMINANT", "C2_FIT_BAD", "C
            "Claim", "ClaimInputs", "ClaimSpec", "DEPTH_CLAIMS", "FLAT_MAX", "GD_GROWTH",
            "LAMBDA_FRACTION", "NTK_SLOPE", "REGISTRY", "SUPPORTED", "UNDECIDED", "check_c1",
            "check_c2", "check_c3", "check_c4", "check_c5", "check_c6", "check_claims", "claim",
-           "claims_by_depth", "claims_frame", "trajectory_gaps"]
+           "claims_by_depth", "claims_frame", "trajectory_gaps", "WIDTH_MIN_RATIO",
+           "within_width"]

@@ -14,12 +14,14 @@ from harness.reporting.claims.common import (
     CAP_FACTOR,
     FLAT_MAX,
     GD_GROWTH,
+    WIDTH_MIN_RATIO,
     decides,
     family,
     finished,
     fmt_fit,
     most_sizes,
     slices,
+    within_width,
 )
 from harness.reporting.claims.registry import CONTRADICTED, SUPPORTED, UNDECIDED, claim
 
@@ -40,8 +42,9 @@ def _c1_gauss_newton(done: pd.DataFrame, ev: list[str]) -> tuple[bool, list[bool
     """The full-batch GN variants' slopes of iterations to ε in n, and their max_iters
     bounds: (contradicted?, per deciding slope: is it flat?); evidence goes to ``ev``."""
     contra, flat = False, []
-    gn = done[[(family(a) == "gauss_newton") and _full_batch(row)
-               for a, (_, row) in zip(done["algorithm"], done.iterrows())]]
+    gn = done[pd.Series([(family(a) == "gauss_newton") and _full_batch(row)
+                         for a, (_, row) in zip(done["algorithm"], done.iterrows())],
+                        index=done.index, dtype=bool)]
     for variant, g in gn.groupby("variant"):
         conv = g[g["iters_to_target"].notna()]
         for key, s in slices(conv, "m"):
@@ -127,7 +130,7 @@ def _c1_gd(done: pd.DataFrame, ev: list[str]) -> tuple[bool, bool | None]:
 
 
 def _needs_c1(cells: pd.DataFrame) -> tuple[str, str, bool]:
-    done = finished(cells)
+    done = within_width(finished(cells))
     gn = [a for a in done["algorithm"].unique() if family(a) == "gauss_newton"] \
         if len(done) else []
     have = most_sizes(done, gn, "n", "m")
@@ -137,7 +140,9 @@ def _needs_c1(cells: pd.DataFrame) -> tuple[str, str, bool]:
 
 @claim("C1", statement="GN-type methods reach ε in O(log 1/ε) iterations independent of n; GD "
                        "needs iterations growing with n/λ",
-       rule="Per full-batch Gauss–Newton-type variant (batch_size < n excluded) and slice "
+       rule="Only runs inside the width condition m ≥ {WIDTH_MIN_RATIO:g}·n decide (the "
+            "theorems' overparametrised domain; runs outside are named). Per full-batch "
+            "Gauss–Newton-type variant (batch_size < n excluded) and slice "
             "(same m, data, device), over the runs that reached ε at ≥{MIN_SIZES} sizes n: "
             "the iterations to ε per n (median over seeds), small integers ⌈ln(1/ε)/ln(1/ρ)⌉ "
             "for a per-step contraction ρ; K_lo, K_hi: their medians over the smaller and "
@@ -153,11 +158,12 @@ def _needs_c1(cells: pd.DataFrame) -> tuple[str, str, bool]:
             "(reached ε) to the largest (a lower bound counts).",
        constants={"MIN_SIZES": fits.MIN_SIZES, "C1_SLACK": C1_SLACK, "C1_GROWTH": C1_GROWTH,
                   "MAX_CI_WIDTH": fits.MAX_CI_WIDTH, "FLAT_MAX": FLAT_MAX,
-                  "CAP_FACTOR": CAP_FACTOR, "GD_GROWTH": GD_GROWTH},
+                  "CAP_FACTOR": CAP_FACTOR, "GD_GROWTH": GD_GROWTH,
+                  "WIDTH_MIN_RATIO": WIDTH_MIN_RATIO},
        needs=_needs_c1)
 def check_c1(cells: pd.DataFrame) -> tuple[str, str]:
     ev: list[str] = []
-    done = cells[cells["status"].isin(DONE)]
+    done = within_width(cells[cells["status"].isin(DONE)], ev)
     gn_contra, flat = _c1_gauss_newton(done, ev)
     gd_contra, gd_grows = _c1_gd(done, ev)
     if gn_contra or gd_contra:

@@ -16,6 +16,8 @@ from harness.reporting.claims.common import (
     C4_MIN_PAIRS,
     C4_PAPER_TOL,
     C4_RATE,
+    WIDTH_MIN_RATIO,
+    within_width,
 )
 from harness.reporting.claims.registry import CONTRADICTED, SUPPORTED, UNDECIDED, claim
 from harness.reporting.metrics import with_model
@@ -64,7 +66,7 @@ def trajectory_gaps(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 def _needs_c4(cells: pd.DataFrame, rows: pd.DataFrame) -> tuple[str, str, bool]:
     try:
-        pairs = len(trajectory_gaps(cells, rows)) if len(cells) else 0
+        pairs = len(trajectory_gaps(within_width(cells), rows)) if len(cells) else 0
     except Exception:  # odd data: the claims check reports it
         pairs = 0
     return (f"{C4_MIN_PAIRS} gn_sketch runs with an exact partner (same problem and seed) "
@@ -120,8 +122,9 @@ def variant_rates(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     meets the paper's accuracy requirement (tol ≤ C4_PAPER_TOL), its pairs, iterations to
     ε beside the exact partner's, whether it keeps the rate (all pairs: yes; more than half
     failing: no; else open, as are variants with fewer than C4_MIN_PAIRS pairs) and the
-    trajectory diagnostic (median largest gap in decades)."""
-    gaps = rate_pairs(trajectory_gaps(cells, rows))
+    trajectory diagnostic (median largest gap in decades). Only runs inside the width
+    condition (``within_width``) are paired."""
+    gaps = rate_pairs(trajectory_gaps(within_width(cells), rows))
     out = []
     for variant, g in gaps.groupby("variant") if len(gaps) else []:
         tol = float(g["tol"].max())
@@ -145,7 +148,9 @@ def variant_rates(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
 
 @claim("C4", statement="gn_sketch keeps the convergence rate of exact Gauss–Newton to ε (the "
                        "rate BPSW21 prove, given a sufficiently good inner solve), per variant",
-       rule="Pair each gn_sketch run with the gn_gram (else gn_exact) run of the same problem "
+       rule="Only runs inside the width condition m ≥ {WIDTH_MIN_RATIO:g}·n are paired (the "
+            "theorem's overparametrised domain; runs outside are named). Pair each "
+            "gn_sketch run with the gn_gram (else gn_exact) run of the same problem "
             "and seed that reached ε (diverged or capped partners give no pair). A pair keeps "
             "the rate when the gn_sketch run reached ε in no more iterations than the larger "
             "of its partner's and the theorem's ⌈ln(1/ε)/ln(1/{C4_RATE:g}²)⌉ (the residual "
@@ -158,15 +163,19 @@ def variant_rates(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
             "exact trajectory at ≤ {C4_AGREE:g} decades, apart above {C4_DISAGREE:g}).",
        constants={"C4_MIN_PAIRS": C4_MIN_PAIRS, "C4_RATE": C4_RATE,
                   "C4_PAPER_TOL": C4_PAPER_TOL, "C4_AGREE": C4_AGREE,
-                  "C4_DISAGREE": C4_DISAGREE},
+                  "C4_DISAGREE": C4_DISAGREE, "WIDTH_MIN_RATIO": WIDTH_MIN_RATIO},
        needs=_needs_c4)
 def check_c4(cells: pd.DataFrame, rows: pd.DataFrame) -> tuple[str, str]:
+    outside: list[str] = []
+    if len(cells):
+        within_width(cells[cells["algorithm"] == "gn_sketch"], outside)
     table = variant_rates(cells, rows)
     pairs = int(table["pairs"].sum()) if len(table) else 0
     if pairs < C4_MIN_PAIRS:
-        return UNDECIDED, (f"{pairs} gn_sketch run(s) with an exact GN partner that "
-                           f"reached ε (same problem and seed); the rule needs {C4_MIN_PAIRS}")
-    ev = [f"{pairs} pairs"]
+        return UNDECIDED, "; ".join(
+            [f"{pairs} gn_sketch run(s) with an exact GN partner that reached ε (same "
+             f"problem and seed); the rule needs {C4_MIN_PAIRS}", *outside])
+    ev = [f"{pairs} pairs", *outside]
     for r in table.itertuples(index=False):
         state = {True: "keeps the rate", False: "fails the rate"}.get(r[7], "open")
         meets = "meets" if r[2] else "looser than"

