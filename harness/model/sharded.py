@@ -292,11 +292,3 @@ class ShardedTwoLayer(OnInputs):
                 own = part
         return _BlockSketch(own, self.comm)
 
-
-def comm_columns(stats: dict[str, tuple[float, int, int]]) -> dict[str, float]:
-    """A step's collectives as result columns: ``comm`` seconds (also per collective,
-    ``comm:<name>``), bytes and calls; the loss evaluation after the step left out."""
-    stats = {k: v for k, v in stats.items() if k != EVALUATION}
-    out: dict[str, float] = {"comm": sum(v[0] for v in stats.values())}
-    out.update({f"comm:{k}": v[0] for k, v in sorted(stats.items())})
-    return out
