@@ -3,13 +3,21 @@ method follows the unsharded float64 trajectory on P = 2 and P = 4 gloo ranks.""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 import torch
 import torch.multiprocessing as mp
 
+from harness.common.errors import ConfigError
+from harness.execution.config import resolve
 from harness.execution.distributed import Case, rank_trajectory, run_case
+from harness.execution.runner import run_cell
 from harness.model import make_problem
 from harness.model.sharded import Comm, ShardedTwoLayer, shard_bounds
+from tests.helpers import compose_cfg, run_in_process
 
 TIGHT = {"tol": 1e-13, "max_inner": 200}
 #: every shardable method, tiny sizes; a sketched or Nyström-preconditioned CG converges to
@@ -75,3 +83,89 @@ def test_blocks_cover_every_neuron_once():
         b = shard_bounds(m, world)
         assert b[0] == 0 and b[-1] == m and len(b) == world + 1
         assert max(y - x for x, y in zip(b, b[1:])) - min(y - x for x, y in zip(b, b[1:])) <= 1
+
+
+# --- one cell through the runner: distributed=local -----------------------------------------
+
+TINY = ("data.n=16", "data.d=4", "model.m=64", "dtype=float64", "target_rel_loss=1e-30")
+
+
+def _rank_processes() -> list[int]:
+    """Rank processes (harness.execution.rank) that are children of this process."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"harness.execution.rank" in cmd:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_a_cell_on_two_ranks_is_the_unsharded_cell_with_its_communication(tmp_path):
+    out, run, rows = run_in_process(tmp_path, "algorithm=gn_gram", "max_iters=3",
+                                    "distributed=local", "distributed.world_size=2", *TINY)
+    _, _, ref = run_in_process(tmp_path, "algorithm=gn_gram", "max_iters=3", *TINY)
+    assert out.status == "max_iters", out.reason
+    assert _rel(torch.tensor(rows["loss"].values), torch.tensor(ref["loss"].values)) < 1e-9
+    assert run["world_size"] == 2 and run["backend"] == "gloo"
+    assert run["threads_per_rank"] == 1 and run["hosts"]
+    assert len(run["rank_peak_memory_bytes"]) == 2
+    assert set(rows["world_size"]) == {2} and set(rows["backend"]) == {"gloo"}
+    steps = rows[rows["iter"] > 0]
+    # one forward (n) and one Gram (n×n) all-reduce per step, float64
+    assert (steps["comm_bytes"] == 8 * (16 + 16 * 16)).all()
+    assert (steps["t_comm"] > 0).all() and "t_comm:gram" in rows
+
+
+def test_killing_one_rank_fails_the_cell_cleanly(tmp_path):
+    out = run_cell(compose_cfg("device=cpu", f"store={tmp_path}", "algorithm=gn_cg",
+                               "max_iters=4", "distributed=local", "distributed.world_size=2",
+                               "testing.fail_at_iter=2", "testing.fail_mode=kill", *TINY))
+    assert out.status == "failed"
+    assert "\n" not in out.reason and "rank 1 of 2 killed by SIGKILL" in out.reason
+    run = json.loads((out.cell / "run.json").read_text())
+    assert run["status"] == "failed" and run["reason"] == out.reason
+    assert not _rank_processes()  # no surviving rank
+    assert sorted(p.name for p in out.cell.iterdir() if not p.name.startswith(".")) == \
+        ["result.parquet", "run.json"]
+
+
+def test_a_rank_that_raises_fails_the_cell_with_its_reason(tmp_path):
+    out = run_cell(compose_cfg("device=cpu", f"store={tmp_path}", "algorithm=gd",
+                               "max_iters=4", "distributed=local", "distributed.world_size=2",
+                               "testing.fail_at_iter=3", *TINY))
+    assert out.status == "failed"
+    assert out.reason.startswith("rank 1 of 2: InjectedFault"), out.reason
+    assert not _rank_processes()
+
+
+@pytest.mark.parametrize("algorithm,why", [("lbfgs", "inner products of the whole"),
+                                           ("kfac", "whole pattern D")])
+def test_a_method_that_cannot_shard_is_skipped_with_the_reason(tmp_path, algorithm, why):
+    out, run, _ = run_in_process(tmp_path, f"algorithm={algorithm}", "distributed=local",
+                                 "distributed.world_size=2", *TINY)
+    assert out.status == "skipped" and why in out.reason
+    assert "cannot run sharded" in out.reason
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (("distributed=local", "distributed.world_size=0"), "distributed.world_size must be"),
+    (("distributed.world_size=2",), "needs a launcher"),
+    (("distributed=local", "distributed.kind=mpi"), "distributed.kind"),
+    (("distributed=local", "distributed.backend=nccl"), "distributed.backend"),
+    (("distributed=local", "distributed.world_size=100000"), "ranks on this machine"),
+    (("distributed=local", "model=mlp", "model.depth=2"), "model=mlp has no sharded form"),
+])
+def test_the_preflight_refuses_a_bad_world_or_launcher(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve(compose_cfg("device=cpu", *overrides))
+
+
+def test_the_default_keeps_every_cell_identity():
+    """distributed=none enters no cell's identity (the committed stores keep their hashes)."""
+    assert "distributed" not in resolve(compose_cfg("device=cpu")).identity
+    run = resolve(compose_cfg("device=cpu", "distributed=local", "distributed.world_size=2"))
+    assert run.identity["distributed"]["world_size"] == 2

@@ -20,8 +20,6 @@ from harness.common.timing import NullClock
 from harness.model import make_generator, make_problem, stream_seed
 from harness.model.sharded import Comm, ShardedTwoLayer
 
-#: backends a CPU cell may use (NCCL needs one GPU per rank: torchrun on a GPU node)
-BACKENDS = ("gloo", "nccl")
 
 
 def init_ranks(rank: int, world: int, init_file: str | Path, backend: str = "gloo",
