@@ -21,7 +21,6 @@ from harness.model import make_generator, make_problem, stream_seed
 from harness.model.sharded import Comm, ShardedTwoLayer
 
 
-
 def init_ranks(rank: int, world: int, init_file: str | Path, backend: str = "gloo",
                timeout_s: float = 300.0, threads: int | None = 1) -> Comm:
     """Join the process group of ``world`` ranks through a file on this machine (no port to
