@@ -17,7 +17,7 @@ from harness.execution.distributed import Case, rank_trajectory, run_case
 from harness.execution.runner import run_cell
 from harness.model import make_problem
 from harness.model.sharded import Comm, ShardedTwoLayer, shard_bounds
-from tests.helpers import compose_cfg, run_in_process
+from tests.helpers import compose_cfg, nlt_run, run_in_process
 
 TIGHT = {"tol": 1e-13, "max_inner": 200}
 #: every shardable method, tiny sizes; a sketched or Nyström-preconditioned CG converges to
@@ -169,3 +169,15 @@ def test_the_default_keeps_every_cell_identity():
     assert "distributed" not in resolve(compose_cfg("device=cpu")).identity
     run = resolve(compose_cfg("device=cpu", "distributed=local", "distributed.world_size=2"))
     assert run.identity["distributed"]["world_size"] == 2
+
+
+def test_nlt_run_runs_one_cell_on_two_ranks(tmp_path):
+    """The representative command: nlt-run, its cell in an isolated process, P = 2 ranks."""
+    proc = nlt_run(tmp_path, "algorithm=gn_sketch", "device=cpu", "max_iters=2",
+                   "distributed=local", "distributed.world_size=2", f"store={tmp_path}/s",
+                   *TINY)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_file,) = Path(tmp_path, "s").rglob("run.json")
+    run = json.loads(run_file.read_text())
+    assert run["status"] == "max_iters" and run["world_size"] == 2
+    assert run["config"]["distributed"]["kind"] == "local"
