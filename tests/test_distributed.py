@@ -11,11 +11,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from algorithms.base import ALGORITHMS
 from harness.common.errors import ConfigError
 from harness.execution.config import resolve
 from harness.execution.distributed import Case, rank_trajectory, run_case
 from harness.execution.runner import run_cell
-from harness.model import make_problem
+from harness.execution.sharded_cell import rank_shape_of
+from harness.model import Shape, make_problem
 from harness.model.sharded import Comm, ShardedTwoLayer, shard_bounds
 from tests.helpers import compose_cfg, nlt_run, run_in_process
 
@@ -181,3 +183,22 @@ def test_nlt_run_runs_one_cell_on_two_ranks(tmp_path):
     run = json.loads(run_file.read_text())
     assert run["status"] == "max_iters" and run["world_size"] == 2
     assert run["config"]["distributed"]["kind"] == "local"
+
+
+def test_a_cell_too_big_for_one_process_names_the_ranks_it_needs(tmp_path):
+    big = ("algorithm=gn_gram", "data.n=64", "data.d=4", "model.m=65536", "dtype=float64",
+           "memory_budget_gb=0.02")
+    out, run, _ = run_in_process(tmp_path, *big)
+    assert out.status == "skipped"
+    world = run["ranks_needed"]
+    assert f"sharded over P = {world} ranks" in out.reason and world >= 2
+    shape = Shape.of("two_layer", 64, 65536, 4, 8)
+    alg = ALGORITHMS.get("gn_gram")
+    params = alg.Params()
+    assert alg.memory_bytes(params, rank_shape_of(shape, world)) < \
+        alg.memory_bytes(params, shape) / (world / 2)
+    # P ranks on this one machine: together over the budget, refused before any rank starts
+    out, run, _ = run_in_process(tmp_path, *big, "distributed=local",
+                                 f"distributed.world_size={world}")
+    assert out.status == "skipped" and f"{world} ranks of about" in out.reason
+    assert run["rank_memory_bytes"] * world == run["estimated_memory_bytes"]

@@ -301,6 +301,7 @@ class _Run:
                          r.depth)
         shape = sharded_cell.rank_shape(shape, cfg)  # distributed: one rank's share
         plan = memory_plan(r, shape, cfg.memory_budget_gb)
+        sharded_cell.plan_ranks(plan, r, shape, cfg)
         reason = plan.pop("reason")
         reason = sharded_cell.unshardable_cell(cfg, r) or reason
         self.info.update(plan)

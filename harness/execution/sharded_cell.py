@@ -29,6 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.common.device import format_bytes
 from harness.common.errors import ConfigError, unknown
 from harness.model import TWO_LAYER, Shape
 from harness.model.sharded import SHARDED_FEATURES
@@ -86,9 +87,7 @@ def active(cfg) -> bool:
 def rank_shape(shape: Shape, cfg) -> Shape:
     """One rank's share of a distributed cell: the widest block of ⌈m/P⌉ neurons, with the
     sharded structure; the whole shape otherwise."""
-    if not active(cfg):
-        return shape
-    return replace(shape, m=math.ceil(shape.m / world_size(cfg)), features=SHARDED_FEATURES)
+    return rank_shape_of(shape, world_size(cfg)) if active(cfg) else shape
 
 
 def unshardable_cell(cfg, run) -> str | None:
@@ -109,6 +108,48 @@ def unshardable(algorithm, params) -> str | None:
         return f"{algorithm.name} cannot run sharded over the width: it needs the {need} " \
                f"structure{what}"
     return None
+
+
+#: the largest P the memory plan of a cell too big for one process looks for
+MAX_PLANNED_RANKS = 4096
+
+
+def plan_ranks(plan: dict[str, Any], run, shape: Shape, cfg) -> None:
+    """Amend the memory ``plan`` of a cell (``runner.memory_plan``; ``shape``: one rank's
+    share when distributed) with its ranks. Distributed on this machine: the P ranks together
+    must fit its budget (``rank_memory_bytes`` each). One process over its budget: the reason
+    names the P that would bring each rank under it (ranks on machines of this memory)."""
+    budget = plan["memory_budget_bytes"]
+    if active(cfg):
+        world = world_size(cfg)
+        each = plan["estimated_memory_bytes"]
+        plan["rank_memory_bytes"] = each
+        plan["estimated_memory_bytes"] = world * each
+        if plan["reason"] is None and world * each > budget:
+            plan["reason"] = (f"{world} ranks of about {format_bytes(each)} each need "
+                              f"{format_bytes(world * each)} on this machine, above the memory "
+                              f"budget of {format_bytes(budget)}")
+        return
+    if plan["reason"] is None or shape.model != "two_layer" or \
+            unshardable(run.algorithm, run.params):
+        return
+    if run.algorithm.skip(run.params, shape, 1 << 62):  # not a memory reason
+        return
+    world = 2
+    while world <= MAX_PLANNED_RANKS:
+        part = rank_shape_of(shape, world)
+        each = run.algorithm.memory_bytes(run.params, part) + plan["estimated_data_memory_bytes"]
+        if each <= budget and not run.algorithm.skip(run.params, part, budget):
+            plan["ranks_needed"] = world
+            plan["reason"] += (f"; sharded over P = {world} ranks it needs about "
+                               f"{format_bytes(each)} per rank (one rank per machine of this "
+                               f"memory: docs/distributed.md)")
+            return
+        world *= 2
+
+
+def rank_shape_of(shape: Shape, world: int) -> Shape:
+    return replace(shape, m=math.ceil(shape.m / world), features=SHARDED_FEATURES)
 
 
 def facts(cfg) -> dict[str, Any]:
