@@ -18,11 +18,13 @@ import json
 import logging
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from harness.common.timing import PhaseClock
 from harness.execution import sharded_cell
 from harness.execution.config import resolve
 from harness.execution.distributed import close_ranks, init_ranks
@@ -34,15 +36,35 @@ from harness.model.sharded import EVALUATION, Comm, ShardedTwoLayer
 
 def comm_columns(stats: dict[str, tuple[float, int, int]]) -> tuple[dict[str, float],
                                                                   dict[str, Any]]:
-    """A step's collectives (``Comm.pop``) as (phases, extra columns): the ``comm`` phase and
-    one ``comm:<name>`` phase per collective, then ``comm_bytes`` and ``comm_calls``; the
-    loss evaluated after the step is left out."""
+    """A step's collectives (``Comm.pop``) as (phases, extra columns): the ``comm`` phase,
+    then ``comm_bytes``, ``comm_calls`` and per collective ``comm_s:<name>`` and
+    ``comm_bytes:<name>``; the loss evaluated after the step is left out."""
     stats = {k: v for k, v in stats.items() if k != EVALUATION}
     phases = {"comm": sum(v[0] for v in stats.values())}
-    phases.update({f"comm:{k}": v[0] for k, v in sorted(stats.items())})
-    extras = {"comm_bytes": int(sum(v[1] for v in stats.values())),
-              "comm_calls": int(sum(v[2] for v in stats.values()))}
+    extras: dict[str, Any] = {"comm_bytes": int(sum(v[1] for v in stats.values())),
+                              "comm_calls": int(sum(v[2] for v in stats.values()))}
+    for name, (seconds, size, _) in sorted(stats.items()):
+        extras[f"comm_s:{name}"] = seconds
+        extras[f"comm_bytes:{name}"] = int(size)
     return phases, extras
+
+
+class CommPhaseClock(PhaseClock):
+    """A phase clock whose phases leave out the collectives run inside them: those seconds
+    are the step's ``comm`` phase, so the phases of a step still add up to at most its time."""
+
+    def __init__(self, device, comm: Comm):
+        super().__init__(device)
+        self.comm = comm
+
+    @contextmanager
+    def __call__(self, name: str):
+        before = self.comm.seconds
+        try:
+            with super().__call__(name):
+                yield
+        finally:
+            self.times[name] -= self.comm.seconds - before
 
 
 class _RankRun(_Run):
@@ -55,6 +77,9 @@ class _RankRun(_Run):
     def _sharded(self) -> Outcome:
         with wall_clock_limit(self._wall_budget()):
             return self._loop()
+
+    def _clock(self) -> PhaseClock:
+        return CommPhaseClock(self.run.device, self.comm)
 
     def _make_problem(self):
         return ShardedTwoLayer.of(super()._make_problem(), self.comm)

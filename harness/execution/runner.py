@@ -375,10 +375,13 @@ class _Run:
                             init_seed=r.seeds["init"], device=r.device, dtype=r.dtype,
                             model=r.model, depth=r.depth, **r.data_params)
 
+    def _clock(self) -> PhaseClock:
+        return PhaseClock(self.run.device)
+
     def _loop(self) -> Outcome:
         r, cfg = self.run, self.cfg
         problem = self._make_problem()
-        clock = PhaseClock(r.device)
+        clock = self._clock()
         log.info("[%s] data ready; warm-up (%d untimed step(s)) ...", self.label,
                  int(cfg.warmup_steps))
         warm_s = self._warm_up(problem, clock)

@@ -82,10 +82,13 @@ class Comm:
         self.world = dist.get_world_size() if self.active else 1
         self.backend = str(dist.get_backend()) if self.active else "none"
         self.stats: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0])
+        self.seconds = 0.0  # every collective's seconds so far (``pop`` leaves it)
 
     def _count(self, name: str, start: float, tensor: torch.Tensor) -> None:
         entry = self.stats[name]
-        entry[0] += time.perf_counter() - start
+        spent = time.perf_counter() - start
+        entry[0] += spent
+        self.seconds += spent
         entry[1] += tensor.numel() * tensor.element_size()
         entry[2] += 1
 
