@@ -13,12 +13,15 @@ import torch.multiprocessing as mp
 
 from algorithms.base import ALGORITHMS
 from harness.common.errors import ConfigError
+from harness.costmodel import Profile, predict
+from harness.costmodel.comm import Link, fit_link
 from harness.execution.config import resolve
 from harness.execution.distributed import Case, rank_trajectory, run_case
 from harness.execution.runner import run_cell
 from harness.execution.sharded_cell import rank_shape_of
 from harness.model import Shape, make_problem
 from harness.model.sharded import Comm, ShardedTwoLayer, shard_bounds
+from harness.perf.comm import measure_link
 from tests.helpers import compose_cfg, nlt_run, run_in_process
 
 TIGHT = {"tol": 1e-13, "max_inner": 200}
@@ -204,3 +207,37 @@ def test_a_cell_too_big_for_one_process_names_the_ranks_it_needs(tmp_path):
                                  f"distributed.world_size={world}")
     assert out.status == "skipped" and f"{world} ranks of about" in out.reason
     assert run["rank_memory_bytes"] * world == run["estimated_memory_bytes"]
+
+
+# --- the cost model's communication term ------------------------------------------------------
+
+
+def test_ring_allreduce_and_its_fit():
+    link = Link("t", 2e-5, 1e9, "test")
+    assert link.allreduce(1e6, 1) == 0.0
+    assert link.allreduce(1e6, 4) == pytest.approx(6 * 2e-5 + 1.5 * 1e6 / 1e9)
+    sizes = [8.0 * 4**k for k in range(10)]
+    fitted = fit_link(4, sizes, [link.allreduce(b, 4) for b in sizes], "fit", "test")
+    assert fitted.latency_s == pytest.approx(2e-5, rel=1e-6)
+    assert fitted.bandwidth == pytest.approx(1e9, rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["gd", "gn_gram", "gn_cg", "gn_sketch"])
+def test_a_sharded_step_is_the_local_step_at_m_over_p_plus_its_allreduces(method):
+    prof = Profile.synthetic(flops=1e10, elements=1e9, overhead_s=1e-6)
+    link = Link("t", 1e-5, 1e9, "test")
+    n, m, d, world = 512, 65536, 16, 4
+    assert predict(method, None, n, m, d, prof, world=1) == predict(method, None, n, m, d, prof)
+    sharded = predict(method, None, n, m, d, prof, world=world, link=link, dtype="float32")
+    local = predict(method, None, n, m // world, d, prof, dtype="float32")
+    assert sharded["total"] - sharded["comm"] == pytest.approx(local["total"], rel=1e-12)
+    if method == "gn_gram":  # the outputs (n) and the Gram matrix (n²), float32
+        assert sharded["comm"] == pytest.approx(link.allreduce(4 * n, world)
+                                                + link.allreduce(4 * n * n, world))
+    assert sharded["comm"] > 0
+
+
+def test_measure_link_fits_gloo_over_loopback():
+    link, seconds = measure_link(2, sizes=(8, 4096, 262144), repeats=3)
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    assert link.latency_s >= 0 and link.bandwidth > 0 and "measured" in link.source
