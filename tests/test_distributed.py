@@ -14,14 +14,19 @@ import torch.multiprocessing as mp
 from algorithms.base import ALGORITHMS
 from harness.common.errors import ConfigError
 from harness.costmodel import Profile, predict
-from harness.costmodel.comm import Link, fit_link
+from harness.costmodel.comm import (
+    CLUSTER_LINKS,
+    Link,
+    cluster_link,
+    fit_link,
+)
 from harness.execution.config import resolve
 from harness.execution.distributed import Case, rank_trajectory, run_case
 from harness.execution.runner import run_cell
 from harness.execution.sharded_cell import rank_shape_of
 from harness.model import Shape, make_problem
 from harness.model.sharded import Comm, ShardedTwoLayer, shard_bounds
-from harness.perf.comm import measure_link
+from harness.perf.comm import frontier_by_ranks, frontier_text, measure_link
 from tests.helpers import compose_cfg, nlt_run, run_in_process
 
 TIGHT = {"tol": 1e-13, "max_inner": 200}
@@ -241,3 +246,20 @@ def test_measure_link_fits_gloo_over_loopback():
     link, seconds = measure_link(2, sizes=(8, 4096, 262144), repeats=3)
     assert len(seconds) == 3 and all(s > 0 for s in seconds)
     assert link.latency_s >= 0 and link.bandwidth > 0 and "measured" in link.source
+
+
+def test_the_predicted_frontier_by_ranks_is_labelled_and_complete():
+    prof = Profile.synthetic(flops=1e10, elements=1e9, overhead_s=1e-6)
+    table = frontier_by_ranks(prof, cluster_link, [256, 1024], [2**k for k in range(12, 21)],
+                              16, memory_bytes=1e12)
+    assert list(table["world"].unique()) == [1, 4, 16, 64]
+    assert len(table) == 8 and "m_per_iteration" in table
+    assert "assumed" in cluster_link(64).name and cluster_link(8) is CLUSTER_LINKS["nvlink_h100"]
+
+
+def test_the_frontier_text_is_labelled_a_prediction():
+    sheet = Path(__file__).resolve().parent.parent / "reports" / "profiles" / \
+        "h100_datasheet.json"
+    text = frontier_text(sheet, Link("unused", 1.0, 1.0, "test"))
+    assert text.startswith("PREDICTION") and "assumed" in text
+    assert text.count("\n| ") == 5  # the header and P = 1, 4, 16, 64

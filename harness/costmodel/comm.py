@@ -115,3 +115,23 @@ class ShardedCosts(Costs):
 
     def sketch(self, name: str, n: int, m: int, d: int, s: int) -> float:
         return super().sketch(name, n, int(self._m(m)), d, s) + self._allreduce(s * n)
+
+
+def cluster_link(world: int) -> Link:
+    """The slowest link a ring of ``world`` GPUs crosses on the assumed cluster: NVLink inside
+    one 8-GPU node, InfiniBand once the ranks span nodes."""
+    return CLUSTER_LINKS["nvlink_h100"] if world <= 8 else CLUSTER_LINKS["infiniband_100g"]
+
+
+def load_link(path) -> Link:
+    """A link written by ``python -m harness.perf.comm --out``."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+        return Link(str(data["name"]), float(data["latency_s"]), float(data["bandwidth"]),
+                    str(data["source"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read the link {str(path)!r}: {exc}") from None
+

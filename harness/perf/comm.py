@@ -16,10 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from harness.common.errors import EXIT_BAD_INPUT
 from harness.costmodel.comm import Link, fit_link
+from harness.costmodel.predict import frontier
 
 #: payload sizes in bytes: 8 B … 8 MB (float32 elements ×4)
 DEFAULT_SIZES = tuple(8 * 4**k for k in range(11))
@@ -72,17 +74,75 @@ def measure_link(world: int = 2, sizes: tuple[int, ...] = DEFAULT_SIZES,
     return link, seconds
 
 
+def frontier_by_ranks(profile, link_for, ns, ms, d: int, worlds=(1, 4, 16, 64),
+                      **kwargs):
+    """The predicted frontier m*(n) of gn_sketch against gn_gram (``predict.frontier``) for
+    each P of ``worlds``, the all-reduces over ``link_for(P)``: one table with a ``world``
+    column. Predictions, not measurements."""
+    tables = []
+    for world in worlds:
+        table = frontier(profile, ns, ms, d, world=world,
+                         link=link_for(world) if world > 1 else None, **kwargs)
+        table.insert(0, "world", world)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+#: the frontier table's grid: n and m as powers of two, d of the crossover preset
+FRONTIER_NS = (256, 1024, 4096, 16384)
+FRONTIER_MS = tuple(2**k for k in range(10, 25))
+
+
+def frontier_text(profile_path: Path, link: Link, *, d: int = 16) -> str:
+    """The predicted m*(n) per P ∈ {1, 4, 16, 64} as a markdown table, labelled as a
+    prediction, for the profile at ``profile_path`` (this machine's with ``link``; a
+    datasheet profile with the assumed cluster links)."""
+    from harness.costmodel import Profile
+    from harness.costmodel.comm import cluster_link
+
+    prof = Profile.load(profile_path)
+    sheet = prof.is_datasheet
+    link_for = cluster_link if sheet else (lambda world: link)
+    table = frontier_by_ranks(prof, link_for, FRONTIER_NS, FRONTIER_MS, d)
+    where = ("assumed cluster links: " + "; ".join(
+        f"{L.name} ({L.latency_s:g} s, {L.bandwidth:.3g} B/s)"
+        for L in (cluster_link(8), cluster_link(16)))) if sheet else \
+        f"{link.name}: latency {link.latency_s:.3g} s, bandwidth {link.bandwidth:.3g} B/s"
+    lines = [f"PREDICTION (cost model, not a measurement): smallest m at which gn_sketch is "
+             f"predicted faster than gn_gram per outer iteration, d = {d}, sharded over P "
+             f"ranks; profile {profile_path.name}; {where}.", "",
+             "| P | " + " | ".join(f"n = {n}" for n in FRONTIER_NS) + " |",
+             "|---|" + "---|" * len(FRONTIER_NS)]
+    for world, g in table.groupby("world", sort=True):
+        cells = ["—" if v is None else f"2^{int(v).bit_length() - 1}"
+                 for v in g["m_per_iteration"]]
+        lines.append(f"| {world} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.perf.comm",
-                                     description="all-reduce latency and bandwidth (gloo)")
+                                     description="all-reduce latency and bandwidth (gloo), "
+                                                 "and the predicted frontier per P")
     parser.add_argument("--world", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None, help="write the link here (JSON)")
+    parser.add_argument("--frontier", type=Path, default=None, metavar="PROFILE",
+                        help="print the predicted m*(n) per P for this cost-model profile")
+    parser.add_argument("--link", type=Path, default=None,
+                        help="with --frontier: a link JSON (default: measure one now)")
     args = parser.parse_args(argv)
     if args.world < 2 or args.repeats < 1:
         print(f"python -m harness.perf.comm: --world must be >= 2 and --repeats >= 1, got "
               f"{args.world} and {args.repeats}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.frontier is not None and args.link is not None:
+        from harness.common.errors import guarded
+        from harness.costmodel.comm import load_link
+
+        link = guarded("python -m harness.perf.comm", lambda: load_link(args.link))
+        print(frontier_text(args.frontier, link))
+        return 0
     link, seconds = measure_link(args.world, repeats=args.repeats)
     record = {**link.to_dict(), "world": args.world,
               "sizes_bytes": list(DEFAULT_SIZES), "seconds": seconds}
@@ -90,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(text + "\n")
     print(text)
+    if args.frontier is not None:
+        print(frontier_text(args.frontier, link))
     return 0
 
 
