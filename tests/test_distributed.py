@@ -26,7 +26,12 @@ from harness.execution.runner import run_cell
 from harness.execution.sharded_cell import rank_shape_of
 from harness.model import Shape, make_problem
 from harness.model.sharded import Comm, ShardedTwoLayer, shard_bounds
-from harness.perf.comm import frontier_by_ranks, frontier_text, measure_link
+from harness.perf.comm import (
+    frontier_by_ranks,
+    frontier_text,
+    measure_link,
+    predicted_vs_measured,
+)
 from tests.helpers import compose_cfg, nlt_run, run_in_process
 
 TIGHT = {"tol": 1e-13, "max_inner": 200}
@@ -130,6 +135,11 @@ def test_a_cell_on_two_ranks_is_the_unsharded_cell_with_its_communication(tmp_pa
     assert (steps["t_comm"] > 0).all() and (steps["comm_bytes:gram"] == 8 * 16 * 16).all()
     phases = steps[[c for c in steps if c.startswith("t_")]].sum(axis=1)
     assert (phases <= steps["step_time_s"] * 1.0001).all()  # comm is not counted twice
+    # the cost model's prediction of this P = 2 step, beside the measurement
+    table = predicted_vs_measured(tmp_path, Profile.synthetic(flops=1e9, elements=1e9),
+                                  Link("t", 1e-5, 1e9, "test"))
+    assert list(table["world"]) == [2] and (table["ratio"] > 0).all()
+    assert (table["predicted_comm_s"] > 0).all()
 
 
 def test_killing_one_rank_fails_the_cell_cleanly(tmp_path):

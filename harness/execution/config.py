@@ -205,6 +205,9 @@ def help_groups() -> str:
          "the dataset; data.n, data.d and its options as data.<param>=value"),
         ("model", group_choices("model"),
          "the network; model.m (width), model.depth (mlp: trained hidden layers)"),
+        ("distributed", sorted(_yaml_stems("distributed")),
+         "one cell on P processes, the width sharded: distributed.world_size=P "
+         "(docs/distributed.md)"),
         ("+sweep", group_choices("sweep"),
          "a preset sweep, with -m only (docs/sweeps.md)"),
         ("hydra/launcher", sorted(launchers),

@@ -120,6 +120,38 @@ def frontier_text(profile_path: Path, link: Link, *, d: int = 16) -> str:
     return "\n".join(lines)
 
 
+def predicted_vs_measured(store: Path, profile, link: Link) -> pd.DataFrame:
+    """Each finished distributed cell of ``store`` (P ≥ 2): its measured median step time
+    and comm phase against the cost model's prediction at P ranks over ``link`` (with the
+    cell's mean inner iterations)."""
+    from harness.costmodel import predict
+
+    out = []
+    for run_file in sorted(Path(store).rglob("run.json")):
+        try:
+            run = json.loads(run_file.read_text())
+            frame = pd.read_parquet(run_file.parent / "result.parquet")
+        except (OSError, ValueError):
+            continue
+        world = int(run.get("world_size") or 1)
+        steps = frame[frame["iter"] > 0] if "iter" in frame else frame.iloc[:0]
+        if world < 2 or run.get("status") not in ("converged", "max_iters", "time_budget") \
+                or not len(steps):
+            continue
+        params = {k: v for k, v in run["identity"]["algorithm"].items() if k != "name"}
+        inner = steps["inner_iters"].astype(float)
+        pred = predict(run["algorithm"], params, int(run["n"]), int(run["m"]), int(run["d"]),
+                       profile, inner_iters=float(inner.mean()) if inner.notna().any()
+                       else None, dtype=str(run["dtype"]), world=world, link=link)
+        measured = float(steps["step_time_s"].median())
+        out.append({"algorithm": run["algorithm"], "n": run["n"], "m": run["m"],
+                    "world": world, "measured_s": measured,
+                    "measured_comm_s": float(steps["t_comm"].median()),
+                    "predicted_s": pred["total"], "predicted_comm_s": pred["comm"],
+                    "ratio": pred["total"] / measured})
+    return pd.DataFrame(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.perf.comm",
                                      description="all-reduce latency and bandwidth (gloo), "
@@ -130,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frontier", type=Path, default=None, metavar="PROFILE",
                         help="print the predicted m*(n) per P for this cost-model profile")
     parser.add_argument("--link", type=Path, default=None,
-                        help="with --frontier: a link JSON (default: measure one now)")
+                        help="with --frontier or --check: a link JSON (default: measure one "
+                             "now)")
+    parser.add_argument("--check", type=Path, default=None, metavar="STORE",
+                        help="with --frontier PROFILE: the distributed cells of STORE, "
+                             "measured against predicted")
     args = parser.parse_args(argv)
     if args.world < 2 or args.repeats < 1:
         print(f"python -m harness.perf.comm: --world must be >= 2 and --repeats >= 1, got "
@@ -141,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         from harness.costmodel.comm import load_link
 
         link = guarded("python -m harness.perf.comm", lambda: load_link(args.link))
+        if args.check is not None:
+            from harness.costmodel import Profile
+
+            table = predicted_vs_measured(args.check, Profile.load(args.frontier), link)
+            print(table.to_string(index=False) if len(table) else "no distributed cell")
+            return 0
         print(frontier_text(args.frontier, link))
         return 0
     link, seconds = measure_link(args.world, repeats=args.repeats)
