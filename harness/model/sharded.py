@@ -93,8 +93,10 @@ class Comm:
         entry[2] += 1
 
     def all_reduce(self, tensor: torch.Tensor, name: str) -> torch.Tensor:
-        """Sum ``tensor`` over the ranks, in place; returns it."""
+        """Sum ``tensor`` over the ranks, in place (a non-contiguous one in a contiguous
+        copy); returns the sum."""
         if self.world > 1:
+            tensor = tensor.contiguous()
             start = time.perf_counter()
             self.dist.all_reduce(tensor)
             self._count(name, start, tensor)
