@@ -16,6 +16,7 @@ the rank's entry point, does.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import pickle
@@ -204,11 +205,12 @@ def write_outcome(path: Path, outcome: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def run_ranks(container: dict[str, Any], launch: dict[str, Any],
-              log=None) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
+def run_ranks(container: dict[str, Any], launch: dict[str, Any]
+              ) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
     """Run the cell ``container`` (a resolved config) on its P ranks. Returns (status,
     reason, rank 0's rows, info for run.json); a rank that dies or fails makes the cell
-    ``failed`` with that rank's reason, and no rank outlives this call."""
+    ``failed`` with that rank's reason, and no rank outlives this call. Rank 0's log lines
+    (its progress) are passed on to the cell's log once it has ended."""
     world = int(container["distributed"]["world_size"])
     with tempfile.TemporaryDirectory(prefix="nlt-ranks-") as tmp:
         work = Path(tmp)
@@ -229,6 +231,19 @@ def run_ranks(container: dict[str, Any], launch: dict[str, Any],
                 if proc.poll() is None:
                     proc.kill()
                 proc.wait()
+            _relay(work / "rank0.err")
+
+
+def _relay(path: Path, limit: int = 200) -> None:
+    """The last ``limit`` lines of a rank's output into the harness log."""
+    log = logging.getLogger("harness")
+    try:
+        lines = path.read_text(errors="replace").splitlines()[-limit:]
+    except OSError:
+        return
+    for line in lines:
+        if line.strip():
+            log.info("%s", line)
 
 
 def _watch(procs, work: Path, world: int):
