@@ -178,7 +178,7 @@ def test_a_method_that_cannot_shard_is_skipped_with_the_reason(tmp_path, algorit
     (("distributed.world_size=2",), "needs a launcher"),
     (("distributed=local", "distributed.kind=mpi"), "distributed.kind"),
     (("distributed=local", "distributed.backend=nccl"), "distributed.backend"),
-    (("distributed=local", "distributed.world_size=100000"), "ranks on this machine"),
+    (("distributed=local", "distributed.world_size=100000"), "ranks on one machine"),
     (("distributed=local", "model=mlp", "model.depth=2"), "model=mlp has no sharded form"),
 ])
 def test_the_preflight_refuses_a_bad_world_or_launcher(overrides, message):
