@@ -411,6 +411,7 @@ class _Run:
         status, reason, self.rows, info = sharded_cell.run_ranks(
             OmegaConf.to_container(self.cfg, resolve=True), self.prov["launch"])
         self.info.update(info)
+        self.threads = sharded_cell.cell_threads(self.cfg)  # every rank's, for hygiene
         return self._finish(status, reason)
 
     def _make_problem(self):

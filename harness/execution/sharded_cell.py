@@ -153,6 +153,11 @@ def rank_shape_of(shape: Shape, world: int) -> Shape:
     return replace(shape, m=math.ceil(shape.m / world), features=SHARDED_FEATURES)
 
 
+def cell_threads(cfg) -> int:
+    """The torch threads of all the cell's ranks together."""
+    return world_size(cfg) * int(cfg["distributed"]["threads_per_rank"])
+
+
 def facts(cfg) -> dict[str, Any]:
     """What run.json and every row of a sharded cell record of its ranks."""
     node = cfg["distributed"]
