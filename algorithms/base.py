@@ -75,6 +75,10 @@ class Algorithm:
     #: Model structure the method needs (``harness.model.TWO_LAYER``: K-FAC's factors);
     #: empty: any model of the ``Problem`` protocol.
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: Why the method cannot run on a problem sharded over its width (``distributed=local``,
+    #: ``harness.model.sharded``: ``params`` is one rank's block, so only elementwise work on
+    #: it is local); None: it touches the parameters only through the problem's operators.
+    unshardable: ClassVar[str | None] = None
     #: Phases built once per preconditioner refresh (``refresh=adaptive`` amortises them over
     #: the steps that reuse it); empty: every phase runs every step.
     refresh_phases: ClassVar[tuple[str, ...]] = ()

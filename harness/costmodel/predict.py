@@ -14,6 +14,7 @@ import torch
 
 from algorithms.base import ALGORITHMS, param_defaults
 from harness.common.errors import ConfigError, unknown
+from harness.costmodel.comm import NO_LINK, Link, ShardedCosts
 from harness.costmodel.inner import PROFILE_KEY, InnerModel, from_ladder
 from harness.costmodel.pricing import Costs
 from harness.costmodel.profile import Profile, curve_factor, modelled, modelled_methods
@@ -126,7 +127,8 @@ def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: in
             profile: Profile, inner_iters: float | None = None, *, dtype: str | None = None,
             kernels_mode: str = "auto", refresh_every: float | None = None,
             depth: int = 1, model: str = "two_layer",
-            run_steps: float | None = None) -> dict[str, float]:
+            run_steps: float | None = None, world: int = 1,
+            link: Link | None = None) -> dict[str, float]:
     """Predicted seconds per outer iteration of ``method`` at (n, m, d), phase by phase.
 
     ``params``: the method's hyperparameters (missing ones take the Params defaults).
@@ -136,7 +138,10 @@ def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: in
     ``refresh=adaptive`` (the method's ``refresh_phases`` amortised over them); None takes
     the predicted one over a run of ``run_steps`` steps (``predicted_refresh_every``).
     ``model`` and ``depth``: the network (the two-layer model; the MLP with ``depth`` layers
-    of width m). Returns {phase: seconds, ..., "total": sum}.
+    of width m). ``world`` > 1: one rank of a cell sharded over that many ranks
+    (``harness.costmodel.comm``), its all-reduces over ``link`` in the phase ``comm`` (the
+    other phases without them, as the runner measures them). Returns {phase: seconds, ...,
+    "total": sum}.
     """
     p = method_params(method, params)
     depth = check_depth(method, depth, model)
@@ -147,8 +152,19 @@ def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: in
     if inner_iters is None or (isinstance(inner_iters, float) and math.isnan(inner_iters)):
         inner_iters = predicted_inner(method, p, n, profile)
     inner = float(inner_iters)
-    c = Costs(profile, dtype or profile.default_dtype, kernels_mode, depth, model)
-    phases = _phases(method, p, n, m, d, c, inner)
+    args = (profile, dtype or profile.default_dtype, kernels_mode, depth, model)
+    comm: dict[str, float] = {}
+    if world > 1:
+        if link is None or model != "two_layer":
+            raise ConfigError("cost model: a sharded step needs a link and model=two_layer")
+        c = ShardedCosts(*args, world=world, link=NO_LINK)
+        phases = _phases(method, p, n, m, d, c, inner)
+        linked = _phases(method, p, n, m, d, ShardedCosts(*args, world=world, link=link),
+                         inner)
+        comm = {k: linked[k] - phases[k] for k in phases}
+    else:
+        c = Costs(*args)
+        phases = _phases(method, p, n, m, d, c, inner)
     every = (steps_per_refresh(method, p, refresh_every) if refresh_every is not None
              else predicted_refresh_every(method, p, profile, run_steps))
     curves = profile.phase_curves(method, c.dtype, model)
@@ -158,6 +174,9 @@ def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: in
             if curve:
                 seconds *= curve_factor(curve, occurrence(method, phase, seconds, inner))
         phases[phase] = seconds / every if phase in cls.refresh_phases else seconds
+    if comm:
+        phases["comm"] = float(sum(v / every if k in cls.refresh_phases else v
+                                   for k, v in comm.items()))
     phases["total"] = float(sum(phases.values()))
     return phases
 
@@ -198,7 +217,8 @@ def frontier(profile: Profile, ns: Sequence[int], ms: Sequence[int], d: int,
              dtype: str | None = None, kernels_mode: str = "auto",
              refresh_every: float | None = None,
              memory_bytes: float | None = None, depth: int = 1,
-             model: str = "two_layer") -> pd.DataFrame:
+             model: str = "two_layer", world: int = 1,
+             link: Link | None = None) -> pd.DataFrame:
     """Per n, the smallest m of ``ms`` where ``methods[0]`` beats ``methods[1]``.
 
     Per iteration (``m_per_iteration``) and, given ``outer_iters`` {method: outer iterations
@@ -206,7 +226,8 @@ def frontier(profile: Profile, ns: Sequence[int], ms: Sequence[int], d: int,
     admissible while ``methods[0]``'s memory plan fits ``memory_bytes`` (default: the
     profile's); a baseline that does not fit loses. None where no admissible m of the grid
     wins. Also returns the time ratio baseline / candidate at the largest admissible m.
-    ``model``, ``depth``: the network (``predict``, ``fits_memory``).
+    ``model``, ``depth``: the network (``predict``, ``fits_memory``). ``world``, ``link``:
+    sharded over that many ranks (``predict``; the memory plan is one rank's, ⌈m/P⌉).
     """
     cand, base = methods
     params = dict(params or {})
@@ -223,20 +244,22 @@ def frontier(profile: Profile, ns: Sequence[int], ms: Sequence[int], d: int,
         row: dict[str, Any] = {"n": int(n), "m_per_iteration": None, "m_to_target": None,
                                "m_max_fits": None, "ratio_at_max": None}
         for m in sorted(ms):
-            if not fits_memory(cand, params.get(cand), n, m, d, limit, itemsize, depth, model):
+            share = math.ceil(m / world)  # one rank's neurons
+            if not fits_memory(cand, params.get(cand), n, share, d, limit, itemsize, depth,
+                               model):
                 break
             row["m_max_fits"] = int(m)
             t = {}
             for name in methods:
-                if name == base and not fits_memory(base, params.get(base), n, m, d, limit,
-                                                    itemsize, depth, model):
+                if name == base and not fits_memory(base, params.get(base), n, share, d,
+                                                    limit, itemsize, depth, model):
                     t[name] = math.inf
                     continue
                 t[name] = predict(name, params.get(name), n, m, d, profile,
                                   inner_iters.get(name), dtype=dtype,
                                   kernels_mode=kernels_mode,
                                   refresh_every=refresh_every, depth=depth,
-                                  model=model)["total"]
+                                  model=model, world=world, link=link)["total"]
             row["ratio_at_max"] = t[base] / t[cand]
             if row["m_per_iteration"] is None and t[cand] < t[base]:
                 row["m_per_iteration"] = int(m)

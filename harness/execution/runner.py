@@ -25,7 +25,7 @@ from harness.common.device import device_name, format_bytes, memory_budget_bytes
 from harness.common.errors import ConfigError
 from harness.common.provenance import machine_facts, provenance
 from harness.common.timing import PhaseClock
-from harness.execution import hygiene
+from harness.execution import hygiene, sharded_cell
 from harness.execution.config import ResolvedRun, preset_for, resolve, store_path
 from harness.execution.loop import (
     Stopping,
@@ -331,8 +331,11 @@ class _Run:
         r, cfg = self.run, self.cfg
         shape = Shape.of(r.model, r.n, r.m, r.d, torch.empty((), dtype=r.dtype).element_size(),
                          r.depth)
+        shape = sharded_cell.rank_shape(shape, cfg)  # distributed: one rank's share
         plan = memory_plan(r, shape, cfg.memory_budget_gb)
+        sharded_cell.plan_ranks(plan, r, shape, cfg)
         reason = plan.pop("reason")
+        reason = sharded_cell.unshardable_cell(cfg, r) or reason
         self.info.update(plan)
         if reason:
             return self._finish("skipped", reason)
@@ -343,6 +346,8 @@ class _Run:
         self._hygiene_start = hygiene.snapshot() if hygiene.enabled() else None
         self._wall_start = time.perf_counter()
         try:
+            if sharded_cell.active(cfg):  # on P ranks, which keep the wall-clock budget
+                return self._sharded()
             with wall_clock_limit(self._wall_budget()):
                 return self._loop()
         except WallBudgetExceeded as exc:  # the steps so far are kept
@@ -400,6 +405,24 @@ class _Run:
                 f"{str(profile.data.get('date'))[:10]}), above time_budget_s="
                 f"{cfg.time_budget_s:g}")
 
+    def _sharded(self) -> Outcome:
+        """The cell on its ranks (harness.execution.sharded_cell): rank 0's rows and status,
+        or the reason of the first rank that failed."""
+        status, reason, self.rows, info = sharded_cell.run_ranks(
+            OmegaConf.to_container(self.cfg, resolve=True), self.prov["launch"])
+        self.info.update(info)
+        self.threads = sharded_cell.cell_threads(self.cfg)  # every rank's, for hygiene
+        return self._finish(status, reason)
+
+    def _make_problem(self):
+        r = self.run
+        return make_problem(r.dataset, r.n, r.d, r.m, r.seed, data_seed=r.seeds["data"],
+                            init_seed=r.seeds["init"], device=r.device, dtype=r.dtype,
+                            model=r.model, depth=r.depth, **r.data_params)
+
+    def _clock(self) -> PhaseClock:
+        return PhaseClock(self.run.device)
+
     def _eta(self, it: int, timed_s: float) -> str:
         """The progress line's ETA: the longest the cell can still run (to max_iters, or its
         time budget), at the cost model's step time where this machine has a profile, else
@@ -416,10 +439,8 @@ class _Run:
 
     def _loop(self) -> Outcome:
         r, cfg = self.run, self.cfg
-        problem = make_problem(r.dataset, r.n, r.d, r.m, r.seed, data_seed=r.seeds["data"],
-                               init_seed=r.seeds["init"], device=r.device, dtype=r.dtype,
-                               model=r.model, depth=r.depth, **r.data_params)
-        clock = PhaseClock(r.device)
+        problem = self._make_problem()
+        clock = self._clock()
         log.info("[%s] data ready; warm-up (%d untimed step(s)) ...", self.label,
                  int(cfg.warmup_steps))
         warm_s = self._warm_up(problem, clock)
