@@ -71,6 +71,7 @@ class KFAC(Algorithm):
     """K-FAC with the Kronecker factors A = XᵀX/n, S = UᵀU/(nm), S inverted by Woodbury."""
 
     requires = frozenset({TWO_LAYER})  # its factors are those of the one trained layer
+    unshardable = "its factors are formed from the whole pattern D, not through the operators"
 
     name = "kfac"
     Params = KFACParams

@@ -103,6 +103,8 @@ class LBFGS(Algorithm):
 
     name = "lbfgs"
     Params = LBFGSParams
+    unshardable = ("torch.optim.LBFGS takes inner products of the whole parameter vector, "
+                   "of which a rank holds one block")
     references = ("Liu, Nocedal. On the limited memory BFGS method for large scale "
                   "optimization. Math. Programming 45, 1989",
                   "Nocedal, Wright. Numerical Optimization, 2nd ed., §7.2 and §3.5 "

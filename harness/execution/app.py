@@ -71,8 +71,11 @@ from harness.execution.summary import (
     STARTED_FILE,
     SWEEP_FILE,
     format_table,
+    interrupted_message,
     job_rows,
     summary_table,
+    sweep_eta,
+    warn_if_busy,
     write_outcome,
 )
 
@@ -240,7 +243,8 @@ def _record_and_progress(hc: Any, job_dir: Path, outcome: Any, label: str) -> No
         total = json.loads((sweep_dir / SWEEP_FILE).read_text()).get("total_cells")
     except (OSError, ValueError):
         pass
-    log.info("[sweep %d/%s cells done] %s: %s", done, total or "?", label, status)
+    log.info("[sweep %d/%s cells done] %s: %s%s", done, total or "?", label, status,
+             sweep_eta(sweep_dir, done, total))
 
 
 def _remember(job_dir: Path, facts: dict[str, Any], outcome: Any) -> None:
@@ -366,8 +370,8 @@ def _signum(exc: BaseException) -> int:
 def _interrupted(state: SweepState, exc: BaseException) -> NoReturn:
     signum = _signum(exc)
     how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-    print(f"\n{PROG}: interrupted ({how}); the cells that finished are kept, rerun the "
-          "command to resume", file=sys.stderr, flush=True)
+    print("\n" + interrupted_message(sys.argv[1:], PROG).replace("(Ctrl-C)", f"({how})", 1),
+          file=sys.stderr, flush=True)
     state.report()
     sys.exit(128 + signum)
 
@@ -473,6 +477,7 @@ def _main() -> None:
             sys.exit(run_suite(parts))
         if split_argv(sys.argv[1:]) is not None:
             sys.argv[1:] = _own_output_dir(sys.argv[1:])
+            warn_if_busy(PROG)
         register_configs()
     except KeyboardInterrupt as exc:
         print(f"\n{PROG}: interrupted before the sweep started", file=sys.stderr)

@@ -25,6 +25,7 @@ from harness.common.device import resolve_device, resolve_dtype
 from harness.common.errors import ConfigError, unknown
 from harness.execution.migrate import identity_without_history
 from harness.execution.results import NON_IDENTITY_KEYS, TARGET_REL_LOSS
+from harness.execution.sharded_cell import check_distributed
 from harness.linalg import kernels
 from harness.model import MODELS, STREAMS, TWO_LAYER, stream_seed
 from harness.model.data import DATASETS, validate_dataset
@@ -57,6 +58,17 @@ class TestingConfig:
     fail_at_iter: int | None = None
     fail_mode: str = "raise"  # raise | kill
     slow_step_s: float = 0.0  # sleep this long before every step (wall-budget tests)
+
+
+@dataclass
+class DistributedConfig:
+    """One cell on P ranks, the width m sharded over them (``distributed=local``;
+    harness.execution.sharded_cell, docs/distributed.md)."""
+
+    kind: str = "none"  # none | local (P processes on this machine, gloo)
+    world_size: int = 1  # P
+    backend: str = "gloo"  # gloo (CPU)
+    threads_per_rank: int = 1  # torch threads of each rank
 
 
 @dataclass
@@ -104,6 +116,7 @@ class RunConfig:
     progress_interval_s: float = 1.0
     testing: TestingConfig = field(default_factory=TestingConfig)
     record: RecordConfig = field(default_factory=RecordConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     # run each cell in a child process, so that a crash or SIGKILL (OOM killer) of the cell is
     # recorded as a failed cell by its job instead of ending the job (harness/execution/app.py)
     isolate: bool = True
@@ -192,6 +205,9 @@ def help_groups() -> str:
          "the dataset; data.n, data.d and its options as data.<param>=value"),
         ("model", group_choices("model"),
          "the network; model.m (width), model.depth (mlp: trained hidden layers)"),
+        ("distributed", sorted(_yaml_stems("distributed")),
+         "one cell on P processes, the width sharded: distributed.world_size=P "
+         "(docs/distributed.md)"),
         ("+sweep", group_choices("sweep"),
          "a preset sweep, with -m only (docs/sweeps.md)"),
         ("hydra/launcher", sorted(launchers),
@@ -232,10 +248,17 @@ class ResolvedRun:
 
     @property
     def label(self) -> str:
-        """How logs name the cell: method, data, sizes, seed (and the model unless two_layer)."""
+        """How logs name the cell: variant, data, sizes, seed (and the model unless two_layer)."""
         model = "" if self.model == "two_layer" else f"{self.model}{self.depth} "
-        return (f"{self.algorithm.name} {model}{self.dataset} n={self.n} m={self.m} d={self.d} "
+        return (f"{self.variant} {model}{self.dataset} n={self.n} m={self.m} d={self.d} "
                 f"seed={self.seed}")
+
+    @property
+    def variant(self) -> str:
+        """The one name of the method variant, in progress lines, the summary, the report and
+        its figures: the named configuration it runs (gn_sketch_paper), else the method."""
+        return preset_for(self.algorithm.name, self.identity["algorithm"]) or \
+            self.algorithm.name
 
     def facts(self) -> dict[str, Any]:
         """The cell's coordinates as run.json and every result row record them."""
@@ -393,6 +416,7 @@ def resolve(cfg: DictConfig) -> ResolvedRun:
     device = resolve_device(container["device"])
     dtype = resolve_dtype(container["dtype"])
     _check_run_options(container)
+    check_distributed(container["distributed"], device, model.name)
     _seed("seed", container["seed"])
     for stream in STREAMS:
         if container["seeds"][stream] is not None:

@@ -33,6 +33,8 @@ LATER_OPTIONS: dict[str, Any] = {
     "record": {"ntk": False},  # opt-in diagnostics
     "wall_budget_s": None,  # the wall-clock cap
     "model": {"name": "two_layer", "depth": 1},  # the model group
+    # one cell on P ranks (harness.execution.sharded_cell)
+    "distributed": {"kind": "none", "world_size": 1, "backend": "gloo", "threads_per_rank": 1},
 }
 
 #: what a version-1 cell without these fields was

@@ -281,3 +281,116 @@ def decidable(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
         out.append({"claim": spec.id, "the rule needs at least": needs, "these data have": has,
                     "can decide": "yes" if ok else "no"})
     return pd.DataFrame(out)
+
+
+def sketch_accuracy(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """Claim C4 per gn_sketch variant: its inner (CG) tolerance, whether that meets the
+    paper's accuracy requirement as the harness reads it (tol ≤ ``claims.C4_PAPER_TOL``,
+    docs/model.md), its pairs with an exact Gauss–Newton run of the same problem and seed,
+    iterations to ε beside the partner's, whether it keeps the theorem's rate, and the
+    trajectory gap (a diagnostic)."""
+    from harness.reporting.claims.c4 import variant_rates
+
+    table = variant_rates(cells, rows) if len(cells) else pd.DataFrame()
+    if not len(table):
+        return table
+    word = {True: "yes", False: "**no**"}
+    table["meets the paper's accuracy"] = [
+        "yes" if v else "no (looser)" for v in table["meets the paper's accuracy"]]
+    table["keeps the rate"] = [word.get(v, "open") for v in table["keeps the rate"]]
+    table["trajectory gap (decades, median)"] = [
+        f"{v:.2f}" for v in table["trajectory gap (decades, median)"]]
+    return table.rename(columns={"bound": "iterations allowed (max of exact, theorem)"})
+
+
+def _spread_text(ratios: pd.Series, bound: bool, total: int) -> str:
+    """E/S over seeds: median [min–max], and how many seeds (of those run) gave a ratio."""
+    if not len(ratios):
+        return "–"
+    sign = "≥" if bound else ""
+    part = f"{len(ratios)} seed{'s' if len(ratios) > 1 else ''}" + (
+        f" of {total}" if total > len(ratios) else "")
+    if len(ratios) == 1:
+        return f"{sign}{ratios.iloc[0]:.2f} ({part})"
+    return (f"{sign}{ratios.median():.2f} [{sign}{ratios.min():.2f}–{ratios.max():.2f}] "
+            f"({part})")
+
+
+def _reach_time(g: pd.DataFrame) -> str:
+    """A method's time to ε in one cell: the median over the seeds that reached it, else the
+    largest lower bound, with the seed count; – where it did not run."""
+    if not len(g):
+        return "–"
+    seeds = g["seed"].nunique()
+    reached = g["time_to_target_s"].dropna()
+    if len(reached):
+        part = f"{len(reached)}/{len(g)} runs" if len(reached) < len(g) else \
+            f"{seeds} seed{'s' if seeds > 1 else ''}"
+        return f"{fmt_time(float(reached.median()))} ({part})"
+    lb = g["time_lower_bound_s"].dropna() if "time_lower_bound_s" in g else pd.Series([])
+    return f"> {fmt_time(float(lb.max()))} (stopped)" if len(lb) else "not reached"
+
+
+def es_spread(cells: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Claim C6's evidence per (n, m) of the crossover grid (``crossover.grid_slice``): E/S,
+    the best exact-Gram baseline's time to ε over the fastest gn_sketch variant's (the pair
+    ``crossover.sketch_vs_exact`` picks by medians), as median [min–max] over the seeds
+    compared seed by seed; the same for the paper variant (``crossover.PAPER_VARIANT``)
+    counting only its runs at the paper's accuracy (CG tol ≤ ``claims.C4_PAPER_TOL``);
+    gn_cg's time to ε where it ran. ≥: some seed's baseline stopped before ε (a lower
+    bound). Cells outside the width condition (m < n), where C6 does not decide, are marked.
+    Returns the table and a note on the paper variant (where no cell ran it at that
+    accuracy)."""
+    from harness.reporting import crossover as X
+    from harness.reporting.claims.c4 import inner_tol, meets_paper_accuracy
+    from harness.reporting.claims.common import C4_PAPER_TOL, WIDTH_MIN_RATIO
+
+    PAPER_VARIANT = X.PAPER_VARIANT
+    grid = X.grid_slice(cells) if len(cells) else pd.DataFrame()
+    comp = X.sketch_vs_exact(cells) if len(grid) else pd.DataFrame()
+    if not len(comp):
+        return pd.DataFrame(), ""
+    names = X.method_names(grid)
+    paper = grid[names == PAPER_VARIANT]
+    tols = sorted({inner_tol(h) for h in paper["hyperparameters"]}) \
+        if "hyperparameters" in paper and len(paper) else []
+    at_accuracy = [bool(meets_paper_accuracy(inner_tol(h))) for h in paper["hyperparameters"]] \
+        if tols else []
+    # the paper variant's runs looser than the paper's accuracy do not count for it
+    loose = paper.index[[not ok for ok in at_accuracy]]
+    strict = grid.drop(index=loose)
+    out = []
+    for r in comp.sort_values(["n", "m"]).itertuples(index=False):
+        here = grid[(grid["n"] == r.n) & (grid["m"] == r.m)]
+        here_names = names.loc[here.index]
+        ratios, bound = X.seed_ratios(grid, r.n, r.m, r.sketch, r.baseline)
+        total = here.loc[here_names == r.sketch, "seed"].nunique()
+        p_here = paper[(paper["n"] == r.n) & (paper["m"] == r.m)]
+        if not len(p_here):
+            paper_text = "not run"
+        elif not len(p_here.index.difference(loose)):
+            paper_text = "not at the paper's accuracy"
+        else:
+            p_ratios, p_bound = X.seed_ratios(strict, r.n, r.m, PAPER_VARIANT, r.baseline)
+            paper_text = _spread_text(p_ratios, p_bound,
+                                      p_here.drop(index=loose, errors="ignore")["seed"]
+                                      .nunique()) if len(p_ratios) else "did not reach ε"
+        inside = r.m >= WIDTH_MIN_RATIO * r.n  # the claim decides on these cells only
+        out.append({"n": int(r.n), "m": int(r.m),
+                    "m/n": f"{r.m / r.n:g}" + ("" if inside else " (outside m ≥ n)"),
+                    "baseline": r.baseline, "fastest gn_sketch": r.sketch,
+                    "E/S fastest: median [min–max] (seeds)": _spread_text(ratios, bound, total),
+                    f"E/S {PAPER_VARIANT} at tol ≤ {C4_PAPER_TOL:g}": paper_text,
+                    "gn_cg time to ε": _reach_time(here[here_names == "gn_cg"])})
+    table = pd.DataFrame(out)
+    if not len(paper):
+        note = f"{PAPER_VARIANT} did not run in any cell of this grid."
+    elif not any(at_accuracy):
+        note = (f"No cell ran {PAPER_VARIANT} at the paper's accuracy (CG tol ≤ "
+                f"{C4_PAPER_TOL:g}); its runs here used tol {', '.join(f'{t:g}' for t in tols)}.")
+    else:
+        note = (f"{PAPER_VARIANT} at the paper's accuracy (CG tol ≤ {C4_PAPER_TOL:g}) ran with "
+                f"tol {', '.join(f'{t:g}' for t in tols)}"
+                + (" (runs looser than that are left out of its column)."
+                   if not all(at_accuracy) else "."))
+    return table, note

@@ -73,10 +73,14 @@ for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
 
 
 def sketch_problem(name: str, problem, s: int, generator: torch.Generator):
-    """The sketch ``name`` of ``problem``'s Jacobian: on the two-layer factors (m, d); one per
-    layer (``LayeredSketch``) for a sketch that needs Kronecker rows on a layered model; on
-    the flat P-dimensional rows otherwise."""
+    """The sketch ``name`` of ``problem``'s Jacobian: the problem's own (``sketch_of``: a
+    sharded problem's one sketch per block); on the two-layer factors (m, d); one per layer
+    (``LayeredSketch``) for a sketch that needs Kronecker rows on a layered model; on the
+    flat P-dimensional rows otherwise."""
     cls = SKETCHES.get(name)
+    own = getattr(problem, "sketch_of", None)
+    if own is not None:  # a problem that draws its sketch itself (harness.model.sharded)
+        return own(cls, s, generator)
     if per_layer(cls, problem.features):
         return LayeredSketch(cls, problem.layout, s, generator, problem.dtype)
     return cls(*sketch_dims(problem), s, generator, dtype=problem.dtype)

@@ -30,19 +30,31 @@ from harness.reporting.claims.c4 import check_c4, trajectory_gaps
 from harness.reporting.claims.c5 import check_c5
 from harness.reporting.claims.c6 import check_c6
 from harness.reporting.claims.common import (
-    C2_LEADING_IN_N,
+    C1_GROWTH,
+    C1_SLACK,
+    C2_ABSENT,
+    C2_DOMINANT,
+    C2_FIT_BAD,
+    C2_FIT_GOOD,
+    C2_LEADING,
     C2_METHODS,
     C4_AGREE,
     C4_DISAGREE,
     C4_MIN_PAIRS,
+    C4_PAPER_TOL,
+    C4_RATE,
+    C5_TOLERANCE,
     C6_MIN_CELLS,
     C6_MIN_GROWTH_CELLS,
-    C6_MIN_RATIOS,
+    C6_MIN_NS,
+    C6_MIN_SEEDS,
     CAP_FACTOR,
     FLAT_MAX,
     GD_GROWTH,
     LAMBDA_FRACTION,
     NTK_SLOPE,
+    WIDTH_MIN_RATIO,
+    within_width,
 )
 from harness.reporting.claims.registry import (
     CONTRADICTED,
@@ -59,9 +71,13 @@ from harness.reporting.claims.registry import (
     claims_frame,
 )
 
-__all__ = ["C2_LEADING_IN_N", "C2_METHODS", "C4_AGREE", "C4_DISAGREE", "C4_MIN_PAIRS",
-           "C6_MIN_CELLS", "C6_MIN_GROWTH_CELLS", "C6_MIN_RATIOS", "CAP_FACTOR", "CONTRADICTED",
+__all__ = ["C1_GROWTH", "C1_SLACK", "C2_ABSENT", "C2_DOMINANT", "C2_FIT_BAD", "C2_FIT_GOOD",
+           "C2_LEADING", "C2_METHODS", "C4_AGREE", "C4_DISAGREE", "C4_MIN_PAIRS",
+           "C4_PAPER_TOL", "C4_RATE",
+           "C5_TOLERANCE", "C6_MIN_CELLS", "C6_MIN_GROWTH_CELLS", "C6_MIN_NS", "C6_MIN_SEEDS",
+           "CAP_FACTOR", "CONTRADICTED",
            "Claim", "ClaimInputs", "ClaimSpec", "DEPTH_CLAIMS", "FLAT_MAX", "GD_GROWTH",
            "LAMBDA_FRACTION", "NTK_SLOPE", "REGISTRY", "SUPPORTED", "UNDECIDED", "check_c1",
            "check_c2", "check_c3", "check_c4", "check_c5", "check_c6", "check_claims", "claim",
-           "claims_by_depth", "claims_frame", "trajectory_gaps"]
+           "claims_by_depth", "claims_frame", "trajectory_gaps", "WIDTH_MIN_RATIO",
+           "within_width"]
