@@ -25,15 +25,17 @@ from pathlib import Path
 import pandas as pd
 
 from harness.common.errors import ConfigError, fail, guarded
-from harness.execution.results import TARGET_REL_LOSS, writable_dir_problem
+from harness.costmodel.profile import Profile
+from harness.execution.results import TARGET_REL_LOSS, regular_file_problem
 from harness.reporting import claims as C
 from harness.reporting import crossover as X
 from harness.reporting import fits as F
 from harness.reporting import predictions as P
 from harness.reporting import tables as T
 from harness.reporting.figures import Figure, all_figures
-from harness.reporting.load import Loaded, Problem, load_stores, merged_table
+from harness.reporting.load import Loaded, Problem, load_stores, merged_table, store_paths
 from harness.reporting.metrics import cell_metrics
+from harness.reporting.output import out_problem, staged
 from harness.reporting.tables import fmt_time
 
 PROG = "nlt-report"
@@ -93,19 +95,50 @@ def _theory_table(cells: pd.DataFrame) -> pd.DataFrame:
                           F.THEORY_TEXT.get(a, "no model")} for a in algs])
 
 
+def check_options(stores: list[str], out: str | Path, target: float, min_time_s: float,
+                  profiles: list[str] | None) -> list[Path]:
+    """Every option, checked before anything is read or written (a ConfigError names the
+    value and what is allowed); returns the stores' paths."""
+    if not (0 < target < 1):
+        raise ConfigError(f"--target must be a relative loss L_t/L_0 in (0, 1), got {target}")
+    if not (min_time_s >= 0 and math.isfinite(min_time_s)):
+        raise ConfigError(f"--min-time-s must be a finite number >= 0 (seconds), "
+                          f"got {min_time_s}")
+    paths = store_paths(stores)
+    problem = out_problem(out, paths)
+    if problem:
+        raise ConfigError(problem)
+    for path in profiles or []:
+        try:
+            odd = regular_file_problem(Path(path))
+        except FileNotFoundError:
+            odd = None  # Profile.load names it, with how to make one
+        except OSError as exc:
+            odd = exc.strerror or str(exc)
+        if odd:
+            raise ConfigError(f"--profile {path!r}: {odd}")
+        Profile.load(path)
+    return paths
+
+
 def build(stores: list[str], out: Path, target: float = TARGET_REL_LOSS,
           min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None,
           profiles: list[str] | None = None) -> Report:
-    """Load, compute, draw and write; returns what was made (the tests read it)."""
-    if not (target > 0 and math.isfinite(target)):
-        raise ConfigError(f"--target must be a positive number, got {target}")
-    if not (min_time_s >= 0 and math.isfinite(min_time_s)):
-        raise ConfigError(f"--min-time-s must be >= 0, got {min_time_s}")
-    problem = writable_dir_problem(out, "--out")
-    if problem:
-        raise ConfigError(problem)
+    """Check every option, then load, compute, draw and write into a staging directory that
+    replaces ``out`` whole when done (``harness.reporting.output``); returns what was made
+    (the tests read it)."""
+    check_options(stores, out, target, min_time_s, profiles)
+    with staged(Path(out)) as stage:
+        report = _build_into(stage, stores, target, min_time_s, profiles)
+        report.out = Path(out)
+        text = render(report, stores, target, min_time_s, command)
+        (stage / "REPORT.md").write_text(text)
+    return report
+
+
+def _build_into(out: Path, stores: list[str], target: float, min_time_s: float,
+                profiles: list[str] | None) -> Report:
     loaded = load_stores(stores)
-    out.mkdir(parents=True, exist_ok=True)
     cells = cell_metrics(loaded, target)
     merged = merged_table(loaded)
     merged.to_parquet(out / "results.parquet", index=False)
@@ -133,8 +166,6 @@ def build(stores: list[str], out: Path, target: float = TARGET_REL_LOSS,
                                            f"{type(exc).__name__}: {exc}"[:200]))
     report.claims = C.check_claims(cells, loaded.rows, report.fits_n, report.fits_m,
                                    prediction)
-    text = render(report, stores, target, min_time_s, command)
-    (out / "REPORT.md").write_text(text)
     return report
 
 
@@ -199,7 +230,12 @@ def _claims_section(r: Report) -> list[str]:
             md_table(claims),
             "What these data can decide: the least data each rule needs, and what the stores "
             "hold (a *no* means *not enough data* whatever the numbers; a *yes* still needs "
-            "deciding intervals).", "", md_table(T.decidable(r.cells, r.loaded.rows))]
+            "deciding intervals).", "", md_table(_decidable(r.cells, r.loaded.rows))]
+
+
+def _decidable(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``tables.decidable``; with no readable cell, nothing is decidable."""
+    return T.decidable(cells, rows) if len(cells) else pd.DataFrame()
 
 
 def _scaling_section(r: Report, min_time_s: float) -> list[str]:
@@ -342,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
               f"{drawn} figure(s) -> {Path(args.out) / 'REPORT.md'}")
         print(f"claims: {verdicts}")
-        table = T.decidable(rep.cells, rep.loaded.rows)
+        table = _decidable(rep.cells, rep.loaded.rows)
         can = list(table.loc[table["can decide"] == "yes", "claim"]) if len(table) else []
         print(f"these data can decide: {', '.join(can) or 'none of the claims'}; the others "
               "lack the sizes or diagnostics their rules need (REPORT.md, Claims check)")
