@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from harness.reporting.figures import Figure, all_figures
 from harness.reporting.load import Loaded, Problem, load_stores, merged_table, store_paths
 from harness.reporting.metrics import cell_metrics
 from harness.reporting.output import out_problem, staged
-from harness.reporting.tables import fmt_time
+from harness.reporting.tables import fmt_time, md_code, md_escape
 
 PROG = "nlt-report"
 
@@ -58,8 +59,10 @@ class Report:
         return [self.out / f for fig in self.figures for f in fig.files]
 
 
-def md_table(frame: pd.DataFrame) -> str:
-    """A GitHub-markdown table (no tabulate dependency); pipes in cells are escaped."""
+def md_table(frame: pd.DataFrame, markup: tuple[str, ...] = ()) -> str:
+    """A GitHub-markdown table (no tabulate dependency). Every value is escaped
+    (``tables.md_escape``: text from a store renders as the text it is), except in the
+    ``markup`` columns: the report's own emphasis, built from escaped parts."""
     if frame is None or not len(frame):
         return "_(none)_\n"
 
@@ -68,11 +71,13 @@ def md_table(frame: pd.DataFrame) -> str:
             return "–"
         if isinstance(v, float):
             return f"{v:.3g}"
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        return md_escape(v)
 
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    head = "| " + " | ".join(md_escape(c) for c in frame.columns) + " |"
     sep = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |"
+    raw = [c in markup for c in frame.columns]
+    body = ["| " + " | ".join(str(v).replace("\n", " ") if keep else cell(v)
+                              for v, keep in zip(row, raw)) + " |"
             for row in frame.itertuples(index=False)]
     return "\n".join([head, sep, *body]) + "\n"
 
@@ -186,7 +191,8 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
           "Unreadable or truncated files (their cells are left out of every figure), and cells "
           "that were skipped, failed or diverged, with their reasons.", "",
           md_table(T.problem_table(r.loaded.problems, r.cells))]
-    L += ["## Regenerate", "", "```", cmd, "```", ""]
+    fence = "`" * max(3, max((len(run) for run in re.findall("`+", cmd)), default=0) + 1)
+    L += ["## Regenerate", "", fence, cmd.replace("\n", " "), fence, ""]
     return "\n".join(L)
 
 
@@ -198,8 +204,8 @@ def _header(r: Report, stores: list[str], target: float, cmd: str,
     what = "two-layer ReLU networks" if models in ([], ["two_layer"]) else \
         f"ReLU networks ({', '.join(models)})"
     L = [f"# Benchmark report: Gauss–Newton training of {what}", "",
-         f"Generated {now} by `{cmd}` from {len(cells)} cells in "
-         f"{', '.join(f'`{s}`' for s in stores)}. Target relative loss ε = {target:g}. "
+         f"Generated {now} by {md_code(cmd)} from {len(cells)} cells in "
+         f"{', '.join(md_code(s) for s in stores)}. Target relative loss ε = {target:g}. "
          "Every number below comes from `results.parquet` (per-iteration rows) and "
          "`cells.csv` (per-cell quantities) next to this file; what each figure and table "
          "shows, and the decision rules, are in `docs/reports.md`.", ""]
@@ -208,13 +214,13 @@ def _header(r: Report, stores: list[str], target: float, cmd: str,
         L += ["Cells by status: " + ", ".join(f"{k} {v}" for k, v in counts.items())
               + f"; {len(r.loaded.problems)} unreadable or incomplete file(s).", ""]
     if warnings:
-        L += ["> **Warning:** " + w for w in warnings] + [""]
+        L += ["> **Warning:** " + md_escape(w) for w in warnings] + [""]
     return L
 
 
 def _headline_section(cells: pd.DataFrame) -> list[str]:
     table, where = T.headline(cells) if len(cells) else (pd.DataFrame(), "no runs")
-    return ["## Headline", "", f"Reference size: {where}. "
+    return ["## Headline", "", f"Reference size: {md_escape(where)}. "
             "Time per iteration two ways: the median step and the amortised mean over all "
             "steps (refreshes included); time to ε includes setup.", "",
             md_table(table)]
@@ -222,12 +228,13 @@ def _headline_section(cells: pd.DataFrame) -> list[str]:
 
 def _claims_section(r: Report) -> list[str]:
     claims = pd.DataFrame([{"claim": c.id, "statement": c.statement,
-                            "verdict": f"**{c.verdict}**", "evidence": c.evidence,
+                            "verdict": f"**{md_escape(c.verdict)}**",
+                            "evidence": c.evidence,
                             "rule": c.rule} for c in r.claims])
     return ["## Claims check", "", "Verdicts follow explicit rules on the measured numbers "
             "(column *rule*); *not enough data* also covers data that the rule does not "
             "decide.", "",
-            md_table(claims),
+            md_table(claims, markup=("verdict",)),
             "What these data can decide: the least data each rule needs, and what the stores "
             "hold (a *no* means *not enough data* whatever the numbers; a *yes* still needs "
             "deciding intervals).", "", md_table(_decidable(r.cells, r.loaded.rows))]
@@ -249,8 +256,8 @@ def _scaling_section(r: Report, min_time_s: float) -> list[str]:
             f"theory ± {F.TOLERANCE:g}, **no** when it lies wholly outside, – when it "
             f"straddles an edge or is wider than {F.MAX_CI_WIDTH:g} (decides nothing).", "",
             md_table(_theory_table(r.cells)),
-            "### In n (fixed m)", "", md_table(_fits_table(r.fits_n)),
-            "### In m (fixed n)", "", md_table(_fits_table(r.fits_m))]
+            "### In n (fixed m)", "", md_table(_fits_table(r.fits_n), markup=("agrees",)),
+            "### In m (fixed n)", "", md_table(_fits_table(r.fits_m), markup=("agrees",))]
 
 
 def _crossover_sections(cells: pd.DataFrame) -> list[str]:
@@ -284,11 +291,21 @@ def _depth_section(r: Report) -> list[str]:
     return ["## Depth", "", "The same rules, decided on the cells of each model and depth "
             "alone (C1: iterations to ε flat in n; C3: the sketch's inner iterations flat in "
             "n; C4: gn_sketch follows the exact Gauss–Newton trajectory).", "",
-            md_table(C.claims_by_depth(cells, r.loaded.rows)),
+            md_table(_own_verdicts(C.claims_by_depth(cells, r.loaded.rows)),
+                     markup=("verdict",)),
             "Time to ε (setup included) and, in brackets, outer iterations, per depth; a "
             "`>` is a lower bound (the run stopped first, reason given). The last columns are "
             "the mean inner CG iterations per outer step of the sketch-preconditioned and the "
             "plain CG Gauss–Newton step.", "", md_table(T.depth_table(cells))]
+
+
+def _own_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """The ``verdict`` column (``**verdict**``, the claims' own emphasis) with its text
+    escaped, for ``md_table(..., markup=("verdict",))``."""
+    if "verdict" not in table:
+        return table
+    return table.assign(verdict=[f"**{md_escape(str(v).strip('*'))}**"
+                                 for v in table["verdict"]])
 
 
 def _figures_section(figures: list[Figure]) -> list[str]:
@@ -297,12 +314,14 @@ def _figures_section(figures: list[Figure]) -> list[str]:
         if fig.files:
             png = next(f for f in fig.files if f.endswith(".png"))
             pdf = next((f for f in fig.files if f.endswith(".pdf")), None)
-            L += [f"### Figure {fig.number}: {fig.title}", "", f"![{fig.title}]({png})", "",
-                  fig.caption + (f" ([PDF]({pdf}))" if pdf else ""), ""]
+            title = md_escape(fig.title)
+            L += [f"### Figure {fig.number}: {title}", "", f"![{title}]({png})", "",
+                  md_escape(fig.caption) + (f" ([PDF]({pdf}))" if pdf else ""), ""]
     missing = [f for f in figures if not f.files]
     if missing:
         L += ["Not drawn (no data for them in these stores):", ""]
-        L += [f"- Figure {f.number} ({f.title or f.name}): {f.missing}" for f in missing]
+        L += [f"- Figure {f.number} ({md_escape(f.title or f.name)}): {md_escape(f.missing)}"
+              for f in missing]
         L += [""]
     return L
 
@@ -311,7 +330,7 @@ def _environment_section(cells: pd.DataFrame, env: pd.DataFrame,
                          warnings: list[str]) -> list[str]:
     L = ["## Environment", "", md_table(env)]
     if warnings:
-        L += ["Warnings:", ""] + [f"- {w}" for w in warnings] + [""]
+        L += ["Warnings:", ""] + [f"- {md_escape(w)}" for w in warnings] + [""]
     routes = T.kernel_routes(cells)
     if len(routes):
         L += ["Kernel routes of the products with the pattern D (chosen by timing each route "
@@ -329,15 +348,18 @@ def _cost_model_section(r: Report) -> list[str]:
     if r.profile is not None:
         _, summary = P.vs_measured(r.profile, r.cells)
         d = r.profile.data
-        L += [f"Profile of this machine: {P.label(r.profile)}, {d.get('threads')} threads, "
-              f"calibrated {str(d.get('date'))[:19]} at commit {str(d.get('git_commit'))[:10]}"
+        L += [f"Profile of this machine: {md_escape(P.label(r.profile))}, "
+              f"{md_escape(d.get('threads'))} threads, calibrated "
+              f"{md_escape(str(d.get('date'))[:19])} at commit "
+              f"{md_escape(str(d.get('git_commit'))[:10])}"
               f" (`nlt-bench --calibrate`). "]
         if summary["cells"]:
             L[-1] += (f"Predicted time per iteration within {summary['band']:g}× of the "
                       f"measured one in {summary['within']} of {summary['cells']} cells "
                       f"({100 * summary['fraction_within']:.0f}%); median ratio predicted/"
                       f"measured {summary['median_ratio']:.2f}, worst "
-                      f"{summary['worst_ratio']:.2g} ({summary['worst_cell']}); figure 12.")
+                      f"{summary['worst_ratio']:.2g} ({md_escape(summary['worst_cell'])}); "
+                      "figure 12.")
         L += [""]
     else:
         L += ["No measured profile of this machine (`nlt-bench --calibrate` writes one to "
