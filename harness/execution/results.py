@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.common.errors import ConfigError
 from harness.common.io import atomic_write, file_sha256, write_json
 from harness.execution.migrate import upgrade_run
 
@@ -413,3 +414,50 @@ def writable_dir_problem(path: Path, what: str) -> str | None:
     except OSError as exc:
         return f"{what} {str(path)!r} is not writable ({exc.strerror or exc} in {str(probe)!r})"
     return None
+
+
+# --- a sweep directory belongs to one sweep at a time ------------------------------------------
+
+#: the lock a running sweep holds in its sweep directory (``hydra.sweep.dir``)
+SWEEP_LOCK = ".nlt-run.lock"
+_SWEEP_LOCKS: dict[str, Any] = {}
+
+
+def claim_sweep_dir(sweep_dir: Path) -> None:
+    """Make ``sweep_dir`` this sweep's alone, before its first job: a sweep directory another
+    running ``nlt-run`` holds is refused (ConfigError, nothing written), and what an earlier,
+    finished sweep left there (job directories, sweep.json, summary.csv) is moved into a
+    hidden ``.earlier-<time>`` directory inside it, so that this sweep's table shows its own
+    jobs only. The lock is held until ``release_sweep_dir`` or the process's end."""
+    from filelock import FileLock, Timeout
+
+    key = os.path.abspath(sweep_dir)
+    try:
+        if key not in _SWEEP_LOCKS:  # held already: an earlier sweep of this same process
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(sweep_dir / SWEEP_LOCK), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise ConfigError(
+                    f"hydra.sweep.dir {str(sweep_dir)!r} is in use by another nlt-run that is "
+                    "still running: wait for it to end, or leave hydra.sweep.dir out (every "
+                    "sweep then gets a directory of its own)") from None
+            _SWEEP_LOCKS[key] = lock
+        earlier = [e for e in sweep_dir.iterdir()
+                   if e.name != SWEEP_LOCK and not e.name.startswith(".earlier-")]
+        if earlier:
+            keep = sweep_dir / f".earlier-{_stamp()}"
+            keep.mkdir()
+            for entry in earlier:
+                os.rename(entry, keep / entry.name)
+    except OSError as exc:
+        raise ConfigError(f"hydra.sweep.dir {str(sweep_dir)!r} cannot be written: "
+                          f"{exc.strerror or exc}") from None
+
+
+def release_sweep_dir(sweep_dir: Path) -> None:
+    """Give back the lock ``claim_sweep_dir`` took (the sweep ended)."""
+    lock = _SWEEP_LOCKS.pop(os.path.abspath(sweep_dir), None)
+    if lock is not None:
+        lock.release()
