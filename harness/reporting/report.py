@@ -126,7 +126,7 @@ def check_options(stores: list[str], out: str | Path, target: float, min_time_s:
     return paths
 
 
-def build(stores: list[str], out: Path, target: float = TARGET_REL_LOSS,
+def build(stores: list[str], out: Path | str, target: float = TARGET_REL_LOSS,
           min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None,
           profiles: list[str] | None = None) -> Report:
     """Check every option, then load, compute, draw and write into a staging directory that
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join([PROG, *(shlex.quote(a) for a in argv_used)])
 
     def go():
-        rep = build(args.stores or ["results"], Path(args.out), args.target, args.min_time_s,
+        rep = build(args.stores or ["results"], args.out, args.target, args.min_time_s,
                     command, args.profile)
         drawn = sum(1 for f in rep.figures if f.files)
         verdicts = ", ".join(f"{c.id} {c.verdict}" for c in rep.claims)
