@@ -122,7 +122,8 @@ def staged(out: Path) -> Iterator[Path]:
     normally, removed when it raises. Holds ``out``'s lock throughout."""
     from filelock import FileLock
 
-    out = Path(os.path.abspath(os.path.expanduser(str(out))))
+    # a symlink to a directory: the directory it names is replaced, the link kept
+    out = Path(os.path.realpath(os.path.expanduser(str(out))))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(out.parent / f".{out.name}.lock"))
