@@ -394,3 +394,15 @@ def test_report_cli_one_line_through_the_real_command(tmp_path):
                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
         assert name in proc.stderr and tree(tmp_path) == before
+
+
+def test_out_through_a_symlink_replaces_the_directory_it_names(tmp_path):
+    (tmp_path / "empty").mkdir()
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "notes.txt").write_text("mine")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    _report(tmp_path / "empty", link)
+    assert link.is_symlink() and (real / "REPORT.md").is_file()
+    assert (real / "notes.txt").read_text() == "mine"
