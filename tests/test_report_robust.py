@@ -18,6 +18,8 @@ import pytest
 from harness.execution.results import write_cell
 from harness.perf import bench
 from harness.reporting import report as R
+from harness.reporting.load import load_stores, merged_table
+from harness.reporting.metrics import cell_metrics
 from harness.reporting.output import MANIFEST
 from harness.reporting.tables import md_escape
 
@@ -228,6 +230,20 @@ def test_integers_beyond_the_store_make_the_cell_unreadable_not_the_report(tmp_p
     run = json.loads((cell / "run.json").read_text())
     run.update(edit)
     (cell / "run.json").write_text(json.dumps(run))
+    loaded = load_stores([store])  # where the report crashed: the tables and their parquet
+    assert len(loaded.runs) == 1
+    assert [p.kind for p in loaded.problems] == ["unreadable run.json"]
+    merged_table(loaded).to_parquet(tmp_path / "merged.parquet")
+    cell_metrics(loaded)
+
+
+def test_a_huge_integer_gives_a_complete_report(tmp_path):
+    store = tmp_path / "s"
+    craft(store, "gd", 32)
+    cell = craft(store, "gd", 16)
+    run = json.loads((cell / "run.json").read_text())
+    run["n"] = HUGE
+    (cell / "run.json").write_text(json.dumps(run))
     rep = _report(store, tmp_path / "o")
     assert len(rep.cells) == 1
     assert [p.kind for p in rep.loaded.problems] == ["unreadable run.json"]
@@ -365,7 +381,7 @@ def test_concurrent_reports_to_one_out_never_mix(tmp_path):
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=one, args=(s,)) for s in stores * 2]
+    threads = [threading.Thread(target=one, args=(s,)) for s in stores]
     for t in threads:
         t.start()
     for t in threads:
