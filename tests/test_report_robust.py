@@ -421,3 +421,18 @@ def test_out_through_a_symlink_replaces_the_directory_it_names(tmp_path):
     _report(tmp_path / "empty", link)
     assert link.is_symlink() and (real / "REPORT.md").is_file()
     assert (real / "notes.txt").read_text() == "mine"
+
+
+def test_bench_json_directory_through_the_real_command(tmp_path):
+    """``nlt-bench --json <a directory>``: one line, exit 2, before measuring, no stray file
+    beside or inside the directory."""
+    import subprocess
+
+    (tmp_path / "d").mkdir()
+    before = tree(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", "from harness.perf.bench import main; main()",
+                           "--quick", "--json", "d"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--json 'd'" in proc.stderr and not proc.stdout.strip()
+    assert tree(tmp_path) == before
