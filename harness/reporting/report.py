@@ -34,7 +34,14 @@ from harness.reporting import fits as F
 from harness.reporting import predictions as P
 from harness.reporting import tables as T
 from harness.reporting.figures import Figure, all_figures
-from harness.reporting.load import Loaded, Problem, load_stores, merged_table, store_paths
+from harness.reporting.load import (
+    Loaded,
+    Problem,
+    leave_out_disturbed,
+    load_stores,
+    merged_table,
+    store_paths,
+)
 from harness.reporting.metrics import cell_metrics
 from harness.reporting.output import out_problem, staged
 from harness.reporting.tables import fmt_time, md_code, md_escape
@@ -53,6 +60,7 @@ class Report:
     fits_m: pd.DataFrame | None = None
     profile: object | None = None  # the cost model's measured profile of this machine
     datasheets: list = field(default_factory=list)
+    hygiene: list[str] = field(default_factory=list)  # load.leave_out_disturbed's lines
 
     @property
     def figure_files(self) -> list[Path]:
@@ -128,13 +136,13 @@ def check_options(stores: list[str], out: str | Path, target: float, min_time_s:
 
 def build(stores: list[str], out: Path | str, target: float = TARGET_REL_LOSS,
           min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None,
-          profiles: list[str] | None = None) -> Report:
+          profiles: list[str] | None = None, include_disturbed: bool = False) -> Report:
     """Check every option, then load, compute, draw and write into a staging directory that
     replaces ``out`` whole when done (``harness.reporting.output``); returns what was made
     (the tests read it)."""
     check_options(stores, out, target, min_time_s, profiles)
     with staged(Path(out)) as stage:
-        report = _build_into(stage, stores, target, min_time_s, profiles)
+        report = _build_into(stage, stores, target, min_time_s, profiles, include_disturbed)
         report.out = Path(out)
         text = render(report, stores, target, min_time_s, command)
         (stage / "REPORT.md").write_text(text)
@@ -142,14 +150,14 @@ def build(stores: list[str], out: Path | str, target: float = TARGET_REL_LOSS,
 
 
 def _build_into(out: Path, stores: list[str], target: float, min_time_s: float,
-                profiles: list[str] | None) -> Report:
-    loaded = load_stores(stores)
+                profiles: list[str] | None, include_disturbed: bool) -> Report:
+    loaded, hygiene = leave_out_disturbed(load_stores(stores), include_disturbed)
     cells = cell_metrics(loaded, target)
     merged = merged_table(loaded)
     merged.to_parquet(out / "results.parquet", index=False)
     if len(cells):
         cells.to_csv(out / "cells.csv", index=False)
-    report = Report(out, loaded, cells)
+    report = Report(out, loaded, cells, hygiene=hygiene)
     if len(cells):
         for var in ("n", "m"):
             try:
@@ -215,6 +223,8 @@ def _header(r: Report, stores: list[str], target: float, cmd: str,
               + f"; {len(r.loaded.problems)} unreadable or incomplete file(s).", ""]
     if warnings:
         L += ["> **Warning:** " + md_escape(w) for w in warnings] + [""]
+    if r.hygiene:
+        L += ["Measurement hygiene: " + " ".join(r.hygiene), ""]
     return L
 
 
@@ -237,12 +247,25 @@ def _claims_section(r: Report) -> list[str]:
             md_table(claims, markup=("verdict",)),
             "What these data can decide: the least data each rule needs, and what the stores "
             "hold (a *no* means *not enough data* whatever the numbers; a *yes* still needs "
-            "deciding intervals).", "", md_table(_decidable(r.cells, r.loaded.rows))]
+            "deciding intervals).", "", md_table(_decidable(r.cells, r.loaded.rows)),
+            *_sketch_accuracy_section(r)]
 
 
 def _decidable(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
     """``tables.decidable``; with no readable cell, nothing is decidable."""
     return T.decidable(cells, rows) if len(cells) else pd.DataFrame()
+
+
+def _sketch_accuracy_section(r: Report) -> list[str]:
+    """Claim C4 per gn_sketch variant: its CG tolerance and the paper's requirement."""
+    table = T.sketch_accuracy(r.cells, r.loaded.rows) if len(r.cells) else pd.DataFrame()
+    if not len(table):
+        return []
+    return ["", "gn_sketch variants and the paper's accuracy (claim C4): each variant's CG "
+            "tolerance, whether it meets the paper's accuracy requirement as read here "
+            "(docs/model.md), its pairs with exact Gauss–Newton, iterations to ε of both, "
+            "whether it keeps the theorem's rate, and the trajectory gap (a diagnostic).", "",
+            md_table(table)]
 
 
 def _scaling_section(r: Report, min_time_s: float) -> list[str]:
@@ -346,7 +369,7 @@ def _cost_model_section(r: Report) -> list[str]:
         return []
     L = ["## Cost model", ""]
     if r.profile is not None:
-        _, summary = P.vs_measured(r.profile, r.cells)
+        vs, summary = P.vs_measured(r.profile, r.cells)
         d = r.profile.data
         L += [f"Profile of this machine: {md_escape(P.label(r.profile))}, "
               f"{md_escape(d.get('threads'))} threads, calibrated "
@@ -361,6 +384,11 @@ def _cost_model_section(r: Report) -> list[str]:
                       f"{summary['worst_ratio']:.2g} ({md_escape(summary['worst_cell'])}); "
                       "figure 12.")
         L += [""]
+        acc = P.accuracy_table(vs)
+        if len(acc):  # held out: the cells of harness/conf/sweep/heldout.yaml
+            L += ["Accuracy in sample and held out, with the predicted inner iterations k and "
+                  "refresh share f and, beside it, with each cell's measured k and f fed in:",
+                  "", md_table(acc), ""]
     else:
         L += ["No measured profile of this machine (`nlt-bench --calibrate` writes one to "
               "reports/profiles/): the predictions below are datasheet ones only.", ""]
@@ -388,17 +416,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="append", metavar="PATH",
                         help="cost-model profile(s) (nlt-bench --calibrate); default: the "
                              "machine's and the datasheet ones in reports/profiles/")
+    parser.add_argument("--include-disturbed", action="store_true",
+                        help="also use cells measured on a disturbed machine (left out by "
+                             "default; harness/execution/hygiene.py)")
     args = parser.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else argv
     command = " ".join([PROG, *(shlex.quote(a) for a in argv_used)])
 
     def go():
         rep = build(args.stores or ["results"], args.out, args.target, args.min_time_s,
-                    command, args.profile)
+                    command, args.profile, args.include_disturbed)
         drawn = sum(1 for f in rep.figures if f.files)
         verdicts = ", ".join(f"{c.id} {c.verdict}" for c in rep.claims)
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
               f"{drawn} figure(s) -> {Path(args.out) / 'REPORT.md'}")
+        for line in rep.hygiene:  # disturbed cells left out: say so here too
+            print(f"{PROG}: {line.replace('**', '')}")
         print(f"claims: {verdicts}")
         table = _decidable(rep.cells, rep.loaded.rows)
         can = list(table.loc[table["can decide"] == "yes", "claim"]) if len(table) else []
