@@ -21,7 +21,7 @@ from harness.reporting import report as R
 from harness.reporting.load import load_stores, merged_table
 from harness.reporting.metrics import cell_metrics
 from harness.reporting.output import MANIFEST
-from harness.reporting.tables import md_escape
+from harness.reporting.text import md_escape
 
 
 def tree(*roots: Path) -> dict[str, tuple]:

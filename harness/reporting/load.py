@@ -41,6 +41,7 @@ from harness.execution.results import (
     regular_file_problem,
 )
 from harness.linalg.kernels import format_routes
+from harness.reporting.text import md_escape
 
 #: run.json keys copied as they are; nested ones are flattened below.
 RUN_KEYS = ("status", "reason", "algorithm", "dataset", "model", "depth", "n", "m", "d", "seed",
@@ -335,7 +336,7 @@ def leave_out_disturbed(loaded: Loaded, include: bool = False) -> tuple[Loaded, 
                          "(harness/execution/hygiene.py).")
         return loaded, lines
     reasons = runs.loc[bad, "disturbed_reason"].dropna().astype(str)
-    example = f" (e.g. {reasons.iloc[0]})" if len(reasons) else ""
+    example = f" (e.g. {md_escape(reasons.iloc[0])})" if len(reasons) else ""
     what = (f"**{int(bad.sum())} of {len(runs)} cells were measured on a disturbed machine**"
             f"{example}: another load shared their CPUs or the reference kernel's speed "
             "drifted, so their timings are not trustworthy.")

@@ -44,7 +44,8 @@ from harness.reporting.load import (
 )
 from harness.reporting.metrics import cell_metrics
 from harness.reporting.output import out_problem, staged
-from harness.reporting.tables import fmt_time, md_code, md_escape
+from harness.reporting.tables import fmt_time
+from harness.reporting.text import md_code, md_escape
 
 PROG = "nlt-report"
 
@@ -69,7 +70,7 @@ class Report:
 
 def md_table(frame: pd.DataFrame, markup: tuple[str, ...] = ()) -> str:
     """A GitHub-markdown table (no tabulate dependency). Every value is escaped
-    (``tables.md_escape``: text from a store renders as the text it is), except in the
+    (``text.md_escape``: text from a store renders as the text it is), except in the
     ``markup`` columns: the report's own emphasis, built from escaped parts."""
     if frame is None or not len(frame):
         return "_(none)_\n"

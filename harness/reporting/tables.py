@@ -4,8 +4,6 @@ environment, problems.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
@@ -16,29 +14,6 @@ from harness.reporting.metrics import with_model
 #: Time per iteration, by rule (metrics.cell_metrics): the median step over steps 1..T, and the
 #: mean over all steps 1..T with refreshes (what comparisons between methods use).
 MEDIAN, AMORTISED = "time_per_iter_median_s", "time_per_iter_amortised_s"
-
-
-#: characters that could start Markdown or HTML (emphasis, code, links, tags, entities,
-#: table cells); ``_`` only where it could start or end emphasis (not inside a word)
-_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|~&])")
-_MD_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
-
-
-def md_escape(value) -> str:
-    """``value`` (text from a store, a profile or the command line) as literal Markdown: on
-    one line, every character that could start markup, a link, an HTML tag or a table cell
-    backslash-escaped. It renders as the text it is."""
-    text = _CONTROL.sub(" ", str(value))
-    return _MD_UNDERSCORE.sub(r"\\_", _MD_SPECIAL.sub(r"\\\1", text))
-
-
-def md_code(value) -> str:
-    """``value`` as an inline code span, whatever backticks it holds."""
-    text = _CONTROL.sub(" ", str(value))
-    fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def fmt_time(t) -> str:
