@@ -44,7 +44,12 @@ from harness.execution.config import CONF_DIR, register_configs, resolve, store_
 from harness.execution.hydra_adapter import parse_overrides, split_argv, sweep_jobs
 from harness.execution.isolation import record_failure, run_isolated
 from harness.execution.preflight import preflight
-from harness.execution.results import cell_is_complete, cell_name
+from harness.execution.results import (
+    cell_is_complete,
+    cell_name,
+    claim_sweep_dir,
+    release_sweep_dir,
+)
 from harness.execution.runner import run_cell
 from harness.execution.suites import EXIT_INTERRUPTED, run_suite, suite_parts
 from harness.execution.summary import (
@@ -120,6 +125,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        guarded(PROG, lambda: claim_sweep_dir(sweep_dir))  # one sweep per directory at a time
         self.state.sweep_dir, self.state.store = sweep_dir, str(config.store)
         try:
             total = count_jobs(config)
@@ -135,6 +141,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         self.state.report()
+        release_sweep_dir(Path(config.hydra.sweep.dir))
 
 
 def launch_info(hc: Any) -> dict[str, Any]:
