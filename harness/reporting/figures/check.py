@@ -41,8 +41,6 @@ from harness.reporting.figures.registry import REGISTRY, Inputs, NotDrawn
 TOL_PX = 1.5
 #: Labels of reference artists that captions or annotations explain, not legends.
 REF_PREFIXES = ("_ref", "_theory")
-#: Grey levels (hex) a legend uses for a key that explains a look, not a method.
-_NEUTRAL = {"#000000", "#4d4d4d", "#666666", "#737373", "#808080", "#999999", "#b3b3b3"}
 
 
 def _hex(color) -> str:
@@ -50,6 +48,12 @@ def _hex(color) -> str:
         return to_hex(color).lower()
     except (ValueError, TypeError):
         return ""
+
+
+def _grey(color: str) -> bool:
+    """A grey key explains a look (a line style, an open marker), not a method."""
+    return (len(color) == 7 and color[1:3] == color[3:5] == color[5:7]
+            and color not in ("#000000", "#ffffff"))
 
 
 def _dash(line: Line2D) -> str:
@@ -156,6 +160,19 @@ def _legend_problems(fig, renderer) -> list[str]:
     return out
 
 
+def legend_covers(ax, leg, renderer) -> bool:
+    """Whether legend ``leg`` covers a plotted point of ``ax`` or is taller than it."""
+    lb = leg.get_window_extent(renderer)
+    ab = ax.get_window_extent(renderer)
+    if lb.height > ab.height + TOL_PX:
+        return True
+    pts = _display_points(ax)
+    if len(pts) and np.any((pts[:, 0] > lb.x0) & (pts[:, 0] < lb.x1)
+                           & (pts[:, 1] > lb.y0) & (pts[:, 1] < lb.y1)):
+        return True
+    return any(b.get_window_extent(renderer).overlaps(lb) for b in _bars(ax))
+
+
 def _axes_name(ax) -> str:
     return repr(ax.get_title()[:30]) if ax.get_title() else "a panel"
 
@@ -174,7 +191,7 @@ def _style_problems(fig) -> list[str]:
     dashes_by_color: dict[str, set[str]] = {}
     for k in keys:
         dashes_by_color.setdefault(_hex(k.get_color()), set()).add(_dash(k))
-    neutral_dashes = {_dash(k) for k in keys if _hex(k.get_color()) in _NEUTRAL}
+    neutral_dashes = {_dash(k) for k in keys if _grey(_hex(k.get_color()))}
     open_key = any(_hollow(k) for k in keys)
     out: set[str] = set()
     for ax in fig.axes:

@@ -52,6 +52,21 @@ def fit_legend(text: str) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def method_names(cells: pd.DataFrame) -> pd.Series:
+    """Per cell, the name its method goes by: its named preset where the run chose one that
+    is not the plain method (``gn_sketch_paper``), else its algorithm."""
+    algs = cells["algorithm"].astype(str)
+    if "preset" not in cells:
+        return algs
+    return pd.Series([p if isinstance(p, str) and p and p != a else a
+                      for p, a in zip(cells["preset"], algs)], index=cells.index)
+
+
+def _compact_variant(variant: str) -> str:
+    """``gd [mlp L=2]`` -> ``gd L=2``: a variant name short enough for a legend."""
+    return variant.replace("[mlp ", "[").replace("[", "").replace("]", "")
+
+
 class Palette:
     """Legend label and style of each method variant among the cells a figure shows.
 
@@ -67,7 +82,9 @@ class Palette:
         if not len(cells):
             return
         cells = cells.drop_duplicates("variant")
-        for alg, group in cells.groupby("algorithm", sort=True):
+        # a named preset of a method (gn_sketch_paper) is drawn and labelled under its own
+        # name, the one the progress lines and the summary use
+        for alg, group in cells.groupby(method_names(cells), sort=True):
             ps = params(group)
             keys = sorted({k for p in ps for k in p})
             varying = [k for k in keys
@@ -86,6 +103,14 @@ class Palette:
                     others = [ls for ls in style.variant_linestyles() if ls != base["linestyle"]]
                     st["linestyle"] = others[(i - 1) % len(others)]
                 self.styles[variant] = st
+            # variants that differ in what the hyperparameters do not hold (the model's
+            # depth: ``gd [mlp L=2]``) would share one label, and the legend would key only
+            # the first of their line styles: name each by its variant
+            mine = [v for v, _ in rows]
+            texts = [self.labels[v] for v in mine]
+            for v in mine:
+                if texts.count(self.labels[v]) > 1:
+                    self.labels[v] = fit_legend(_compact_variant(str(v)))
 
     def label(self, variant: str) -> str:
         return self.labels.get(variant, fit_legend(variant))
@@ -250,7 +275,50 @@ def legend_below(fig, handles, labels, ncol: int | None = None) -> None:
         return
     width = fig.get_size_inches()[0]
     ncol = min(ncol or 4, legend_columns(labels, width, most=ncol or 4))
-    fig.legend(handles, labels, loc="outside lower center", ncol=ncol)
+    leg = fig.legend(handles, labels, loc="outside lower center", ncol=ncol)
+    # the estimate of its size may be wrong: fewer columns while it is wider than the figure,
+    # a taller figure while it is taller than the panels
+    for _ in range(6):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        box = leg.get_window_extent(renderer)
+        if box.width > fig.bbox.width and ncol > 1:
+            leg.remove()
+            ncol -= 1
+            leg = fig.legend(handles, labels, loc="outside lower center", ncol=ncol)
+            continue
+        tallest = max((a.get_window_extent(renderer).height for a in fig.axes
+                       if a.get_visible()), default=box.height)
+        if box.height <= tallest:
+            break
+        grow = (box.height - tallest) / fig.dpi + 0.15
+        fig.set_figheight(fig.get_figheight() + grow)
+
+
+def legend_clear(ax, handles=None, labels=None, **kw):
+    """A legend inside ``ax`` where it covers no plotted point, tried corner by corner; where
+    every corner covers data (or the legend is taller than the axes), beside the axes, outside
+    them. Returns the legend."""
+    from harness.reporting.figures import check  # the same test the figure check applies
+
+    args = (handles, labels) if handles is not None else ()
+    fig = ax.figure
+    locs = ("upper right", "upper left", "lower left", "lower right", "center right",
+            "center left", "upper center", "lower center")
+    for _ in range(4):
+        for loc in locs:
+            leg = ax.legend(*args, loc=loc, **kw)
+            fig.canvas.draw()
+            if not check.legend_covers(ax, leg, fig.canvas.get_renderer()):
+                return leg
+        # every place covers data: make room above the data and try the top corners again
+        lo, hi = ax.get_ylim()
+        if ax.get_yscale() == "log" and lo > 0:
+            ax.set_ylim(lo, hi * (hi / lo) ** 0.5)
+        else:
+            ax.set_ylim(lo, hi + 0.5 * (hi - lo))
+        locs = ("upper right", "upper left", "upper center")
+    return leg
 
 
 def legend_rows_height(n_entries: int, ncol: int = 4) -> float:

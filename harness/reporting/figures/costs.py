@@ -161,7 +161,8 @@ def memory_vs_n(data: Inputs) -> list[Drawn]:
         # the budget line only where it is near the data; far above, it would flatten them
         if len(budget) and np.isfinite(budget.min()) and budget.min() <= 10 * top:
             for ax in (ax_est, ax_meas):
-                ax.axhline(float(budget.min()) / MIB, color="0.4", ls=":", lw=0.7)
+                ax.axhline(float(budget.min()) / MIB, color="0.4", ls=":", lw=0.7,
+                           label="_ref_budget")
         for ax in (ax_est, ax_meas):
             log_axis(ax, "y")
             ax.set_xscale("log")

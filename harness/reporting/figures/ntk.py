@@ -15,6 +15,7 @@ from harness.reporting import style
 from harness.reporting.figures.common import (
     Palette,
     count_axis,
+    legend_clear,
     log_axis,
     method_order,
     new_figure,
@@ -59,7 +60,7 @@ def _gram_gap(ax, cells: pd.DataFrame, col: str) -> str:
     size_ticks(ax, sorted(set(med.index)))
     ax.set_xlabel("width m")
     ax.set_ylabel(r"$\|G_0 - H^\infty\|_2$")
-    ax.legend(loc="lower left")
+    legend_clear(ax)
     return fit
 
 
@@ -76,7 +77,7 @@ def _lambda_path(ax, rows: pd.DataFrame, series: pd.Series, palette: Palette) ->
             if len(med):
                 ax.plot(med.index, med.values, color=shade[m], lw=1.0,
                         ls=palette(variant)["linestyle"])
-    ax.axhline(LAMBDA_HALF, color="0.4", ls=":", lw=0.7)
+    ax.axhline(LAMBDA_HALF, color="0.4", ls=":", lw=0.7, label="_ref_half")
     ax.annotate("theory bound ½", (0.0, LAMBDA_HALF), xycoords=("axes fraction", "data"),
                 xytext=(2, 2), textcoords="offset points", ha="left", va="bottom",
                 fontsize=6, color="0.3")
@@ -86,9 +87,13 @@ def _lambda_path(ax, rows: pd.DataFrame, series: pd.Series, palette: Palette) ->
     ax.set_xlabel("outer iteration t (log scale)")
     ax.set_ylabel(r"$\lambda_{\min}(G_t)/\lambda$")
     handles = [Line2D([], [], color=shade[m], lw=1.2) for m in widths]
-    ax.legend(handles, [f"m = {int(m)}" for m in widths], loc="center left",
-              bbox_to_anchor=(0.0, 0.5),
-              ncol=2 if len(widths) > 3 else 1, fontsize=5.5)
+    labels = [f"m = {int(m)}" for m in widths]
+    if len(variants) > 1:  # line style tells the methods apart: key it in grey
+        handles += [Line2D([], [], color="0.4", lw=1.0, ls=palette(v)["linestyle"])
+                    for v in variants]
+        labels += [f"{LINE_NAMES.get(palette(v)['linestyle'], 'line')}: {palette.label(v)}"
+                   for v in variants]
+    legend_clear(ax, handles, labels, ncol=2 if len(handles) > 3 else 1, fontsize=5.5)
     return ", ".join(f"{LINE_NAMES.get(palette(v)['linestyle'], 'solid')}: "
                      f"{palette.label(v)}" for v in variants)
 
@@ -115,7 +120,7 @@ def _movement(ax, rows: pd.DataFrame, cols: dict, palette: Palette) -> list[str]
     size_ticks(ax, sorted(set(last["m"])))
     ax.set_xlabel("width m")
     ax.set_ylabel(r"final $\|W_t - W_0\|_F/\sqrt{m}$")
-    ax.legend(loc="upper right")
+    legend_clear(ax)
     return fits
 
 
