@@ -35,7 +35,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
 from harness.reporting import style
-from harness.reporting.figures.registry import REGISTRY, Inputs, NotDrawn
+from harness.reporting.figures.registry import REGISTRY, Inputs, NotDrawn, fit_legends
 
 #: Pixels of slack at 100 dpi (anti-aliasing, rounding of extents).
 TOL_PX = 1.5
@@ -280,6 +280,7 @@ def check_all(data: Inputs, numbers=None) -> dict[str, list[str]]:
                 continue
             for d in drawn:
                 try:
+                    fit_legends(d.fig)  # as ``registry.save`` does before it writes
                     found[spec.name + d.suffix] = problems(d.fig)
                 finally:
                     plt.close(d.fig)

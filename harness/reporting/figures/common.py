@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
+from matplotlib.markers import MarkerStyle
 from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter
 
 from harness.execution.results import DONE_STATUSES as DONE
 from harness.reporting import style
+from harness.reporting.figures.registry import fit_legends
 from harness.reporting.style import _label_text
 
 CONTEXT_COLS = ["dataset", "data_params", "d", "dtype"]
@@ -62,9 +66,10 @@ def method_names(cells: pd.DataFrame) -> pd.Series:
                       for p, a in zip(cells["preset"], algs)], index=cells.index)
 
 
-def _compact_variant(variant: str) -> str:
-    """``gd [mlp L=2]`` -> ``gd L=2``: a variant name short enough for a legend."""
-    return variant.replace("[mlp ", "[").replace("[", "").replace("]", "")
+def _variant_extra(variant: str) -> str:
+    """What a variant's name holds beyond its hyperparameters: ``gd [mlp L=2]`` -> ``L=2``."""
+    m = re.search(r"\[(?:[a-z_]+ )?([^\]]*)\]", variant)
+    return m.group(1) if m else variant
 
 
 class Palette:
@@ -110,7 +115,7 @@ class Palette:
             texts = [self.labels[v] for v in mine]
             for v in mine:
                 if texts.count(self.labels[v]) > 1:
-                    self.labels[v] = fit_legend(_compact_variant(str(v)))
+                    self.labels[v] = fit_legend(f"{self.labels[v]} {_variant_extra(str(v))}")
 
     def label(self, variant: str) -> str:
         return self.labels.get(variant, fit_legend(variant))
@@ -275,24 +280,19 @@ def legend_below(fig, handles, labels, ncol: int | None = None) -> None:
         return
     width = fig.get_size_inches()[0]
     ncol = min(ncol or 4, legend_columns(labels, width, most=ncol or 4))
-    leg = fig.legend(handles, labels, loc="outside lower center", ncol=ncol)
-    # the estimate of its size may be wrong: fewer columns while it is wider than the figure,
-    # a taller figure while it is taller than the panels
+    kw = {"loc": "outside lower center",
+          "handler_map": {tuple: HandlerTuple(ndivide=None, pad=0.3)}}
+    leg = fig.legend(handles, labels, ncol=ncol, **kw)
+    # the estimate of its size may be wrong: fewer columns while it is wider than the figure
     for _ in range(6):
         fig.canvas.draw()
-        renderer = fig.canvas.get_renderer()
-        box = leg.get_window_extent(renderer)
-        if box.width > fig.bbox.width and ncol > 1:
-            leg.remove()
-            ncol -= 1
-            leg = fig.legend(handles, labels, loc="outside lower center", ncol=ncol)
-            continue
-        tallest = max((a.get_window_extent(renderer).height for a in fig.axes
-                       if a.get_visible()), default=box.height)
-        if box.height <= tallest:
+        box = leg.get_window_extent(fig.canvas.get_renderer())
+        if box.width <= fig.bbox.width or ncol == 1:
             break
-        grow = (box.height - tallest) / fig.dpi + 0.15
-        fig.set_figheight(fig.get_figheight() + grow)
+        leg.remove()
+        ncol -= 1
+        leg = fig.legend(handles, labels, ncol=ncol, **kw)
+    fit_legends(fig)
 
 
 def legend_clear(ax, handles=None, labels=None, **kw):
@@ -339,12 +339,23 @@ def collect_handles(axes) -> tuple[list, list[str]]:
 
 # --- censored points and theory guides ------------------------------------------------------------
 
-def lower_bound(ax, xs, ys, st: dict) -> None:
-    """Open markers with an arrow up: the value is at least this (the run stopped first)."""
+def open_marker(marker) -> str:
+    """``marker`` where it can be drawn open (it has a face), else a circle: an open marker
+    is how a censored point reads, and ``1``, ``+`` or ``x`` have no face to leave empty."""
+    return marker if MarkerStyle(marker).is_filled() else "o"
+
+
+def lower_bound(ax, xs, ys, st: dict, cap: float | None = None) -> None:
+    """Open markers with an arrow up: the value is at least this (the run stopped first).
+    A bound above ``cap`` is drawn at ``cap``: it says no more there, and would otherwise
+    stretch the axis by empty decades."""
     for x, y in zip(xs, ys):
         if not (y > 0 and x > 0):
             continue
-        ax.plot([x], [y], ls="none", marker=st["marker"], mfc="white", mec=st["color"],
+        if cap is not None and cap > 0 and y > cap:
+            y = cap
+        ax.plot([x], [y], ls="none", marker=open_marker(st["marker"]), mfc="white",
+                mec=st["color"],
                 ms=4.5, mew=0.9, zorder=4, label="_censor_lb")
         ax.annotate("", xy=(x, y * 2.2), xytext=(x, y), zorder=4,
                     arrowprops={"arrowstyle": "-|>", "color": st["color"], "lw": 0.8,
@@ -356,19 +367,23 @@ def not_measured(ax, xs, st: dict) -> None:
     if len(xs):
         ax.plot(xs, [1.0] * len(xs), transform=ax.get_xaxis_transform(), ls="none",
                 label="_censor_top",
-                marker=st["marker"], mfc="white", mec=st["color"], ms=4.5, mew=0.9,
+                marker=open_marker(st["marker"]), mfc="white", mec=st["color"], ms=4.5, mew=0.9,
                 clip_on=False, zorder=4)
 
 
-def censor_handles(kinds: set[str]) -> list[Line2D]:
-    out = []
+def censor_handles(kinds: set[str]) -> tuple[list, list[str]]:
+    """Legend keys of the censored points drawn, each its own symbol: an open marker with an
+    arrow for a lower bound, an open marker on an edge for a cell not measured."""
+    handles, labels = [], []
     if "lb" in kinds:
-        out.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3",
-                          label="open ↑: lower bound"))
+        handles.append((Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3"),
+                        Line2D([], [], ls="none", marker="$\u2191$", color="0.3")))
+        labels.append("open ↑: lower bound")
     if "top" in kinds:
-        out.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3",
-                          label="open, top: not measured"))
-    return out
+        handles.append(Line2D([], [], ls="-", lw=0.6, color="0.3", marker="o", mfc="white",
+                              mec="0.3"))
+        labels.append("open, on top edge: not measured")
+    return handles, labels
 
 
 def exponent_text(var: str, p: float) -> str:

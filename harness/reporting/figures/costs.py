@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from harness.reporting import style
 from harness.reporting.figures.common import (
@@ -173,6 +174,9 @@ def memory_vs_n(data: Inputs) -> list[Drawn]:
         ax_meas.set_title("(b) measured peak" + (f" above {base / MIB:.0f} MiB floor"
                                                  if base else ""))
         handles, labels = collect_handles([ax_est, ax_meas])
+        if skipped:
+            handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3"))
+            labels.append("open: skipped by the memory check")
         legend_below(fig, handles, labels)
         parts = {**context_parts(panel), "fixed": f"m = {int(fixed)}"}
         where = split_parts([parts])[1]

@@ -17,6 +17,7 @@ from harness.reporting.figures.common import (
     count_axis,
     legend_clear,
     log_axis,
+    method_names,
     method_order,
     new_figure,
     size_ticks,
@@ -135,6 +136,11 @@ def ntk(data: Inputs) -> list[Drawn]:
     if not panels:
         raise NotDrawn("no NTK diagnostic fields (run with record.ntk=true, e.g. the ntk sweep)")
     shown = cells[cells["cell"].isin(rows["cell"])] if len(rows) else cells
+    if len(shown):  # one variant per method (its most run one): the panels stay legible
+        keep = [g["variant"].value_counts().sort_index().idxmax()
+                for _, g in shown.groupby(method_names(shown))]
+        shown = shown[shown["variant"].isin(keep)]
+        rows = rows[rows["cell"].isin(shown["cell"])]
     palette = Palette(shown)
     fig, axes = new_figure(len(panels), "page" if len(panels) > 1 else "column")
     parts = []

@@ -73,6 +73,10 @@ def frontier(data: Inputs) -> list[Drawn]:
     if not profiles:
         raise NotDrawn("no cost-model profile (reports/profiles/)")
     tables = [(prof, P.frontier(prof, data.cells)) for prof in profiles]
+    if not any(t[c].notna().any() for _, t in tables
+               for c in ("m_per_iteration", "m_to_target")):
+        raise NotDrawn("the cost model predicts no crossover m* for any profile within its "
+                       "memory (nothing to draw but memory limits)")
     fig, axes = new_figure(2, legend_entries=len(profiles) * 2, legend_ncol=2, sharey=True)
     markers = ("o", "s", "D", "^")
     for i, (ax, col, what) in enumerate(zip(axes, ("m_per_iteration", "m_to_target"),
