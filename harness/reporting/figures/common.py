@@ -303,6 +303,7 @@ def legend_clear(ax, handles=None, labels=None, **kw):
 
     args = (handles, labels) if handles is not None else ()
     fig = ax.figure
+    ax._legend_clear = (handles, labels, kw)  # for settle_legends, once every panel is drawn
     locs = ("upper right", "upper left", "lower left", "lower right", "center right",
             "center left", "upper center", "lower center")
     for _ in range(4):
@@ -319,6 +320,21 @@ def legend_clear(ax, handles=None, labels=None, **kw):
             ax.set_ylim(lo, hi + 0.5 * (hi - lo))
         locs = ("upper right", "upper left", "upper center")
     return leg
+
+
+def settle_legends(fig) -> None:
+    """Place again the panel legends of ``legend_clear`` that now cover data: drawing the
+    other panels moves the layout, and with it what a legend covers."""
+    from harness.reporting.figures import check
+
+    fig.canvas.draw()
+    for ax in fig.axes:
+        args = getattr(ax, "_legend_clear", None)
+        leg = ax.get_legend()
+        if args and leg is not None and check.legend_covers(ax, leg,
+                                                            fig.canvas.get_renderer()):
+            handles, labels, kw = args
+            legend_clear(ax, handles, labels, **kw)
 
 
 def legend_rows_height(n_entries: int, ncol: int = 4) -> float:

@@ -20,6 +20,7 @@ from harness.reporting.figures.common import (
     method_names,
     method_order,
     new_figure,
+    settle_legends,
     size_ticks,
 )
 from harness.reporting.figures.registry import Drawn, Inputs, NotDrawn, figure
@@ -28,6 +29,8 @@ from harness.reporting.ntk import lambda_ratio, neuron_movement, ntk_columns
 
 #: The theory keeps λ_min(G_t) ≥ λ/2 along training.
 LAMBDA_HALF = 0.5
+#: The longest legend entry inside a third of the page (longer: the slope goes to the caption).
+PANEL_LEGEND_CHARS = 30
 LINE_NAMES = {"-": "solid", "--": "dashed", "-.": "dash-dotted", ":": "dotted"}
 
 
@@ -52,8 +55,9 @@ def _gram_gap(ax, cells: pd.DataFrame, col: str) -> str:
     ax.plot(g["m"], g[col], ls="none", marker="o", mfc="none", mec="0.55", mew=0.6, ms=3,
             label="one initialisation")
     fit = _slope_text(g["m"], g[col])
-    ax.plot(med.index, med.values, color="k", marker="o", label="median" +
-            (f", {fit}" if fit else ""))
+    full = "median" + (f", {fit}" if fit else "")
+    ax.plot(med.index, med.values, color="k", marker="o",
+            label=full if len(full) <= PANEL_LEGEND_CHARS else "median")
     if len(med):
         _inverse_sqrt(ax, med)
     log_axis(ax, "y")
@@ -110,7 +114,7 @@ def _movement(ax, rows: pd.DataFrame, cols: dict, palette: Palette) -> list[str]
         label = palette.label(variant)
         full = f"{label}, {fit}" if fit else label  # a long one: the slope is in the caption
         ax.plot(med.index, med.values, color=st["color"], marker=st["marker"],
-                ls=st["linestyle"], label=full if len(full) <= style.MAX_LEGEND_CHARS else label)
+                ls=st["linestyle"], label=full if len(full) <= PANEL_LEGEND_CHARS else label)
         if fit:
             fits.append(f"{label} {fit}")
     med = last.groupby("m")["neuron_move"].median()
@@ -162,6 +166,7 @@ def ntk(data: Inputs) -> list[Drawn]:
             parts.append(f"{tag} root-mean-square movement of one neuron at the end of "
                          "training, ‖W_t − W_0‖_F/√m, against m" +
                          (f", fitted {'; '.join(fits)}" if fits else ""))
+    settle_legends(fig)
     caption = ("; ".join(parts) + ". Grey dashed: the 1/√m of the theory (DZPS19), through "
                "the first median; slopes with 95% bootstrap intervals. Fields: "
                + ", ".join(f"{k}={v}" for k, v in cols.items() if v) + ".")
