@@ -330,6 +330,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="append", metavar="PATH",
                         help="cost-model profile(s) (nlt-bench --calibrate); default: the "
                              "machine's and the datasheet ones in reports/profiles/")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: one self-contained page with sortable "
+                             "tables and interactive plots (docs/reports.md)")
     args = parser.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else argv
     command = " ".join([PROG, *(shlex.quote(a) for a in argv_used)])
@@ -342,6 +345,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
               f"{drawn} figure(s) -> {Path(args.out) / 'REPORT.md'}")
         print(f"claims: {verdicts}")
+        if args.html:
+            from harness.reporting.html import build_html
+
+            print(f"{PROG}: -> {build_html(Path(args.out), rep.loaded.rows)}")
         table = T.decidable(rep.cells, rep.loaded.rows)
         can = list(table.loc[table["can decide"] == "yes", "claim"]) if len(table) else []
         print(f"these data can decide: {', '.join(can) or 'none of the claims'}; the others "
