@@ -36,6 +36,7 @@ from matplotlib.text import Text
 
 from harness.reporting import style
 from harness.reporting.figures.registry import REGISTRY, Inputs, NotDrawn, fit_legends
+from harness.reporting.text import plain_frame
 
 #: Pixels of slack at 100 dpi (anti-aliasing, rounding of extents).
 TOL_PX = 1.5
@@ -269,6 +270,9 @@ def check_all(data: Inputs, numbers=None) -> dict[str, list[str]]:
     """Draw every registered figure (or ``numbers``) from ``data`` and check it: figure file
     name -> its defects; a figure the data do not allow -> ``["skipped: <why>"]``."""
     found: dict[str, list[str]] = {}
+    # as ``all_figures`` hands them to the figures: names as plain text, never mathtext
+    data = Inputs(*(plain_frame(f) for f in (data.cells, data.rows, data.fits_n, data.fits_m)),
+                  data.profile, data.datasheets)
     for number in sorted(numbers or REGISTRY):
         spec = REGISTRY[number]
         with plt.rc_context(style.RC):
