@@ -262,3 +262,19 @@ def test_the_registry_is_fully_checked():
     cells, rows = tables(**SWEEPS["two_layer_demo"])
     found = check.check_all(Inputs(cells, rows, None, None), numbers=[8])
     assert list(found) == [REGISTRY[8].name] and found[REGISTRY[8].name] == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("report", ["cpu", "deep"])
+def test_the_committed_reports_figures_pass_the_check(report):
+    from pathlib import Path
+
+    from harness.reporting import predictions
+
+    where = Path(__file__).resolve().parents[1] / "reports" / report
+    cells = pd.read_csv(where / "cells.csv")
+    rows = pd.read_parquet(where / "results.parquet")
+    profile, sheets = predictions.load_profiles(cells, None)
+    found = check.check_all(Inputs(cells, rows, fits.scaling_fits(cells, "n", 1e-3),
+                                   fits.scaling_fits(cells, "m", 1e-3), profile, sheets))
+    assert check.defects(found) == {}

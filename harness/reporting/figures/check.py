@@ -83,17 +83,32 @@ def _data_lines(ax) -> list[Line2D]:
     return [ln for ln in ax.get_lines() if ln.get_visible() and len(ln.get_xdata())]
 
 
+#: Pixels between the points sampled along a drawn line segment.
+STEP_PX = 3.0
+
+
+def _along(xy: np.ndarray) -> np.ndarray:
+    """Points every ``STEP_PX`` along the segments of a polyline (display coordinates)."""
+    out = [xy]
+    for a, b in zip(xy[:-1], xy[1:]):
+        k = int(min(np.hypot(*(b - a)) // STEP_PX, 400))
+        if k > 1:
+            t = np.linspace(0, 1, k)[1:-1, None]
+            out.append(a + t * (b - a))
+    return np.vstack(out)
+
+
 def _display_points(ax) -> np.ndarray:
-    """Display coordinates of every plotted vertex and marker of ``ax``."""
+    """Display coordinates of every plotted vertex and marker of ``ax``, and of points along
+    its drawn lines (reference lines included: a legend must not hide them either)."""
     pts = []
     for ln in _data_lines(ax):
-        if str(ln.get_label()).startswith(REF_PREFIXES):
-            continue
         xy = np.column_stack([np.asarray(ln.get_xdata(), float),
                               np.asarray(ln.get_ydata(), float)])
         xy = xy[np.isfinite(xy).all(axis=1)]
         if len(xy):
-            pts.append(ln.get_transform().transform(xy))
+            xy = ln.get_transform().transform(xy)
+            pts.append(_along(xy) if _dash(ln) else xy)
     for coll in ax.collections:
         if isinstance(coll, PathCollection) and coll.get_visible():
             offs = np.asarray(coll.get_offsets(), float)
@@ -158,6 +173,9 @@ def _legend_problems(fig, renderer) -> list[str]:
             hit += sum(1 for b in _bars(ax) if b.get_window_extent(renderer).overlaps(lb))
             if hit:
                 out.append(f"legend covers {hit} plotted point(s) of {_axes_name(ax)}")
+            under = _texts_under(ax, lb, renderer)
+            if under:
+                out.append(f"legend covers the text {under[0][:30]!r} in {_axes_name(ax)}")
     return out
 
 
@@ -169,9 +187,18 @@ def legend_covers(ax, leg, renderer) -> bool:
         return True
     pts = _display_points(ax)
     if len(pts) and np.any((pts[:, 0] > lb.x0) & (pts[:, 0] < lb.x1)
-                           & (pts[:, 1] > lb.y0) & (pts[:, 1] < lb.y1)):
+                           & (pts[:, 1] > lb.y0) & (pts[:, 1] < lb.y1)
+                           & (pts[:, 0] >= ab.x0) & (pts[:, 0] <= ab.x1)
+                           & (pts[:, 1] >= ab.y0) & (pts[:, 1] <= ab.y1)):
         return True
-    return any(b.get_window_extent(renderer).overlaps(lb) for b in _bars(ax))
+    return (any(b.get_window_extent(renderer).overlaps(lb) for b in _bars(ax))
+            or bool(_texts_under(ax, lb, renderer)))
+
+
+def _texts_under(ax, box, renderer) -> list[str]:
+    """Annotations of ``ax`` (``∝n²``, ``ε = 1e-06``) that the box ``box`` overlaps."""
+    return [t.get_text() for t in ax.texts if t.get_visible() and t.get_text().strip()
+            and t.get_window_extent(renderer).overlaps(box)]
 
 
 def _axes_name(ax) -> str:

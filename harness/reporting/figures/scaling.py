@@ -55,7 +55,8 @@ def _theory(panel: pd.DataFrame, var: str, y: str, palette: Palette) -> dict[str
 
 
 def _panel(ax, panel: pd.DataFrame, var: str, y: str, palette: Palette,
-           lower: str | None, cap: float | None = None) -> tuple[set[str], list[str]]:
+           lower: str | None, cap: float | None = None,
+           floor: float | None = None) -> tuple[set[str], list[str]]:
     """Draw one slice; returns (kinds of censoring drawn, labels measured at one size only,
     which are left out)."""
     kinds: set[str] = set()
@@ -66,8 +67,13 @@ def _panel(ax, panel: pd.DataFrame, var: str, y: str, palette: Palette,
         got = group[group[y].notna() & group["status"].isin(DONE)]
         med = got.groupby(var)[y].median()
         lb = group[group[y].isna() & group[lower].notna()] if lower else group.iloc[:0]
-        top = sorted(set(group.loc[group[y].isna() & group["censor"].isin(
-            ["skipped", "failed", "diverged", "no data"]), var]) - set(got[var]))
+        # a bound far below every measured value says nothing, and would stretch the axis
+        # down by empty decades: such a cell reads as not measured
+        low = lb[lb[lower] < floor] if floor else lb.iloc[:0]
+        lb = lb.drop(low.index)
+        top = sorted((set(group.loc[group[y].isna() & group["censor"].isin(
+            ["skipped", "failed", "diverged", "no data"]), var]) | set(low[var]))
+            - set(got[var]) - set(lb[var]))
         if len(med) < 2 and not len(lb) and not top:
             if len(med):
                 single.append(label)
@@ -138,8 +144,10 @@ def scaling_figure(cells: pd.DataFrame, var: str, y: str, ylabel: str, what: str
         singles, exps = [], []
         measured = shown.loc[shown["status"].isin(DONE), y].astype(float)
         cap = float(measured.max()) * BOUND_HEADROOM if measured.notna().any() else None
+        floor = (float(measured[measured > 0].min()) / BOUND_HEADROOM
+                 if (measured > 0).any() else None)
         for i, (ax, (panel, _)) in enumerate(zip(axes, panels)):
-            k, single = _panel(ax, panel, var, y, palette, lower, cap)
+            k, single = _panel(ax, panel, var, y, palette, lower, cap, floor)
             kinds |= k
             singles += [f"{panel_tag(i, len(panels)).strip()} {s}".strip() for s in single]
             (count_axis if counts else log_axis)(ax, "y")
@@ -172,7 +180,9 @@ def scaling_figure(cells: pd.DataFrame, var: str, y: str, ylabel: str, what: str
                         "(the value is a lower bound; one more than "
                         f"{BOUND_HEADROOM:g}× the largest measured value is drawn at that "
                         "height); open markers on the top edge: cells skipped by the memory "
-                        "check or failed.")
+                        "check or failed, and runs whose bound lies below "
+                        f"1/{BOUND_HEADROOM:g} of the smallest measured value (it says "
+                        "nothing).")
         if singles:
             caption += " Measured at one size only (not drawn): " + "; ".join(singles) + "."
         caption += (" " + palette.caption()) if palette.caption() else ""
