@@ -309,6 +309,10 @@ def check_all(data: Inputs, numbers=None) -> dict[str, list[str]]:
                 found[spec.name] = [f"skipped: {exc}"]
                 plt.close("all")
                 continue
+            except Exception as exc:  # the report would list it as not drawn: a defect
+                found[spec.name] = [f"could not be drawn: {type(exc).__name__}: {exc}"]
+                plt.close("all")
+                continue
             for d in drawn:
                 try:
                     fit_legends(d.fig)  # as ``registry.save`` does before it writes

@@ -69,7 +69,7 @@ def _panel(ax, panel: pd.DataFrame, var: str, y: str, palette: Palette,
         lb = group[group[y].isna() & group[lower].notna()] if lower else group.iloc[:0]
         # a bound far below every measured value says nothing, and would stretch the axis
         # down by empty decades: such a cell reads as not measured
-        low = lb[lb[lower] < floor] if floor else lb.iloc[:0]
+        low = lb[lb[lower] < floor] if floor and lower else lb.iloc[:0]
         lb = lb.drop(low.index)
         top = sorted((set(group.loc[group[y].isna() & group["censor"].isin(
             ["skipped", "failed", "diverged", "no data"]), var]) | set(low[var]))
