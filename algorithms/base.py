@@ -37,6 +37,12 @@ from harness.common.flops import Term
 from harness.common.registry import Registry
 from harness.model import MODELS, Problem, Shape
 
+#: The public API of a method plugin (docs/extending.md, "The plugin API"); a plugin may
+#: rely on these names, and on those of ``algorithms.solvers.__all__``.
+__all__ = ["ALGORITHMS", "Algorithm", "EpochBatches", "Shape", "StepInfo", "base_memory",
+           "check_number_or_auto", "check_positive_int", "param_defaults", "register",
+           "require"]
+
 
 @dataclass
 class StepInfo:
@@ -53,6 +59,9 @@ def base_memory(shape: Shape) -> int:
 
 
 class Algorithm:
+    """A training method: subclass it, set ``name`` and ``Params``, write ``step(phase)``,
+    and register it (``@register``); the module docstring lists what else it may say."""
+
     name: ClassVar[str]
     Params: ClassVar[type]
     references: ClassVar[tuple[str, ...]] = ()
@@ -214,6 +223,7 @@ def require(ok: bool, key: str, rule: str, value: Any) -> None:
 
 
 def check_positive_int(key: str, value: Any) -> None:
+    """An int ≥ 1 (not a bool)."""
     require(isinstance(value, int) and not isinstance(value, bool) and value >= 1, key,
             "a positive integer", value)
 
@@ -230,4 +240,5 @@ def check_number_or_auto(key: str, value: Any) -> None:
 
 
 def param_defaults(params_cls: type) -> dict[str, Any]:
+    """``{field: default}`` of a Params dataclass."""
     return {f.name: f.default for f in fields(params_cls)}

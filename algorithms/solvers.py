@@ -26,6 +26,11 @@ from harness.common.errors import unknown
 from harness.common.flops import Term, monomial
 from harness.linalg.krylov import CGResult, conjugate_gradient, power_iteration
 
+#: The public API of a method plugin (docs/extending.md, "The plugin API").
+__all__ = ["REFRESH", "RefreshingSolver", "cg_terms", "check_refresh", "check_solver",
+           "check_step", "cholesky_solve", "damped_gram_seconds", "damped_gram_step",
+           "damped_gram_terms", "gradient_seconds", "gradient_terms", "resolve_lr"]
+
 #: Preconditioner refresh policies of ``RefreshingSolver``.
 REFRESH = ("always", "adaptive")
 
@@ -48,6 +53,7 @@ def check_solver(tol: float, max_inner: int, step_size: float, damping: float) -
 
 
 def check_refresh(refresh: str, refresh_factor: float) -> None:
+    """A refresh policy of ``REFRESH`` and a factor ≥ 1 (``RefreshingSolver``)."""
     if refresh not in REFRESH:
         raise unknown("refresh policy", refresh, REFRESH)
     require(refresh_factor >= 1, "refresh_factor", ">= 1", refresh_factor)

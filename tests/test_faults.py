@@ -122,6 +122,7 @@ def test_sigint_stops_cleanly_with_the_table_and_130(tmp_path):
     assert proc.returncode == 130, out[-2000:] + err[-2000:]
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
     assert "cells by status: interrupted 1, time_budget 1" in out
+    assert "To resume, rerun:\n  nlt-run -m +sweep=smoke data.n=16" in err  # no job dir
     time.sleep(1)
     assert not any(_alive(p) for p in kids)
     done = _done_cells(tmp_path / "store")

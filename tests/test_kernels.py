@@ -130,6 +130,91 @@ def test_routes_match_float64(route):
         assert out.is_contiguous()
 
 
+def adversarial(kind: str, rows: int, k: int = 6, seed: int = 3) -> torch.Tensor:
+    """Operands that break a split scaled by each column's maximum alone."""
+    gen = torch.Generator().manual_seed(seed)
+    B = torch.randn(rows, k, generator=gen)
+    at = torch.randint(0, rows, (k,), generator=gen)
+    signs = torch.tensor([1.0, -1.0]).repeat(k)[:k]  # mixed signs
+    if kind.startswith("tower"):  # one entry per column far above the rest
+        B[at, torch.arange(k)] = float(kind[len("tower"):]) * signs
+    elif kind == "subnormal":  # whole columns below float32's normal range
+        B[:, ::2] *= 1e-39
+    elif kind == "decades":  # entries over 40 decades, mixed signs
+        B *= torch.logspace(-20, 20, rows).unsqueeze(1)
+    return B
+
+
+def normwise(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((got.double() - ref).norm() / ref.norm())
+
+
+def both_products(P, kind):
+    Dd = P.D.double()
+    Z, Y = adversarial(kind, P.shape[1]), adversarial(kind, P.shape[0], seed=4)
+    return ((kernels.pattern_mm(P, Z), Dd @ Z.double()),
+            (kernels.pattern_rmm(P, Y), Dd.T @ Y.double()))
+
+
+@pytest.mark.parametrize("kind", ["tower1e3", "tower-1e2"])
+def test_split_carries_a_towering_entry_with_more_pieces(kind):
+    """A column max 10³ above its typical entry: the split takes 5 pieces and its error
+    stays at or below the float32 GEMM's, normwise and on the rows the tower misses."""
+    P = pattern(n=96, m=1500, seed=6)
+    assert kernels.split_plan(adversarial(kind, 1500))[0] > 4
+    kernels.configure("float")
+    floats = [got for got, _ in both_products(P, kind)]
+    kernels.configure("int8")
+    for (got, ref), flt in zip(both_products(P, kind), floats):
+        assert normwise(got, ref) <= normwise(flt, ref) * 1.5
+        small = (ref.abs() < 1e2).all(1)  # the rows the tower does not reach
+        assert normwise(got[small], ref[small]) <= normwise(flt[small], ref[small]) * 1.5
+    assert all(c["fallbacks"] == 0 and c["route"] == "int8"
+               for c in kernels.report()["choices"])
+
+
+@pytest.mark.parametrize("kind", ["tower1e7", "subnormal", "decades"])
+def test_split_falls_back_to_float_beyond_its_range(kind):
+    """A 10⁷ entry per column, subnormal columns, 40 decades: the split would lose float32
+    accuracy (or, at a max-only scale, zero the subnormals), so the call runs float."""
+    P = pattern(n=96, m=1500, seed=6)
+    with pytest.raises(kernels.OutOfRange):
+        kernels.split_plan(adversarial(kind, 1500))
+    kernels.configure("float")
+    floats = [got for got, _ in both_products(P, kind)]
+    kernels.configure("int8")
+    for (got, ref), flt in zip(both_products(P, kind), floats):
+        assert torch.equal(got, flt)
+        assert normwise(got, ref) < 1e-5
+    choices = kernels.report()["choices"]
+    assert all(c["fallbacks"] == 1 and c["fallback_reason"] for c in choices)
+
+
+def test_split_keeps_ieee_inf_and_nan():
+    P = pattern(n=40, m=200)
+    Z = torch.randn(200, 3)
+    Z[5, 1] = float("inf")
+    Y = torch.randn(40, 3)
+    Y[2, 0] = float("nan")
+    kernels.configure("float")
+    want = kernels.pattern_mm(P, Z), kernels.pattern_rmm(P, Y)
+    kernels.configure("int8")
+    got = kernels.pattern_mm(P, Z), kernels.pattern_rmm(P, Y)
+    for g, w in zip(got, want):
+        assert torch.equal(g.isinf(), w.isinf()) and torch.equal(g.isnan(), w.isnan())
+    assert bool(got[0][:, 1].isinf().any())
+
+
+def test_auto_calibrates_the_split_on_a_stand_in_for_an_operand_it_cannot_carry():
+    kernels.configure("auto", timer=fake_timer({"float": 3.0, "int8": 1.0}))
+    P = pattern(n=48, m=300)
+    Z = adversarial("tower1e7", 300)
+    got = kernels.pattern_mm(P, Z)
+    assert torch.equal(got, P.D @ Z)  # this call ran float ...
+    (choice,) = kernels.report()["choices"]
+    assert choice["route"] == "int8" and choice["fallbacks"] == 1  # ... the bucket keeps int8
+
+
 @pytest.mark.parametrize("route", ["float", "int8"])
 def test_gram_operator_is_route_independent(route, small_problem):
     kernels.configure(route)

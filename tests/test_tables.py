@@ -51,4 +51,11 @@ def test_decidable_says_which_rules_have_their_minimum():
     grid = [(a, n, m, "converged") for a in ("gn_gram", "gn_sketch") for n in (64, 128)
             for m in (1024, 4096, 16384)]
     got = T.decidable(_cells(grid), pd.DataFrame()).set_index("claim")
+    # issue 23: C6 fits its growth along n (3 sizes) and a sure win needs 3 seeds
+    assert got.loc["C6", "can decide"] == "no", got.loc["C6"].to_dict()
+    grid = [(a, n, m, "converged") for a in ("gn_gram", "gn_sketch") for n in (64, 128, 256)
+            for m in (1024, 4096, 16384)]
+    seeded = pd.concat([_cells(grid).assign(seed=s, cell=lambda f, s=s: f["cell"] + f"_{s}")
+                        for s in range(3)], ignore_index=True)
+    got = T.decidable(seeded, pd.DataFrame()).set_index("claim")
     assert got.loc["C6", "can decide"] == "yes", got.loc["C6"].to_dict()

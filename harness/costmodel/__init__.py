@@ -72,7 +72,10 @@ is judged on.
 
 Each is measured per dtype (float32 and float64; the int8 routes exist for float32 only).
 The profile is a JSON file (``Profile``), written by ``calibrate`` and read by ``predict``,
-``frontier`` and ``predicted_vs_measured``. ``reports/profiles/h100_datasheet.json`` holds an
+``frontier`` and ``predicted_vs_measured``. Inner iterations k and the refresh share f are
+*predicted* too (``harness.costmodel.inner``: k from the sketch ratio and tolerance, f from
+the adaptive rebuild rate, both fitted on the ladder), never taken from the cell predicted.
+``reports/profiles/h100_datasheet.json`` holds an
 NVIDIA H100 SXM built from its datasheet, labelled as a prediction.
 
 Example
@@ -94,11 +97,14 @@ from harness.costmodel.predict import (
     check_depth,
     fits_memory,
     frontier,
+    inner_model,
     method_params,
     modelled,
     modelled_methods,
     predict,
     predict_routes,
+    predicted_inner,
+    predicted_refresh_every,
     render_predictions,
 )
 from harness.costmodel.pricing import Costs
@@ -118,9 +124,10 @@ from harness.costmodel.profile import (
     render_profile,
 )
 
-__all__ = ["DATASHEET_SOURCE", "DEFAULT_REFRESH_EVERY", "DTYPES", "GOOD_RATIO", "SCHEMA",
-           "Costs", "Fit", "Profile", "check_depth", "curve_factor", "fit_kernel",
-           "fits_memory", "frontier", "kernel_table", "ladder_key", "machine_profile",
+__all__ = ["Costs", "DATASHEET_SOURCE", "DEFAULT_REFRESH_EVERY", "DTYPES", "Fit", "GOOD_RATIO",
+           "Profile", "SCHEMA", "check_depth", "curve_factor", "fit_kernel", "fits_memory",
+           "frontier", "inner_model", "kernel_table", "ladder_key", "machine_profile",
            "merged_curve", "method_params", "modelled", "modelled_methods", "newest_measured",
-           "predict", "predict_routes", "predicted_vs_bench", "predicted_vs_measured",
-           "ratio_summary", "render_predictions", "render_profile"]
+           "predict", "predict_routes", "predicted_inner", "predicted_refresh_every",
+           "predicted_vs_bench", "predicted_vs_measured", "ratio_summary", "render_predictions",
+           "render_profile"]

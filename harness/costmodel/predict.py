@@ -12,26 +12,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from algorithms.base import ALGORITHMS, Algorithm, param_defaults
+from algorithms.base import ALGORITHMS, param_defaults
 from harness.common.errors import ConfigError, unknown
+from harness.costmodel.inner import PROFILE_KEY, InnerModel, from_ladder
 from harness.costmodel.pricing import Costs
-from harness.costmodel.profile import Profile, curve_factor
+from harness.costmodel.profile import Profile, curve_factor, modelled, modelled_methods
 from harness.model import MODELS, Shape
 
 #: Outer steps per preconditioner build under ``refresh=adaptive`` when the caller gives
 #: none: a Gauss–Newton run to 1e-6 takes 2–4 outer steps and builds R once (nlt-bench's
 #: AMORTIZE_STEPS = 3, docs/performance.md).
 DEFAULT_REFRESH_EVERY = 3.0
-
-
-def modelled(method: str) -> bool:
-    """Whether ``method`` has a cost model (declares ``step_seconds``)."""
-    return ALGORITHMS.get(method).step_seconds.__func__ is not Algorithm.step_seconds.__func__
-
-
-def modelled_methods() -> list[str]:
-    """The registered methods with a cost model."""
-    return [name for name in ALGORITHMS.names() if modelled(name)]
 
 
 def method_params(method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -77,6 +68,44 @@ def steps_per_refresh(method: str, params: Mapping[str, Any], given: float | Non
     return every
 
 
+def inner_model(profile: Profile) -> InnerModel | None:
+    """The profile's model of k and f (``harness.costmodel.inner``): the calibrated one; for
+    an older profile, fitted at load on its ladder's recorded k; None without a ladder."""
+    if not hasattr(profile, "_inner_model"):
+        data = profile.data.get(PROFILE_KEY)
+        if data:
+            model = InnerModel.from_dict(data)
+        else:
+            raw = [p for table in profile.data.get("ladder", {}).get("points", {}).values()
+                   for p in table]
+            model = from_ladder(raw, method_params)
+        profile._inner_model = model
+    return profile._inner_model
+
+
+def predicted_inner(method: str, params: Mapping[str, Any], n: int,
+                    profile: Profile | None) -> float:
+    """Predicted mean inner iterations per step: the profile's model where it has a constant
+    for this method, else the method's ``default_inner_iters``; never a measured count."""
+    cls = ALGORITHMS.get(method)
+    model = inner_model(profile) if profile is not None else None
+    k = model.k(method, params, n) if model is not None and cls.reports_inner_iters else None
+    return float(cls.default_inner_iters(n, dict(params))) if k is None else k
+
+
+def predicted_refresh_every(method: str, params: Mapping[str, Any], profile: Profile | None,
+                            run_steps: float | None = None) -> float:
+    """Predicted outer steps per preconditioner build, 1/f, over a run of ``run_steps``
+    steps (default ``DEFAULT_REFRESH_EVERY``): 1 without ``refresh=adaptive``; with it, the
+    profile's rebuild rate (``InnerModel.refresh_share``), or one build per run without a
+    model."""
+    if not ALGORITHMS.get(method).refresh_phases or params.get("refresh", "always") == "always":
+        return 1.0
+    steps = DEFAULT_REFRESH_EVERY if run_steps is None else max(1.0, float(run_steps))
+    model = inner_model(profile) if profile is not None else None
+    return 1.0 / model.refresh_share(steps) if model is not None else steps
+
+
 def occurrence(method: str, phase: str, seconds: float, inner: float) -> float:
     """A phase's seconds per occurrence (``seconds`` as ``step_seconds`` gives it): per inner
     iteration for an inner solve, per build for a refresh phase, else per step."""
@@ -96,15 +125,18 @@ def _phases(method: str, p: dict[str, Any], n: int, m: int, d: int, c: Costs,
 def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: int,
             profile: Profile, inner_iters: float | None = None, *, dtype: str | None = None,
             kernels_mode: str = "auto", refresh_every: float | None = None,
-            depth: int = 1, model: str = "two_layer") -> dict[str, float]:
+            depth: int = 1, model: str = "two_layer",
+            run_steps: float | None = None) -> dict[str, float]:
     """Predicted seconds per outer iteration of ``method`` at (n, m, d), phase by phase.
 
     ``params``: the method's hyperparameters (missing ones take the Params defaults).
-    ``inner_iters``: mean inner (CG) iterations per outer iteration; None takes the method's
-    ``default_inner_iters``. ``refresh_every``: outer steps per preconditioner build under
-    ``refresh=adaptive`` (the method's ``refresh_phases`` amortised over them; default
-    ``DEFAULT_REFRESH_EVERY``). ``model`` and ``depth``: the network (the two-layer model;
-    the MLP with ``depth`` layers of width m). Returns {phase: seconds, ..., "total": sum}.
+    ``inner_iters``: mean inner (CG) iterations per outer iteration; None takes the
+    predicted count (``predicted_inner``: the profile's model of k, else the method's
+    ``default_inner_iters``). ``refresh_every``: outer steps per preconditioner build under
+    ``refresh=adaptive`` (the method's ``refresh_phases`` amortised over them); None takes
+    the predicted one over a run of ``run_steps`` steps (``predicted_refresh_every``).
+    ``model`` and ``depth``: the network (the two-layer model; the MLP with ``depth`` layers
+    of width m). Returns {phase: seconds, ..., "total": sum}.
     """
     p = method_params(method, params)
     depth = check_depth(method, depth, model)
@@ -113,11 +145,12 @@ def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: in
             raise ConfigError(f"cost model: {key} must be >= 1, got {value!r}")
     cls = ALGORITHMS.get(method)
     if inner_iters is None or (isinstance(inner_iters, float) and math.isnan(inner_iters)):
-        inner_iters = cls.default_inner_iters(n, p)
+        inner_iters = predicted_inner(method, p, n, profile)
     inner = float(inner_iters)
     c = Costs(profile, dtype or profile.default_dtype, kernels_mode, depth, model)
     phases = _phases(method, p, n, m, d, c, inner)
-    every = steps_per_refresh(method, p, refresh_every)
+    every = (steps_per_refresh(method, p, refresh_every) if refresh_every is not None
+             else predicted_refresh_every(method, p, profile, run_steps))
     curves = profile.phase_curves(method, c.dtype, model)
     for phase, seconds in phases.items():
         if curves and seconds > 0:  # measured over modelled, on the method's own steps

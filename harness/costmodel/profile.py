@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from algorithms.base import ALGORITHMS, Algorithm
 from harness.common.device import device_name
 from harness.common.errors import ConfigError
 from harness.common.io import write_json
 from harness.common.provenance import REPO_ROOT
+from harness.model import MODELS
 from harness.sketches import SKETCHES
 
 SCHEMA = "nlt-costmodel/1"
@@ -47,6 +49,24 @@ BASE_KERNELS: dict[str, tuple[str, ...]] = {
 ANCHORED_KERNELS = ("fault",)
 #: harness.linalg.kernels product → the profile's kernel name prefix.
 PRODUCT_KERNEL = {"pattern_gram": "gram", "pattern_mm": "mm", "pattern_rmm": "rmm"}
+
+
+def modelled(method: str) -> bool:
+    """Whether ``method`` has a cost model (declares ``step_seconds``)."""
+    return ALGORITHMS.get(method).step_seconds.__func__ is not Algorithm.step_seconds.__func__
+
+
+def modelled_methods() -> list[str]:
+    """The registered methods with a cost model."""
+    return [name for name in ALGORITHMS.names() if modelled(name)]
+
+
+def ladder_keys(models: Sequence[str]) -> set[str]:
+    """The ladder curves a calibration of this code measures on ``models``: every modelled
+    method that the model supports (its ``requires`` within the model's features)."""
+    return {ladder_key(name, model) for model in models if model in MODELS
+            for name in modelled_methods()
+            if ALGORITHMS.get(name).requires <= MODELS.get(model).features}
 
 
 def ladder_key(method: str, model: str) -> str:
@@ -248,9 +268,22 @@ class Profile:
             if sketches and not self.is_datasheet:
                 out.append(f"{dtype}: no {', '.join(sketches)} kernel (those sketches priced "
                            f"pass by pass)")
-            if not self.is_datasheet and dtype not in self.data.get("phase_curves", {}):
+            curves = self.data.get("phase_curves", {})
+            if not self.is_datasheet and dtype not in curves:
                 out.append(f"{dtype}: no step ladder (kernels only, no per-phase "
                            f"correction)")
+            elif not self.is_datasheet:
+                # the models it laddered: two_layer, and those named in its <method>@<model> keys
+                models = {"two_layer"} | {k.split("@")[1] for k in curves[dtype] if "@" in k}
+                missing = sorted(ladder_keys(sorted(models)) - set(curves[dtype]))
+                if missing:
+                    out.append(f"{dtype}: no step ladder for {', '.join(missing)} (modelled "
+                               f"after this calibration: kernels only for them)")
+            if (not self.is_datasheet and "inner_model" not in self.data
+                    and dtype == self.default_dtype):
+                out.append("no inner-iteration model (calibrated before it): k and f "
+                           "predicted from the ladder's recorded k, adaptive drift 1 and "
+                           "rebuild 0 assumed; without a ladder, each method's default k")
             flat = sorted(k for k, f in table.items() if not f.curve)
             if flat:
                 out.append(f"{dtype}: no size curve for {', '.join(flat)} (one rate at "

@@ -54,8 +54,11 @@ from harness.execution.summary import (
     STARTED_FILE,
     SWEEP_FILE,
     format_table,
+    interrupted_message,
     job_rows,
     summary_table,
+    sweep_eta,
+    warn_if_busy,
     write_outcome,
 )
 
@@ -182,7 +185,8 @@ def _record_and_progress(hc: Any, job_dir: Path, outcome: Any, label: str) -> No
         total = json.loads((sweep_dir / SWEEP_FILE).read_text()).get("total_cells")
     except (OSError, ValueError):
         pass
-    log.info("[sweep %d/%s cells done] %s: %s", done, total or "?", label, status)
+    log.info("[sweep %d/%s cells done] %s: %s%s", done, total or "?", label, status,
+             sweep_eta(sweep_dir, done, total))
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
@@ -277,8 +281,7 @@ def _own_output_dir(argv: list[str]) -> list[str]:
 
 
 def _interrupted(state: SweepState) -> NoReturn:
-    print(f"\n{PROG}: interrupted (Ctrl-C); the cells that finished are kept, rerun the "
-          "command to resume", file=sys.stderr, flush=True)
+    print("\n" + interrupted_message(sys.argv[1:], PROG), file=sys.stderr, flush=True)
     state.report()
     sys.exit(EXIT_INTERRUPTED)
 
@@ -340,6 +343,7 @@ def main() -> None:
             sys.exit(run_suite(parts))
         if split_argv(sys.argv[1:]) is not None:
             sys.argv[1:] = _own_output_dir(sys.argv[1:])
+            warn_if_busy(PROG)
         register_configs()
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted before the sweep started", file=sys.stderr)

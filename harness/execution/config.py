@@ -232,10 +232,17 @@ class ResolvedRun:
 
     @property
     def label(self) -> str:
-        """How logs name the cell: method, data, sizes, seed (and the model unless two_layer)."""
+        """How logs name the cell: variant, data, sizes, seed (and the model unless two_layer)."""
         model = "" if self.model == "two_layer" else f"{self.model}{self.depth} "
-        return (f"{self.algorithm.name} {model}{self.dataset} n={self.n} m={self.m} d={self.d} "
+        return (f"{self.variant} {model}{self.dataset} n={self.n} m={self.m} d={self.d} "
                 f"seed={self.seed}")
+
+    @property
+    def variant(self) -> str:
+        """The one name of the method variant, in progress lines, the summary, the report and
+        its figures: the named configuration it runs (gn_sketch_paper), else the method."""
+        return preset_for(self.algorithm.name, self.identity["algorithm"]) or \
+            self.algorithm.name
 
     def facts(self) -> dict[str, Any]:
         """The cell's coordinates as run.json and every result row record them."""

@@ -25,6 +25,7 @@ from harness.common.device import device_name, format_bytes, memory_budget_bytes
 from harness.common.errors import ConfigError
 from harness.common.provenance import machine_facts, provenance
 from harness.common.timing import PhaseClock
+from harness.execution import hygiene
 from harness.execution.config import ResolvedRun, preset_for, resolve, store_path
 from harness.execution.loop import (
     Stopping,
@@ -100,6 +101,18 @@ def _inject_fault(cfg: DictConfig, it: int) -> None:
         if cfg.testing.fail_mode == "kill":
             os.kill(os.getpid(), signal.SIGKILL)
         raise InjectedFault(f"injected fault at iteration {it} (testing.fail_at_iter)")
+
+
+def _duration(seconds: float) -> str:
+    """12s, 3m05s, 2h10m: a progress line's time."""
+    seconds = max(float(seconds), 0.0)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{sec:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 def run_cell(cfg: DictConfig, launch: dict[str, Any] | None = None) -> Outcome:
@@ -244,7 +257,27 @@ class _Run:
             row[key] = value
         return row
 
+    def _measure_quality(self) -> None:
+        """Outside the clock, when the cell ends: the machine's state against the start
+        (``hygiene``: ``disturbed`` and its figures, into run.json and every row) and the
+        spread of the step times (``step_time_iqr_s``, the interquartile range over steps)."""
+        times = [row["step_time_s"] for row in self.rows[1:]]
+        if times:
+            q1, q3 = torch.tensor(times, dtype=torch.float64).quantile(
+                torch.tensor([0.25, 0.75], dtype=torch.float64)).tolist()
+            self.info["step_time_iqr_s"] = q3 - q1
+        start = getattr(self, "_hygiene_start", None)
+        if start is None:  # skipped before it ran, or NLT_HYGIENE=0: not measured
+            return
+        fields = hygiene.assess(start, hygiene.snapshot(), self.threads)
+        self.info.update(fields)
+        for row in self.rows:
+            row.update(fields)
+        if fields["disturbed"]:
+            log.warning("[%s] disturbed: %s", self.label, fields["disturbed_reason"])
+
     def _finish(self, status: str, reason: str = "") -> Outcome:
+        self._measure_quality()
         run = run_record(self.run, status, reason, self.home, self.prov, self.rows, self.info)
         run["kernels"] = kernels.report()
         run.update(_peak_memory(self.run.device))
@@ -306,6 +339,8 @@ class _Run:
         reason = self._predicted_too_slow()
         if reason:
             return self._finish("skipped", reason)
+        # outside the clock and the wall budget
+        self._hygiene_start = hygiene.snapshot() if hygiene.enabled() else None
         self._wall_start = time.perf_counter()
         try:
             with wall_clock_limit(self._wall_budget()):
@@ -329,13 +364,11 @@ class _Run:
             return 3.0 * float(cfg.time_budget_s) + 60.0
         return None
 
-    def _predicted_too_slow(self) -> str | None:
-        """With a time budget and a cost-model profile of this machine (``cost_profile``):
-        a reason to skip a cell whose one outer iteration is predicted to take longer than
-        the whole budget (it could not give more than a lower bound); else None."""
+    def _predicted_step(self) -> tuple[float, Any] | None:
+        """(seconds of one outer iteration, the profile) as the cost model predicts them with
+        this machine's profile (``cost_profile``); None without a profile or a cost model."""
         cfg, r = self.cfg, self.run
-        if cfg.time_budget_s is None or not cfg.cost_profile or \
-                MODELS.get(r.model).op_costs is None:
+        if not cfg.cost_profile or MODELS.get(r.model).op_costs is None:
             return None  # a model without a cost model
         profile = costmodel.machine_profile(cfg.cost_profile, r.device)
         if profile is None:
@@ -347,13 +380,39 @@ class _Run:
                                      model=r.model)["total"]
         except ConfigError:  # a method the model does not cover
             return None
+        return step, profile
+
+    def _predicted_too_slow(self) -> str | None:
+        """With a time budget and a cost-model profile of this machine (``cost_profile``):
+        a reason to skip a cell whose one outer iteration is predicted to take longer than
+        the whole budget (it could not give more than a lower bound); else None. The
+        prediction also gives the progress lines their ETA."""
+        cfg = self.cfg
+        predicted = self._predicted_step()
+        if predicted is None:
+            return None
+        step, profile = predicted
         self.info["predicted_step_time_s"] = step
-        if step <= cfg.time_budget_s:
+        if cfg.time_budget_s is None or step <= cfg.time_budget_s:
             return None
         return (f"the cost model predicts {step:.3g} s per outer iteration "
                 f"({profile.data.get('device_name')}, calibrated "
                 f"{str(profile.data.get('date'))[:10]}), above time_budget_s="
                 f"{cfg.time_budget_s:g}")
+
+    def _eta(self, it: int, timed_s: float) -> str:
+        """The progress line's ETA: the longest the cell can still run (to max_iters, or its
+        time budget), at the cost model's step time where this machine has a profile, else
+        at the mean step so far. The run ends sooner when it reaches its target loss."""
+        cfg = self.cfg
+        step = self.info.get("predicted_step_time_s")
+        source = "cost model"
+        if step is None:
+            step, source = timed_s / max(it, 1), "steps so far"
+        left = (cfg.max_iters - it) * step
+        if cfg.time_budget_s is not None:
+            left = min(left, max(cfg.time_budget_s - self.info["setup_time_s"] - timed_s, 0.0))
+        return f"ETA <= {_duration(left)} ({source})"
 
     def _loop(self) -> Outcome:
         r, cfg = self.run, self.cfg
@@ -402,8 +461,9 @@ class _Run:
             now = time.perf_counter()
             if now - last_print >= cfg.progress_interval_s:
                 last_print = now
-                log.info("[%s] iter %d  loss %.3e  rel %.3e  step time %.2fs", self.label, it,
-                         loss, loss / loss0 if loss0 > 0 else 0.0, total)
+                log.info("[%s] iter %d/%d  loss %.3e  rel %.3e  step time %.2fs  %s",
+                         self.label, it, cfg.max_iters, loss, loss / loss0 if loss0 > 0 else 0.0,
+                         total, self._eta(it, total))
             # the time budget covers the method's setup as well as its steps
             ended = stopping.verdict(it, loss, loss0, self.info["setup_time_s"] + total)
             if ended:

@@ -15,7 +15,10 @@ whichever process they ran:
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
+import shlex
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,12 +26,14 @@ from typing import Any
 import pandas as pd
 
 from harness.common.io import write_json
+from harness.execution import hygiene
 from harness.execution.results import RESULT_FILE, read_run, time_per_iteration
 
 OUTCOME_FILE, STARTED_FILE, SWEEP_FILE = "outcome.json", "started.json", "sweep.json"
 
 SUMMARY_COLUMNS = ["algorithm", "dataset", "n", "m", "d", "seed", "status", "iters",
-                   "rel_loss", "time_per_iter_s", "total_time_s", "reason"]
+                   "rel_loss", "time_per_iter_s", "iqr_s", "total_time_s", "disturbed",
+                   "reason"]
 
 #: A job whose cell was stopped by Ctrl-C: its outcome.json says so (nothing was written).
 INTERRUPTED = "interrupted"
@@ -53,6 +58,9 @@ def cell_summary(cell: Path) -> dict:
     row["rel_loss"] = run.get("final_rel_loss")
     row["total_time_s"] = run.get("total_time_s")
     row["time_per_iter_s"] = None
+    # the step times' interquartile range, and the hygiene verdict ('' when not measured)
+    row["iqr_s"] = run.get("step_time_iqr_s")
+    row["disturbed"] = {True: "yes", False: "no"}.get(run.get("disturbed"), "")
     try:
         steps = pd.read_parquet(cell / RESULT_FILE, columns=["iter", "step_time_s"])
         row["time_per_iter_s"] = time_per_iteration(steps)
@@ -108,6 +116,7 @@ def summary_table(cells: Iterable[Path] | list[dict]) -> pd.DataFrame:
 def format_table(frame: pd.DataFrame, max_rows: int = 40) -> str:
     """The table, at most ``max_rows`` lines (failed cells first when cut), and a status count."""
     fmt = {"rel_loss": "{:.2e}".format, "time_per_iter_s": "{:.4f}".format,
+           "iqr_s": "{:.4f}".format,
            "total_time_s": "{:.3f}".format}
     shown = frame.copy()
     cut = ""
@@ -135,3 +144,46 @@ def sweep_cells(sweep_dir: Path) -> list[Path]:
         if outcome and "cell" in outcome:
             cells.append(Path(outcome["cell"]))
     return cells
+
+
+def resume_command(argv: list[str], prog: str = "nlt-run") -> str:
+    """The exact command that resumes an interrupted ``nlt-run argv``: the same arguments
+    (finished cells are reused), less the job directory ``nlt-run`` named itself
+    (``hydra.sweep.dir=${store}/_hydra/...``), quoted for a POSIX shell."""
+    own = ("hydra.sweep.dir=${store}/_hydra/", "hydra.run.dir=${store}/_hydra/")
+    args = [a for a in argv if not a.startswith(own)]
+    return " ".join([prog, *(shlex.quote(a) for a in args)])
+
+
+def interrupted_message(argv: list[str], prog: str = "nlt-run") -> str:
+    """What Ctrl-C prints: what is kept, and the command that resumes."""
+    return (f"{prog}: interrupted (Ctrl-C); the cells that finished are kept. To resume, "
+            f"rerun:\n  {resume_command(argv, prog)}")
+
+
+def warn_if_busy(prog: str = "nlt-run") -> None:
+    """One line on stderr when the machine is busy before the sweep starts (hygiene)."""
+    if not hygiene.enabled():
+        return
+    line = hygiene.busy_warning()
+    if line:
+        print(f"{prog}: {line}", file=sys.stderr, flush=True)
+
+
+def sweep_eta(sweep_dir: Path, done: int, total: int | None) -> str:
+    """``; about 3m05s left``: the sweep's remaining cells at the pace of those done so far
+    (wall clock since ``sweep.json``'s start; reused cells make it optimistic); '' when
+    unknown or finished."""
+    if not total or done <= 0 or done >= total:
+        return ""
+    try:
+        start = json.loads((sweep_dir / SWEEP_FILE).read_text())["utc_start"]
+        elapsed = (_dt.datetime.now(_dt.UTC) - _dt.datetime.fromisoformat(start)).total_seconds()
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    left = max(elapsed, 0.0) / done * (total - done)
+    minutes, sec = divmod(int(round(left)), 60)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{sec:02d}s" if minutes else \
+        f"{sec}s"
+    return f"; about {text} left"

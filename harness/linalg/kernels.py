@@ -9,8 +9,10 @@ product        computes     routes
 ============== ============ ==================================================================
 pattern_gram   D Dᵀ         ``float``: ``D @ D.T``; ``int8``: ``torch._int_mm`` on an int8 copy
                             (exact: counts ≤ m < 2²⁴)
-pattern_mm     D Z          ``float``: ``D @ Z``; ``int8``: fixed-point split of Z into signed
-                            int8 pieces (float32 only, error below float32 GEMM rounding)
+pattern_mm     D Z          ``float``: ``D @ Z``; ``int8``: fixed-point split of Z into 4–6
+                            signed int8 pieces per column (float32 only; each entry carried
+                            to float32's rounding of the column's typical entry; operands
+                            beyond that range, inf/NaN or subnormal: float, per call)
 pattern_rmm    Dᵀ Y         the same two routes with D transposed
 ============== ============ ==================================================================
 
@@ -69,9 +71,11 @@ TIE_MARGIN = 0.05
 #: int32 accumulation of 127·(±1) over k terms is exact while 127·k < 2³¹; counts ≤ m are
 #: exact in float32 below 2²⁴.
 _INT_MAX_DIM = 2**24
-#: Signed int8 pieces of the fixed-point split: 4 × 7 bits carry 28 bits below the column
-#: maximum, more than float32's 24-bit significand.
-_PIECES = 4
+#: Signed int8 pieces of the fixed-point split: at least 4 (4 × 7 bits carry 28 bits below
+#: the column maximum, more than float32's 24-bit significand), more for a column whose
+#: largest entry towers over its typical one, at most MAX_PIECES (else the float route).
+_PIECES, MAX_PIECES = 4, 6
+_FLOAT32_BITS = 24
 
 
 class Pattern:
@@ -114,24 +118,60 @@ def _int_mm_missing() -> str | None:
     return None if hasattr(torch, "_int_mm") else "torch._int_mm is missing in this torch"
 
 
+class OutOfRange(ValueError):
+    """The split cannot carry this operand to float32's accuracy; the caller runs float."""
+
+
+def split_plan(B: torch.Tensor) -> tuple[int, torch.Tensor]:
+    r"""Pieces and per-column scales of the fixed-point split of a float32 B (c×k).
+
+    Column b is carried as b ≈ s Σ_{j<P} 128^{-j} q_j with s the power of two ≥ max|b| / 127
+    (every step of the split is exact in float32) and signed int8 pieces q_j, so each entry
+    is off by at most δ = s 128^{1-P} / 2 < 2^{-7P} max|b|. P is the fewest pieces with δ at
+    most float32's rounding of a *typical* entry, 2^{-24} g (g: the geometric mean of the
+    column's nonzero magnitudes, which one huge entry barely moves): 7P ≥ 24 + log2(max/g).
+    Raises ``OutOfRange`` (the float route is then taken) where that needs more than
+    ``MAX_PIECES`` pieces, where a piece's scale would leave float32's normal range
+    (subnormal columns), or where B holds inf or NaN (IEEE semantics are the float GEMM's).
+    """
+    if not bool(torch.isfinite(B).all()):
+        raise OutOfRange("operand holds inf or NaN")
+    mag = B.abs()
+    top = mag.amax(0)
+    logs = torch.log2(mag)
+    nonzero = mag > 0
+    count = nonzero.sum(0)
+    mean_log = torch.where(nonzero, logs, torch.zeros_like(logs)).sum(0) / count.clamp_min(1)
+    live = top > 0
+    if not bool(live.any()):
+        return 1, torch.ones_like(top)
+    spread = float((torch.log2(top[live]) - mean_log[live]).max())
+    pieces = max(_PIECES, math.ceil((_FLOAT32_BITS + spread) / 7))
+    if pieces > MAX_PIECES:
+        raise OutOfRange(f"a column's dynamic range (2^{spread:.1f} between its largest and "
+                         f"typical entry) needs {pieces} int8 pieces (at most {MAX_PIECES})")
+    s = torch.where(live, torch.exp2(torch.ceil(torch.log2(top / 127))), torch.ones_like(top))
+    if float(s[live].min()) / 128.0 ** (pieces - 1) < torch.finfo(torch.float32).tiny:
+        raise OutOfRange("a column is too small for the split's scales (subnormal range)")
+    return pieces, s
+
+
 def _fixed_point_matmul(Di: torch.Tensor, B: torch.Tensor, transpose: bool = False):
     r"""D B (or Dᵀ B with ``transpose``) for the 0/1 pattern Di (int8) and a float32 B (c×k).
 
-    Each column b of B is split into P signed int8 pieces in fixed point below its maximum:
-    b = s Σ_j 128^{-j} q_j + e, with s the power of two ≥ max|b| / 127 (so every step of the
-    split is exact in float32) and |e| ≤ s 128^{1-P} / 2 ≈ 2^-29 max|b| for P = 4. Then
-    D b = s Σ_j 128^{-j} (D q_j), every D q_j an exact int32 GEMM; the only errors are e and
-    the float32 sum of the P pieces, below a float32 GEMM's own rounding.
+    B is split as ``split_plan`` says; then D b = s Σ_j 128^{-j} (D q_j), every D q_j an exact
+    int32 GEMM; the errors are the split's δ per entry and the float32 sum of the pieces.
+    Raises ``OutOfRange`` for an operand the split cannot carry.
     """
-    s = torch.exp2(torch.ceil(torch.log2(B.abs().amax(0).clamp_min(1e-30) / 127)))
-    pieces, scales, R = [], [], B
-    for j in range(_PIECES):
+    pieces, s = split_plan(B)
+    parts, scales, R = [], [], B
+    for j in range(pieces):
         sj = s / 128.0**j
         q = torch.round(R / sj)
         R = R - q * sj
-        pieces.append(q)
+        parts.append(q)
         scales.append(sj)
-    Q = torch.cat(pieces, 1).to(torch.int8)  # c × Pk
+    Q = torch.cat(parts, 1).to(torch.int8)  # c × Pk
     # S (Pk × k) stacks diag(s_j): C S sums the pieces back in one small GEMM
     S = torch.cat([torch.diag(sj) for sj in scales], 0).to(B.dtype)
     if transpose:  # (Qᵀ D)ᵀ = Dᵀ Q, with Di in its stored row-major layout; returned
@@ -242,13 +282,17 @@ class Choice:
     cast_s: float | None = None
     #: calls that ran on float while the cast had not yet paid for itself on their pattern
     rented: int = 0
+    #: calls whose operand the int8 split could not carry (``OutOfRange``): run on float
+    fallbacks: int = 0
+    fallback_reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"product": self.product, "bucket": list(self.bucket), "device": self.device,
                 "dtype": self.dtype, "route": self.route, "how": self.how,
                 "times_s": self.times_s, "unavailable": self.unavailable,
                 "calibration_s": self.calibration_s, "cast_s": self.cast_s,
-                "rented": self.rented}
+                "rented": self.rented, "fallbacks": self.fallbacks,
+                "fallback_reason": self.fallback_reason}
 
 
 class Selector:
@@ -300,6 +344,10 @@ class Selector:
                 call = functools.partial(_fresh_cast, route.run, *cal)
             try:
                 choice.times_s[r] = float(self.timer(r, call, P.D.device))
+            except OutOfRange:  # these operands only: time the split on a tame stand-in
+                tame = tuple(torch.randn_like(t) for t in cal[1:])
+                choice.times_s[r] = float(self.timer(r, functools.partial(
+                    route.run, cal[0], *tame), P.D.device))
             except Exception as exc:  # a route that fails here is not a candidate
                 choice.unavailable[r] = f"{type(exc).__name__}: {exc}"
         if not product.cast_per_call and INT8 in choice.times_s:
@@ -328,7 +376,12 @@ class Selector:
                 P.rent += saving
                 choice.rented += 1
                 route = FLOAT
-        return product.routes[route].run(P, *operands)
+        try:
+            return product.routes[route].run(P, *operands)
+        except OutOfRange as exc:  # this operand, not the route: float for this call only
+            choice.fallbacks += 1
+            choice.fallback_reason = str(exc)
+            return product.routes[FLOAT].run(P, *operands)
 
 
 def check_mode(mode: Any) -> str:

@@ -29,6 +29,7 @@ from algorithms.gn_sketch import sketch_size
 from harness.common.device import device_name, resolve_device, resolve_dtype, total_memory_bytes
 from harness.common.provenance import cpu_facts, git_commit
 from harness.common.timing import PhaseClock, best_time
+from harness.costmodel import inner as inner_k
 from harness.costmodel.predict import method_params, modelled_methods, occurrence, predict
 from harness.costmodel.profile import (
     ANCHORED_KERNELS,
@@ -280,6 +281,13 @@ def calibrate(device: str = "cpu", dtypes: Sequence[str] = DTYPES, quick: bool =
         curves, raw = _measure_ladder(dev, dt, Profile(data), ladder, log, models, limit)
         data["phase_curves"][dt] = curves
         data["ladder"]["points"][dt] = raw
+        if dt == dtypes[0]:  # k and f: one model (iteration counts are not a dtype's)
+            sizes_k = [x for x in ladder if x[0] <= INNER_MAX_N] or list(ladder[:1])
+            points, runs = _measure_inner(dev, dt, sizes_k, log)
+            data["inner_ladder"] = {"dtype": dt, "sizes": [list(x) for x in sizes_k],
+                                    "points": points, "adaptive_runs": runs}
+            model = inner_k.fit(inner_k.ladder_points(raw, method_params) + points, runs)
+            data[inner_k.PROFILE_KEY] = model.as_dict()
     return Profile(data)
 
 
@@ -339,6 +347,54 @@ def _ladder_steps(method: str, params: dict[str, Any], n: int, m: int, d: int, m
         if step.info.inner_iters is not None:
             inner.append(float(step.info.inner_iters))
     return seen, float(np.mean(inner)) if inner else 0.0
+
+
+#: The inner-iteration ladder (``harness.costmodel.inner``): runs beside the step ladder's
+#: that vary what k depends on (tolerance, sketch ratio), at the ladder's sizes up to
+#: INNER_MAX_N, and each method's defaults (adaptive refresh, full steps) for
+#: ADAPTIVE_STEPS steps, whose k per step and rebuilds give the drift and rebuild rate.
+INNER_RUNS: dict[str, tuple[dict[str, Any], ...]] = {
+    "gn_sketch": ({"step_size": 0.05, "refresh": "always", "tol": 1e-3},
+                  {"step_size": 0.05, "refresh": "always", "sketch_ratio": 8.0},
+                  {"step_size": 0.05, "refresh": "always", "sketch_ratio": 1.5}),
+    "gn_cg": ({"step_size": 0.05, "tol": 1e-3},),
+}
+ADAPTIVE_METHODS = ("gn_sketch",)
+INNER_MAX_N, ADAPTIVE_STEPS = 640, 5
+
+
+def _inner_run(method: str, params: dict[str, Any], n: int, m: int, d: int,
+               dev: torch.device, dtype: str, count: int) -> tuple[list[float], list[int]]:
+    """``count`` steps of ``method`` in the runner's loop: k and rebuilt (0/1) per step."""
+    cls = ALGORITHMS.get(method)
+    problem = make_problem("synthetic", n, d, m, seed=0, device=dev, dtype=resolve_dtype(dtype))
+    alg, clock = cls(problem, cls.Params(**params), make_generator(1, dev)), PhaseClock(dev)
+    setup(alg, clock, dev)
+    problem.loss()
+    ks, built = [], []
+    for step in steps(alg, problem, clock, dev, count):
+        ks.append(float(step.info.inner_iters or 0))
+        built.append(int(step.info.extras.get("refreshed", 1)))
+    return ks, built
+
+
+def _measure_inner(dev: torch.device, dtype: str, sizes, log: Callable[[str], None]
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The inner-iteration ladder: (points of ``INNER_RUNS``, ``ADAPTIVE_METHODS``' runs)."""
+    points, runs = [], []
+    for n, m, d in sizes:
+        for method, overrides in ((k, o) for k, v in INNER_RUNS.items() for o in v):
+            params = method_params(method, overrides)
+            ks, _ = _inner_run(method, params, n, m, d, dev, dtype, LADDER_STEPS)
+            points.append({"method": method, "params": params, "n": n, "m": m, "d": d,
+                           "inner_iters": float(np.mean(ks))})
+        for method in ADAPTIVE_METHODS:
+            params = method_params(method, {})
+            ks, built = _inner_run(method, params, n, m, d, dev, dtype, ADAPTIVE_STEPS)
+            runs.append({"method": method, "params": params, "n": n, "m": m, "d": d,
+                         "ks": ks, "refreshed": built})
+        log(f"    inner iterations at n={n} m={m} d={d}")
+    return points, runs
 
 
 def _measure_ladder(dev: torch.device, dtype: str, profile: Profile, ladder,

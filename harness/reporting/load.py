@@ -39,7 +39,8 @@ RUN_KEYS = ("status", "reason", "algorithm", "dataset", "model", "depth", "n", "
             "device", "dtype",
             "initial_loss", "final_loss", "final_rel_loss", "iterations", "rows",
             "total_time_s", "setup_time_s", "wall_time_s", "estimated_memory_bytes",
-            "memory_budget_bytes", "peak_memory_bytes", "peak_memory_kind", "config_hash")
+            "memory_budget_bytes", "peak_memory_bytes", "peak_memory_kind", "config_hash",
+            "disturbed", "disturbed_reason", "step_time_iqr_s")
 CONFIG_KEYS = ("target_rel_loss", "max_iters", "time_budget_s", "memory_budget_gb")
 PROVENANCE_KEYS = ("git_commit", "git_dirty", "threads", "device_name", "hostname", "platform",
                    "utc_time", "launcher", "cpu_model", "cpu_capability")
@@ -209,19 +210,26 @@ def _dedupe(found: list[tuple[Path, str, dict, Any]], problems: list[Problem]):
 
 
 def label_variants(runs: pd.DataFrame) -> pd.Series:
-    """``algorithm`` alone, or ``algorithm (k=v, ...)`` naming the hyperparameters that take
-    more than one value among that algorithm's cells: one line per variant in the figures.
-    A model other than two_layer is part of the variant: ``gn_sketch [mlp L=3]`` (``model``
-    and ``depth`` of every cell, ``harness.execution.migrate`` filling them in old ones)."""
+    """One name per variant, the same as in progress lines and the sweep summary: the named
+    configuration a cell runs (``gn_sketch``, ``gn_sketch_paper``: run.json's ``preset``),
+    else ``algorithm (k=v, ...)`` naming the hyperparameters that take more than one value
+    among that algorithm's cells (``algorithm`` alone if none varies). A model other than
+    two_layer is part of the variant: ``gn_sketch [mlp L=3]`` (``model`` and ``depth`` of
+    every cell, ``harness.execution.migrate`` filling them in old ones)."""
     labels = pd.Series(index=runs.index, dtype=object)
     model_tag = pd.Series(["" if m == "two_layer" else f" [{m} L={int(L)}]"
                            for m, L in zip(runs["model"], runs["depth"])], index=runs.index)
+    presets = runs["preset"] if "preset" in runs else pd.Series(None, index=runs.index)
+    named = pd.Series([isinstance(p, str) and p != "" for p in presets], index=runs.index)
+    labels[named] = presets[named]
     for alg, group in runs.groupby("algorithm", sort=True):
         params = [json.loads(h) for h in group["hyperparameters"]]
         keys = sorted({k for p in params for k in p})
         varying = [k for k in keys if len({json.dumps(p.get(k), default=str)
                                            for p in params}) > 1]
         for idx, p in zip(group.index, params):
+            if named[idx]:
+                continue
             if varying:
                 inside = ", ".join(f"{k}={p.get(k)}" for k in varying)
                 labels[idx] = f"{alg} ({inside})"
@@ -259,6 +267,10 @@ def load_stores(stores: list[str | Path]) -> Loaded:
             for f in frames:
                 f["cell"] = [f"{label[s]}/{c}" for s, c in zip(f["store"], f["cell"])]
         runs["depth"] = runs["depth"].astype(int)
+        # hygiene (harness.execution.hygiene): a cell from before it has no field and was
+        # not measured; it is not counted as disturbed
+        runs["hygiene_measured"] = [isinstance(v, (bool, np.bool_)) for v in runs["disturbed"]]
+        runs["disturbed"] = [v is True or v is np.True_ for v in runs["disturbed"]]
         runs["variant"] = label_variants(runs)
         for col in ("n", "m", "d", "seed", "iterations", "rows"):
             runs[col] = pd.to_numeric(runs[col], errors="coerce")
@@ -268,6 +280,43 @@ def load_stores(stores: list[str | Path]) -> Loaded:
             rows["inner_iters"] = pd.to_numeric(rows["inner_iters"], errors="coerce")
         rows = rows.merge(runs[["cell", "variant"]], on="cell", how="left")
     return Loaded(runs=runs, rows=rows, problems=problems, stores=paths)
+
+
+def leave_out_disturbed(loaded: Loaded, include: bool = False) -> tuple[Loaded, list[str]]:
+    """The cells a report computes with, and the lines its top says about hygiene: cells
+    marked ``disturbed`` (the machine was loaded or its speed drifted while they ran) are
+    left out of every figure, fit, verdict and crossover, unless ``include``."""
+    runs = loaded.runs
+    if not len(runs) or "disturbed" not in runs:
+        return loaded, []
+    bad = runs["disturbed"].astype(bool)
+    unmeasured = int((~runs["hygiene_measured"].astype(bool)).sum())
+    lines = []
+    if unmeasured:
+        lines.append(f"{unmeasured} of {len(runs)} cells were run before measurement hygiene "
+                     "was recorded: whether their machine was quiet is not known.")
+    if not bad.any():
+        if unmeasured < len(runs):
+            lines.append("No cell was disturbed: the machine stayed quiet while they ran "
+                         "(harness/execution/hygiene.py).")
+        return loaded, lines
+    reasons = runs.loc[bad, "disturbed_reason"].dropna().astype(str)
+    example = f" (e.g. {reasons.iloc[0]})" if len(reasons) else ""
+    what = (f"**{int(bad.sum())} of {len(runs)} cells were measured on a disturbed machine**"
+            f"{example}: another load shared their CPUs or the reference kernel's speed "
+            "drifted, so their timings are not trustworthy.")
+    if include:
+        lines.append(what + " They are included (`--include-disturbed`); column "
+                     "`disturbed` of cells.csv marks them.")
+        return loaded, lines
+    lines.append(what + " They are left out of every figure, fit, verdict and the crossover "
+                 "map; `nlt-report --include-disturbed` includes them. Rerun them on a quiet "
+                 "machine with `force=true`.")
+    keep = runs.loc[~bad].reset_index(drop=True)
+    rows = loaded.rows
+    if len(rows) and "cell" in rows:
+        rows = rows[rows["cell"].isin(set(keep["cell"]))].reset_index(drop=True)
+    return Loaded(runs=keep, rows=rows, problems=loaded.problems, stores=loaded.stores), lines
 
 
 def merged_table(loaded: Loaded) -> pd.DataFrame:

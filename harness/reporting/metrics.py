@@ -8,6 +8,7 @@ For a cell with trajectory rows t = 0..T (row 0 the initial point):
   ``refresh=adaptive`` a step that reuses the factor), and ``time_per_iter_amortised_s``, the
   mean over all steps 1..T, refreshes included (what the run paid per step: the fits and the
   crossover table use it). ``time_per_iter_s`` repeats the median for the figures;
+  ``time_per_iter_iqr_s`` is the interquartile range of the step times (their spread);
 * inner iterations: their mean per outer iteration, and ``inner_capped_frac``, the share of
   steps whose inner solve stopped at its cap (``max_inner``) without reaching its tolerance;
   ``refresh_frac``, the share of steps that rebuilt the preconditioner (1 when not recorded);
@@ -71,6 +72,10 @@ def cell_metrics(loaded: Loaded, target: float = TARGET_REL_LOSS) -> pd.DataFram
             rec["mean_step_time_s"] = (float(steps["step_time_s"].mean()) if len(steps)
                                        else np.nan)
             rec["n_steps"] = len(steps)
+            # the spread over steps: interquartile range of the step times
+            rec["time_per_iter_iqr_s"] = (float(steps["step_time_s"].quantile(0.75)
+                                                - steps["step_time_s"].quantile(0.25))
+                                          if len(steps) else np.nan)
             inner = steps["inner_iters"] if "inner_iters" in steps else pd.Series(dtype=float)
             rec["mean_inner_iters"] = (float(inner.mean()) if inner.notna().any()
                                        else np.nan)

@@ -14,10 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 from harness import costmodel as CM
+from harness.common.errors import ConfigError
 from harness.common.provenance import REPO_ROOT
+from harness.execution.config import CONF_DIR
 from harness.reporting.crossover import grid_slice
+
+#: The held-out preset: its (n, m, d, seed) identities are scored apart from every other cell.
+HELDOUT_PRESET = Path(CONF_DIR) / "sweep" / "heldout.yaml"
 
 PROFILE_DIR = REPO_ROOT / "reports" / "profiles"
 #: Widths the frontier is searched over: 2^10 … 2^24 (what fits the profile's memory).
@@ -125,3 +131,81 @@ def frontier_table(profiles: list[CM.Profile], cells: pd.DataFrame) -> pd.DataFr
                                                   if r.ratio_at_max is not None
                                                   and np.isfinite(r.ratio_at_max) else "–")})
     return pd.DataFrame(out)
+
+
+# --- in sample and held out ----------------------------------------------------------------
+
+
+def _values(v) -> list:
+    return [x.strip() for x in str(v).split(",")] if v is not None else []
+
+
+def heldout_identities(path: Path = HELDOUT_PRESET) -> set[tuple[int, int, int, int]]:
+    """(n, m, d, seed) of every cell of the held-out preset (``heldout.yaml``): shapes and
+    seeds no calibration and no model revision used."""
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    params = cfg.get("hydra", {}).get("sweeper", {}).get("params", {})
+    ns, ms = _values(params.get("data.n")), _values(params.get("model.m"))
+    d = int(cfg.get("data", {}).get("d"))
+    seeds = _values(params.get("seed")) or ["0"]
+    return {(int(n), int(m), d, int(s)) for n in ns for m in ms for s in seeds}
+
+
+def is_heldout(rows: pd.DataFrame, ids: set | None = None) -> pd.Series:
+    """Per row (cells or predicted-vs-measured rows with n, m, d, seed): held out or not."""
+    ids = heldout_identities() if ids is None else ids
+    if not len(rows) or "seed" not in rows:
+        return pd.Series(False, index=rows.index)
+    return pd.Series([(int(r.n), int(r.m), int(r.d), int(r.seed)) in ids
+                      for r in rows[["n", "m", "d", "seed"]].itertuples()], index=rows.index)
+
+
+def accuracy_table(rows: pd.DataFrame, ids: set | None = None) -> pd.DataFrame:
+    """The cost model's accuracy in sample and held out, side by side: per set, the share of
+    cells within ``GOOD_RATIO``× with the predicted k and f (the model's accuracy) and with
+    the cells' measured k and f fed in (what that would change). ``rows``: ``vs_measured``."""
+    if not len(rows):
+        return pd.DataFrame()
+    held = is_heldout(rows, ids)
+    out = []
+    for name, part in (("in sample", rows[~held]), ("held out", rows[held])):
+        if not len(part):
+            continue
+        rec = {"cells": name, "n cells": len(part)}
+        for label_, column in (("predicted k, f", "ratio"),
+                               ("measured k, f", "ratio_measured_k")):
+            summary = CM.ratio_summary(part, column=column)
+            if summary["cells"]:
+                rec[f"within {summary['band']:g}× ({label_})"] = (
+                    f"{summary['within']}/{summary['cells']} "
+                    f"({100 * summary['fraction_within']:.0f}%)")
+                rec[f"median ratio ({label_})"] = f"{summary['median_ratio']:.2f}"
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def tier_width(n: int, d: int = 16, profile: CM.Profile | None = None,
+               memory_bytes: float | None = None,
+               methods: tuple[tuple[str, dict], ...] = (("gn_gram", {}), ("gn_sketch", {})),
+               ms: tuple[int, ...] = FRONTIER_MS) -> dict:
+    """The width of an optional large-n tier (crossover_16384.yaml): the widest m of ``ms``
+    at which every method's memory plan fits ``memory_bytes`` (default: the profile's), and
+    the predicted time per step of each there. ``profile``: default this machine's newest
+    measured one in reports/profiles/."""
+    import torch
+
+    if profile is None:
+        profile = CM.machine_profile("auto", torch.device("cpu"))
+        if profile is None:
+            raise ConfigError("no measured profile of this machine in reports/profiles/ "
+                              "(nlt-bench --calibrate writes one)")
+    limit = profile.memory_bytes if memory_bytes is None else memory_bytes
+    best = None
+    for m in sorted(ms):
+        if all(CM.fits_memory(name, params, n, m, d, limit) for name, params in methods):
+            best = m
+    if best is None:
+        return {"n": n, "m": None}
+    seconds = {f"{name}{'' if not params else ' ' + str(params)}": CM.predict(
+        name, params, n, best, d, profile)["total"] for name, params in methods}
+    return {"n": n, "m": best, "seconds_per_step": seconds}

@@ -32,7 +32,13 @@ from harness.reporting import fits as F
 from harness.reporting import predictions as P
 from harness.reporting import tables as T
 from harness.reporting.figures import Figure, all_figures
-from harness.reporting.load import Loaded, Problem, load_stores, merged_table
+from harness.reporting.load import (
+    Loaded,
+    Problem,
+    leave_out_disturbed,
+    load_stores,
+    merged_table,
+)
 from harness.reporting.metrics import cell_metrics
 from harness.reporting.tables import fmt_time
 
@@ -50,6 +56,7 @@ class Report:
     fits_m: pd.DataFrame | None = None
     profile: object | None = None  # the cost model's measured profile of this machine
     datasheets: list = field(default_factory=list)
+    hygiene: list[str] = field(default_factory=list)  # load.leave_out_disturbed's lines
 
     @property
     def figure_files(self) -> list[Path]:
@@ -95,7 +102,7 @@ def _theory_table(cells: pd.DataFrame) -> pd.DataFrame:
 
 def build(stores: list[str], out: Path, target: float = TARGET_REL_LOSS,
           min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None,
-          profiles: list[str] | None = None) -> Report:
+          profiles: list[str] | None = None, include_disturbed: bool = False) -> Report:
     """Load, compute, draw and write; returns what was made (the tests read it)."""
     if not (target > 0 and math.isfinite(target)):
         raise ConfigError(f"--target must be a positive number, got {target}")
@@ -104,14 +111,14 @@ def build(stores: list[str], out: Path, target: float = TARGET_REL_LOSS,
     problem = writable_dir_problem(out, "--out")
     if problem:
         raise ConfigError(problem)
-    loaded = load_stores(stores)
+    loaded, hygiene = leave_out_disturbed(load_stores(stores), include_disturbed)
     out.mkdir(parents=True, exist_ok=True)
     cells = cell_metrics(loaded, target)
     merged = merged_table(loaded)
     merged.to_parquet(out / "results.parquet", index=False)
     if len(cells):
         cells.to_csv(out / "cells.csv", index=False)
-    report = Report(out, loaded, cells)
+    report = Report(out, loaded, cells, hygiene=hygiene)
     if len(cells):
         for var in ("n", "m"):
             try:
@@ -178,6 +185,8 @@ def _header(r: Report, stores: list[str], target: float, cmd: str,
               + f"; {len(r.loaded.problems)} unreadable or incomplete file(s).", ""]
     if warnings:
         L += ["> **Warning:** " + w for w in warnings] + [""]
+    if r.hygiene:
+        L += ["Measurement hygiene: " + " ".join(r.hygiene), ""]
     return L
 
 
@@ -199,7 +208,20 @@ def _claims_section(r: Report) -> list[str]:
             md_table(claims),
             "What these data can decide: the least data each rule needs, and what the stores "
             "hold (a *no* means *not enough data* whatever the numbers; a *yes* still needs "
-            "deciding intervals).", "", md_table(T.decidable(r.cells, r.loaded.rows))]
+            "deciding intervals).", "", md_table(T.decidable(r.cells, r.loaded.rows)),
+            *_sketch_accuracy_section(r)]
+
+
+def _sketch_accuracy_section(r: Report) -> list[str]:
+    """Claim C4 per gn_sketch variant: its CG tolerance and the paper's requirement."""
+    table = T.sketch_accuracy(r.cells, r.loaded.rows)
+    if not len(table):
+        return []
+    return ["", "gn_sketch variants and the paper's accuracy (claim C4): each variant's CG "
+            "tolerance, whether it meets the paper's accuracy requirement as read here "
+            "(docs/model.md), its pairs with exact Gauss–Newton, iterations to ε of both, "
+            "whether it keeps the theorem's rate, and the trajectory gap (a diagnostic).", "",
+            md_table(table)]
 
 
 def _scaling_section(r: Report, min_time_s: float) -> list[str]:
@@ -291,7 +313,7 @@ def _cost_model_section(r: Report) -> list[str]:
         return []
     L = ["## Cost model", ""]
     if r.profile is not None:
-        _, summary = P.vs_measured(r.profile, r.cells)
+        vs, summary = P.vs_measured(r.profile, r.cells)
         d = r.profile.data
         L += [f"Profile of this machine: {P.label(r.profile)}, {d.get('threads')} threads, "
               f"calibrated {str(d.get('date'))[:19]} at commit {str(d.get('git_commit'))[:10]}"
@@ -303,6 +325,11 @@ def _cost_model_section(r: Report) -> list[str]:
                       f"measured {summary['median_ratio']:.2f}, worst "
                       f"{summary['worst_ratio']:.2g} ({summary['worst_cell']}); figure 12.")
         L += [""]
+        acc = P.accuracy_table(vs)
+        if len(acc):  # held out: the cells of harness/conf/sweep/heldout.yaml
+            L += ["Accuracy in sample and held out, with the predicted inner iterations k and "
+                  "refresh share f and, beside it, with each cell's measured k and f fed in:",
+                  "", md_table(acc), ""]
     else:
         L += ["No measured profile of this machine (`nlt-bench --calibrate` writes one to "
               "reports/profiles/): the predictions below are datasheet ones only.", ""]
@@ -333,17 +360,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--html", action="store_true",
                         help="also write report.html: one self-contained page with sortable "
                              "tables and interactive plots (docs/reports.md)")
+    parser.add_argument("--include-disturbed", action="store_true",
+                        help="also use cells measured on a disturbed machine (left out by "
+                             "default; harness/execution/hygiene.py)")
     args = parser.parse_args(argv)
     argv_used = sys.argv[1:] if argv is None else argv
     command = " ".join([PROG, *(shlex.quote(a) for a in argv_used)])
 
     def go():
         rep = build(args.stores or ["results"], Path(args.out), args.target, args.min_time_s,
-                    command, args.profile)
+                    command, args.profile, args.include_disturbed)
         drawn = sum(1 for f in rep.figures if f.files)
         verdicts = ", ".join(f"{c.id} {c.verdict}" for c in rep.claims)
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
               f"{drawn} figure(s) -> {Path(args.out) / 'REPORT.md'}")
+        for line in rep.hygiene:  # disturbed cells left out: say so here too
+            print(f"{PROG}: {line.replace('**', '')}")
         print(f"claims: {verdicts}")
         if args.html:
             from harness.reporting.html import build_html

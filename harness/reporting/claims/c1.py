@@ -9,16 +9,17 @@ import pandas as pd
 from harness.execution.results import DONE_STATUSES as DONE
 from harness.reporting import fits
 from harness.reporting.claims.common import (
+    C1_GROWTH,
+    C1_SLACK,
     CAP_FACTOR,
-    FIT_CONSTANTS,
-    FIT_RULE,
     FLAT_MAX,
     GD_GROWTH,
+    decides,
     family,
     finished,
+    fmt_fit,
     most_sizes,
     slices,
-    slope_in_n,
 )
 from harness.reporting.claims.registry import CONTRADICTED, SUPPORTED, UNDECIDED, claim
 
@@ -50,13 +51,10 @@ def _c1_gauss_newton(done: pd.DataFrame, ev: list[str]) -> tuple[bool, list[bool
                               f"{s['n'].nunique()} sizes n")
                 continue
             where = f"{variant} ({key[1]}, m={int(key[-1])})"
-            fit = slope_in_n(s, "iters_to_target", f"{where}: iterations",
-                              lambda v: str(int(v)), ev)
-            if fit is None:
-                continue
-            if fit.lo > FLAT_MAX:
+            state = integer_growth(s, where, ev)
+            if state is False:
                 contra = True
-            flat.append(fit.hi < FLAT_MAX)
+            flat.append(state is True)
         capped = g[(g["censor"] == "max_iters") & g["iters_lower_bound"].notna()]
         if len(capped) and len(conv) and \
                 capped["iters_lower_bound"].max() > CAP_FACTOR * conv["iters_to_target"].max():
@@ -66,6 +64,36 @@ def _c1_gauss_newton(done: pd.DataFrame, ev: list[str]) -> tuple[bool, list[bool
             ev.append(f"{variant}: stopped by max_iters at ≥{top} iterations (n={at}) while its "
                       f"converged runs needed ≤{int(conv['iters_to_target'].max())}")
     return contra, flat
+
+
+def integer_growth(s: pd.DataFrame, where: str, ev: list[str]) -> bool | None:
+    """The iterations to ε of one slice, median over seeds per n, then the median over the
+    smaller half of the sizes (K_lo) and over the larger half (K_hi; the middle size of an
+    odd count in both), so that one size cannot decide: True (bounded) when K_hi ≤ K_lo +
+    C1_SLACK; False (grows) when K_hi ≥ C1_GROWTH·K_lo and K_hi − K_lo > C1_SLACK, or when
+    the counts are large enough for their log-log slope to decide and its interval lies
+    above FLAT_MAX; None between."""
+    per_n = s.groupby("n")["iters_to_target"].median().sort_index()
+    half = (len(per_n) + 1) // 2
+    first = float(per_n.iloc[:half].median())
+    last = float(per_n.iloc[len(per_n) - half:].median())
+    rise = last - first
+    fit = fits.fit_loglog(s["n"], s["iters_to_target"], n_boot=1000)
+    counts = ", ".join(f"{v:g}" for v in per_n)
+    text = (f"{where}: iterations {counts} over n={int(per_n.index[0])}–"
+            f"{int(per_n.index[-1])} (slope {fmt_fit(fit)})")
+    halves = f"; median {first:g} over the smaller sizes, {last:g} over the larger"
+    if rise <= C1_SLACK:
+        ev.append(text + halves + ": bounded")
+        return True
+    if last >= C1_GROWTH * first and rise > C1_SLACK:
+        ev.append(text + halves + f": grows (≥ {C1_GROWTH:g}×)")
+        return False
+    if decides(fit) and fit.lo > FLAT_MAX:
+        ev.append(text + halves + f": grows (slope interval above {FLAT_MAX})")
+        return False
+    ev.append(text + ": neither bounded nor doubled")
+    return None
 
 
 def _c1_gd(done: pd.DataFrame, ev: list[str]) -> tuple[bool, bool | None]:
@@ -110,16 +138,22 @@ def _needs_c1(cells: pd.DataFrame) -> tuple[str, str, bool]:
 @claim("C1", statement="GN-type methods reach ε in O(log 1/ε) iterations independent of n; GD "
                        "needs iterations growing with n/λ",
        rule="Per full-batch Gauss–Newton-type variant (batch_size < n excluded) and slice "
-            "(same m, data, device): log-log slope of iterations to ε vs n over the runs that "
-            "reached ε (" + FIT_RULE + "). Runs stopped by max_iters give lower bounds; diverged "
-            "runs give nothing. Contradicted if a GN slope interval lies above {FLAT_MAX}, or "
-            "a GN run's max_iters lower bound is over {CAP_FACTOR:g}× what its converged runs "
-            "needed, or gd (converged at both ends) needs no more iterations at the largest n "
-            "than at the smallest. Supported if ≥1 GN slope was fitted, every GN slope "
-            "interval lies below {FLAT_MAX}, and gd's iterations grow ≥{GD_GROWTH}× from the "
-            "smallest n (reached ε) to the largest (a lower bound counts).",
-       constants={"FLAT_MAX": FLAT_MAX, "CAP_FACTOR": CAP_FACTOR, "GD_GROWTH": GD_GROWTH,
-                  **FIT_CONSTANTS},
+            "(same m, data, device), over the runs that reached ε at ≥{MIN_SIZES} sizes n: "
+            "the iterations to ε per n (median over seeds), small integers ⌈ln(1/ε)/ln(1/ρ)⌉ "
+            "for a per-step contraction ρ; K_lo, K_hi: their medians over the smaller and "
+            "the larger half of the sizes. Bounded if K_hi ≤ K_lo + {C1_SLACK} (one rounding "
+            "step); grows if K_hi ≥ {C1_GROWTH:g}·K_lo and K_hi − K_lo > {C1_SLACK} (ln(1/ρ) "
+            "halved), or if the log-log slope of the counts in n has a 95% interval at most "
+            "{MAX_CI_WIDTH:g} wide lying above {FLAT_MAX}. Runs stopped by max_iters give "
+            "lower bounds; diverged runs give nothing. Contradicted if a GN slice grows, or "
+            "a GN run's max_iters lower bound is over {CAP_FACTOR:g}× what its converged "
+            "runs needed, or gd (converged at both ends) needs no more iterations at the "
+            "largest n than at the smallest. Supported if ≥1 GN slice decides, every GN "
+            "slice is bounded, and gd's iterations grow ≥{GD_GROWTH}× from the smallest n "
+            "(reached ε) to the largest (a lower bound counts).",
+       constants={"MIN_SIZES": fits.MIN_SIZES, "C1_SLACK": C1_SLACK, "C1_GROWTH": C1_GROWTH,
+                  "MAX_CI_WIDTH": fits.MAX_CI_WIDTH, "FLAT_MAX": FLAT_MAX,
+                  "CAP_FACTOR": CAP_FACTOR, "GD_GROWTH": GD_GROWTH},
        needs=_needs_c1)
 def check_c1(cells: pd.DataFrame) -> tuple[str, str]:
     ev: list[str] = []
@@ -133,7 +167,7 @@ def check_c1(cells: pd.DataFrame) -> tuple[str, str]:
     else:
         verdict = UNDECIDED
         if not flat:
-            ev.append(f"no GN-type variant has a deciding slope (reached ε at ≥{fits.MIN_SIZES} "
+            ev.append(f"no GN-type variant has a bounded slice (reached ε at ≥{fits.MIN_SIZES} "
                       f"sizes n)")
         if gd_grows is None:
             ev.append(f"no gd slice shows growth ≥{GD_GROWTH}× from a converged smallest n")

@@ -100,9 +100,14 @@ class Palette:
             base = style.method_style(str(alg))
             rows = sorted(zip(group["variant"], ps),
                           key=lambda vp: [json.dumps(vp[1].get(k), default=str) for k in varying])
+            # a named configuration (gn_sketch_paper) is labelled by its name, as everywhere
+            named = set(group.loc[[isinstance(x, str) and x != "" for x in group["preset"]],
+                                  "variant"]) if "preset" in group else set()
             for i, (variant, p) in enumerate(rows):
                 inside = ", ".join(_short(k, p.get(k)) for k in varying)
-                self.labels[variant] = fit_legend(f"{alg} ({inside})" if inside else str(alg))
+                self.labels[variant] = fit_legend(
+                    str(variant) if variant in named else
+                    f"{alg} ({inside})" if inside else str(alg))
                 st = dict(base)
                 if i:  # same colour and marker, another line style
                     others = [ls for ls in style.variant_linestyles() if ls != base["linestyle"]]
