@@ -190,7 +190,7 @@ def test_a_figure_with_nothing_to_show_is_skipped_with_its_reason(tmp_path):
 
 def test_phase_shares_amortise_refresh_phases_over_all_steps():
     cells, rows = tables(**SWEEPS["two_layer_demo"])
-    sk = cells[(cells["algorithm"] == "gn_sketch") & cells["preset"].isna()
+    sk = cells[(cells["algorithm"] == "gn_sketch") & cells["preset"].isna() & (cells["m"] == 1024)
                & cells["hyperparameters"].str.contains('"sketch": "gaussian", "sketch_ratio": 1.0')]
     assert sk["variant"].nunique() == 1 and len(sk) == 10
     names = ["forward", "sketch", "factor", "solve"]
