@@ -34,6 +34,7 @@ from harness.reporting import fits as F
 from harness.reporting import predictions as P
 from harness.reporting import tables as T
 from harness.reporting.figures import Figure, all_figures
+from harness.reporting.html import build_html
 from harness.reporting.load import (
     Loaded,
     Problem,
@@ -137,16 +138,20 @@ def check_options(stores: list[str], out: str | Path, target: float, min_time_s:
 
 def build(stores: list[str], out: Path | str, target: float = TARGET_REL_LOSS,
           min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None,
-          profiles: list[str] | None = None, include_disturbed: bool = False) -> Report:
+          profiles: list[str] | None = None, include_disturbed: bool = False,
+          html: bool = False) -> Report:
     """Check every option, then load, compute, draw and write into a staging directory that
     replaces ``out`` whole when done (``harness.reporting.output``); returns what was made
-    (the tests read it)."""
+    (the tests read it). ``html``: also report.html (``harness.reporting.html``), staged with
+    the rest."""
     check_options(stores, out, target, min_time_s, profiles)
     with staged(Path(out)) as stage:
         report = _build_into(stage, stores, target, min_time_s, profiles, include_disturbed)
         report.out = Path(out)
         text = render(report, stores, target, min_time_s, command)
         (stage / "REPORT.md").write_text(text)
+        if html:
+            build_html(stage, report.loaded.rows)
     return report
 
 
@@ -426,6 +431,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="append", metavar="PATH",
                         help="cost-model profile(s) (nlt-bench --calibrate); default: the "
                              "machine's and the datasheet ones in reports/profiles/")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: one self-contained page with sortable "
+                             "tables and interactive plots (docs/reports.md)")
     parser.add_argument("--include-disturbed", action="store_true",
                         help="also use cells measured on a disturbed machine (left out by "
                              "default; harness/execution/hygiene.py)")
@@ -435,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def go():
         rep = build(args.stores or ["results"], args.out, args.target, args.min_time_s,
-                    command, args.profile, args.include_disturbed)
+                    command, args.profile, args.include_disturbed, args.html)
         drawn = sum(1 for f in rep.figures if f.files)
         verdicts = ", ".join(f"{c.id} {c.verdict}" for c in rep.claims)
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
@@ -443,6 +451,8 @@ def main(argv: list[str] | None = None) -> None:
         for line in rep.hygiene:  # disturbed cells left out: say so here too
             print(f"{PROG}: {line.replace('**', '')}")
         print(f"claims: {verdicts}")
+        if args.html:
+            print(f"{PROG}: -> {Path(args.out) / 'report.html'}")
         table = _decidable(rep.cells, rep.loaded.rows)
         can = list(table.loc[table["can decide"] == "yes", "claim"]) if len(table) else []
         print(f"these data can decide: {', '.join(can) or 'none of the claims'}; the others "
