@@ -262,7 +262,8 @@ def test_damaged_cells_are_rerun_without_losing_data_and_reported(tmp_path):
         len(pd.read_parquet(other.cell / RESULT_FILE))
     pristine = tmp_path / "pristine"
     shutil.copytree(good.cell, pristine)
-    report_store = tmp_path / "report_store" / "gd"
+    # each damaged copy in a store of its own, under its own name (a cell renamed is foreign)
+    report_stores = []
     for i, (name, damage) in enumerate(DAMAGE.items()):
         shutil.rmtree(good.cell)
         shutil.copytree(pristine, good.cell)
@@ -271,7 +272,8 @@ def test_damaged_cells_are_rerun_without_losing_data_and_reported(tmp_path):
         else:
             damage(good.cell)
         damaged = {p.name: p.read_bytes() for p in good.cell.iterdir()}
-        shutil.copytree(good.cell, report_store / f"cell{i:02d}")
+        report_stores.append(str(tmp_path / "report_stores" / f"s{i:02d}"))
+        shutil.copytree(good.cell, Path(report_stores[-1]) / "gd" / good.cell.name)
         assert not cell_is_complete(good.cell), name
         rerun = run_cell(_cfg(store))
         assert not rerun.reused and cell_is_complete(good.cell), name
@@ -284,7 +286,7 @@ def test_damaged_cells_are_rerun_without_losing_data_and_reported(tmp_path):
         for aside in good.cell.parent.glob(f".{good.cell.name}.unverified-*"):
             shutil.rmtree(aside)
     # the report lists every damaged cell as a problem and goes on
-    rep = build([str(tmp_path / "report_store")], tmp_path / "report")
+    rep = build(report_stores, tmp_path / "report")
     assert len(rep.loaded.problems) >= len(DAMAGE) - 1
     assert (tmp_path / "report" / "REPORT.md").exists()
     # cells whose run.json is sound are listed, with their data left out of every figure

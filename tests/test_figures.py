@@ -24,7 +24,7 @@ MIB = 2**20
 VARIANTS = [("gd", {"lr": 1.0}), ("gn_gram", {}), ("gn_cg", {"damping": 0.0}),
             ("my_method", {}),
             *[("gn_sketch", {"damping": 0.0, "sketch": s, "sketch_ratio": r})
-              for s in ("gaussian", "srht") for r in (2.0, 4.0)]]
+              for s in ("gaussian", "srht") for r in (2.0, 4.0, 8.0)]]
 
 
 def _variant(alg: str, hp: dict) -> str:

@@ -56,7 +56,12 @@ from harness.execution.isolation import (
     watch_owners,
 )
 from harness.execution.preflight import preflight
-from harness.execution.results import cell_is_complete, cell_name
+from harness.execution.results import (
+    cell_is_complete,
+    cell_name,
+    claim_sweep_dir,
+    release_sweep_dir,
+)
 from harness.execution.runner import os_reason, run_cell
 from harness.execution.suites import (
     STOP_SIGNALS,
@@ -170,6 +175,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        guarded(PROG, lambda: claim_sweep_dir(sweep_dir))  # one sweep per directory at a time
         self.state.sweep_dir, self.state.store = sweep_dir, str(config.store)
         try:
             total = count_jobs(config)
@@ -188,6 +194,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         self.state.report()
+        release_sweep_dir(Path(config.hydra.sweep.dir))
 
 
 def launch_info(hc: Any) -> dict[str, Any]:

@@ -17,12 +17,14 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness.common.errors import ConfigError
 from harness.common.io import atomic_write, file_sha256, write_json
 from harness.execution.migrate import upgrade_run
 
@@ -153,7 +155,9 @@ def run_problem(run: Any) -> str | None:
     for key in _INT_FIELDS:
         v = run.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            return f"{key} must be a non-negative integer, got {v!r}"
+            return f"{key} must be a non-negative integer, got {v!r}"[:120]
+        if v is not None and v > MAX_SIZE:
+            return f"{key} = {str(v)[:24]} is above the largest size a store holds (2**53)"
     for key in ("n", "m", "d"):
         if run.get(key) == 0:
             return f"{key} must be positive, got 0"
@@ -165,6 +169,8 @@ def run_problem(run: Any) -> str | None:
         v = run.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
             return f"{key} must be a number or null, got {type(v).__name__}"
+        if isinstance(v, int) and v > MAX_SIZE:
+            return f"{key} = {str(v)[:24]} is above the largest number a store holds (2**53)"
     for key in _DICT_FIELDS:
         v = run.get(key)
         if v is not None and not isinstance(v, dict):
@@ -176,16 +182,75 @@ def run_problem(run: Any) -> str | None:
     return None
 
 
-def load_run(cell: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(run.json, None), or (None, why it cannot be used): missing, not JSON, wrong shape."""
+#: The largest integer a run.json may hold anywhere (int64: what parquet and pandas store),
+#: and the largest a size or count field (n, m, d, rows, ...) may hold (exact in a float64).
+MAX_JSON_INT, MAX_SIZE = 2**63 - 1, 2**53
+#: A run.json longer than this is not read (a real one is a few KiB).
+MAX_RUN_BYTES = 16 << 20
+
+
+def regular_file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a regular file that can be read without blocking (a FIFO, a
+    directory, a device), or None. Only ``os.stat``: nothing is opened. A missing file raises
+    FileNotFoundError."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or
+            stat.S_ISBLK(mode) else "not a regular file")
+    return f"{path.name} is {kind}, not a regular file"
+
+
+def read_regular(path: Path, limit: int = MAX_RUN_BYTES) -> bytes:
+    """The bytes of a regular file, opened without blocking (a FIFO put where a file belongs
+    must never hang a reader) and checked on the open descriptor: ValueError naming what it
+    is instead, or that it is longer than ``limit``."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
-        with open(cell / RUN_FILE) as fh:
-            run = json.load(fh)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(regular_file_problem(path) or f"{path.name} is not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"{path.name} is {info.st_size} bytes, above the {limit} a "
+                             "store's file may have")
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            fd = -1
+            return fh.read(limit + 1)[:limit]
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _int_problem(value: Any, path: str = "") -> str | None:
+    """The first integer anywhere in ``value`` beyond what a store holds (``MAX_JSON_INT``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (f"{path or '(root)'} = {str(value)[:24]}{'…' if len(str(value)) > 24 else ''}"
+                f" is beyond the integers a store holds (|x| <= 2**63 - 1)"
+                if abs(value) > MAX_JSON_INT else None)
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        why = _int_problem(v, f"{path}.{k}" if path and isinstance(k, str) else
+                           f"{path}[{k}]" if isinstance(k, int) else str(k))
+        if why:
+            return why
+    return None
+
+
+def load_run(cell: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(run.json, None), or (None, why it cannot be used): missing, not a regular file (never
+    opened blocking), too long, not JSON, an integer beyond int64, wrong shape."""
+    try:
+        run = json.loads(read_regular(cell / RUN_FILE))
     except FileNotFoundError:
         return None, "no run.json"
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         return None, f"{type(exc).__name__}: {exc}"[:200]
-    problem = run_problem(run)
+    try:
+        problem = _int_problem(run) or run_problem(run)
+    except RecursionError:
+        problem = "run.json is nested too deeply"
     return (None, problem) if problem else (upgrade_run(run), None)
 
 
@@ -200,6 +265,9 @@ def data_problem(cell: Path, run: dict[str, Any]) -> str | None:
     path = cell / RESULT_FILE
     info = (run.get("files") or {}).get(RESULT_FILE)
     try:
+        not_regular = regular_file_problem(path)
+        if not_regular:
+            return not_regular
         if info is not None:
             if file_sha256(path) == info["sha256"]:
                 return None
@@ -220,13 +288,41 @@ def data_problem(cell: Path, run: dict[str, Any]) -> str | None:
     return None
 
 
+def identity_problem(cell: Path, run: dict[str, Any]) -> str | None:
+    """Why ``run`` (a cell's run.json) is not the record of the directory ``cell`` it lies in
+    (a cell copied over another, a run.json moved in), or None. A run.json with a
+    ``config_hash`` names its cell: the directory must end in that hash, the recorded
+    identity must hash to it, and ``<algorithm>/<name>`` must be the identity's cell name.
+    Records without a hash (crafted, or written by hand) are not checked."""
+    recorded = run.get("config_hash")
+    if not recorded:
+        return None
+    if not cell.name.endswith(f"_{recorded}"):
+        return (f"run.json belongs to the cell with hash {recorded}, not to {cell.name} "
+                "(a cell copied or moved over another?)")
+    identity = run.get("identity")
+    if not isinstance(identity, dict):
+        return None
+    try:
+        actual = config_hash(identity)
+        expected = cell_name(identity)
+    except Exception:  # an identity of another shape (hand-written): the hash suffix decides
+        return None
+    if actual != recorded:
+        return f"run.json's identity hashes to {actual}, not to its config_hash {recorded}"
+    if expected != f"{cell.parent.name}/{cell.name}":
+        return f"run.json's identity names the cell {expected}, not {cell.parent.name}/{cell.name}"
+    return None
+
+
 def cell_is_complete(cell: Path) -> bool:
-    """A cell is done when run.json has a final non-failed status and its parquet is the file
-    run.json records (sha256 and rows; a truncated, corrupt or foreign file means: rerun)."""
+    """A cell is done when run.json is its own (``identity_problem``), has a final non-failed
+    status, and its parquet is the file run.json records (sha256 and rows; a truncated,
+    corrupt or foreign file means: rerun)."""
     run = read_run(cell)
     if not run or run.get("status") not in DONE_STATUSES:
         return False
-    return data_problem(cell, run) is None
+    return identity_problem(cell, run) is None and data_problem(cell, run) is None
 
 
 # --- writing a cell safely: a lock per cell, reruns beside the old result ---------------------
@@ -272,6 +368,14 @@ def recover_cell(cell: Path) -> None:
         return
 
 
+def _odd_entry(path: Path) -> bool:
+    """Something other than a regular file (a directory, a FIFO) where a file belongs."""
+    try:
+        return regular_file_problem(path) is not None
+    except OSError:
+        return False
+
+
 def set_aside(cell: Path) -> Path | None:
     """Under the cell's lock, before a new run writes into ``cell``: data that no usable
     record accounts for (a parquet beside an unreadable or wrong-shape run.json, or beside a
@@ -282,7 +386,8 @@ def set_aside(cell: Path) -> Path | None:
     run = read_run(cell)
     if run is not None and run["status"] not in DONE_STATUSES:
         return None
-    if run is None and not (cell / RESULT_FILE).exists():
+    if run is None and not (cell / RESULT_FILE).exists() and \
+            not _odd_entry(cell / RUN_FILE):
         return None  # a damaged run.json alone: nothing of value to keep
     aside = cell.parent / f".{cell.name}.unverified-{_stamp()}"
     os.rename(cell, aside)
@@ -309,3 +414,50 @@ def writable_dir_problem(path: Path, what: str) -> str | None:
     except OSError as exc:
         return f"{what} {str(path)!r} is not writable ({exc.strerror or exc} in {str(probe)!r})"
     return None
+
+
+# --- a sweep directory belongs to one sweep at a time ------------------------------------------
+
+#: the lock a running sweep holds in its sweep directory (``hydra.sweep.dir``)
+SWEEP_LOCK = ".nlt-run.lock"
+_SWEEP_LOCKS: dict[str, Any] = {}
+
+
+def claim_sweep_dir(sweep_dir: Path) -> None:
+    """Make ``sweep_dir`` this sweep's alone, before its first job: a sweep directory another
+    running ``nlt-run`` holds is refused (ConfigError, nothing written), and what an earlier,
+    finished sweep left there (job directories, sweep.json, summary.csv) is moved into a
+    hidden ``.earlier-<time>`` directory inside it, so that this sweep's table shows its own
+    jobs only. The lock is held until ``release_sweep_dir`` or the process's end."""
+    from filelock import FileLock, Timeout
+
+    key = os.path.abspath(sweep_dir)
+    try:
+        if key not in _SWEEP_LOCKS:  # held already: an earlier sweep of this same process
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(sweep_dir / SWEEP_LOCK), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                raise ConfigError(
+                    f"hydra.sweep.dir {str(sweep_dir)!r} is in use by another nlt-run that is "
+                    "still running: wait for it to end, or leave hydra.sweep.dir out (every "
+                    "sweep then gets a directory of its own)") from None
+            _SWEEP_LOCKS[key] = lock
+        earlier = [e for e in sweep_dir.iterdir()
+                   if e.name != SWEEP_LOCK and not e.name.startswith(".earlier-")]
+        if earlier:
+            keep = sweep_dir / f".earlier-{_stamp()}"
+            keep.mkdir()
+            for entry in earlier:
+                os.rename(entry, keep / entry.name)
+    except OSError as exc:
+        raise ConfigError(f"hydra.sweep.dir {str(sweep_dir)!r} cannot be written: "
+                          f"{exc.strerror or exc}") from None
+
+
+def release_sweep_dir(sweep_dir: Path) -> None:
+    """Give back the lock ``claim_sweep_dir`` took (the sweep ended)."""
+    lock = _SWEEP_LOCKS.pop(os.path.abspath(sweep_dir), None)
+    if lock is not None:
+        lock.release()

@@ -31,8 +31,17 @@ import pandas as pd
 
 from harness.common.errors import ConfigError
 from harness.execution.migrate import upgrade_rows
-from harness.execution.results import DONE_STATUSES, RESULT_FILE, RUN_FILE, data_problem, load_run
+from harness.execution.results import (
+    DONE_STATUSES,
+    RESULT_FILE,
+    RUN_FILE,
+    data_problem,
+    identity_problem,
+    load_run,
+    regular_file_problem,
+)
 from harness.linalg.kernels import format_routes
+from harness.reporting.text import md_escape
 
 #: run.json keys copied as they are; nested ones are flattened below.
 RUN_KEYS = ("status", "reason", "algorithm", "dataset", "model", "depth", "n", "m", "d", "seed",
@@ -54,7 +63,7 @@ class Problem:
 
     path: str
     # unreadable run.json | unreadable result | truncated | foreign result | no run.json |
-    # no result | unreadable cell | duplicate cell
+    # no result | unreadable cell | duplicate cell | foreign cell
     kind: str
     detail: str
 
@@ -67,16 +76,26 @@ class Loaded:
     stores: list[Path] = field(default_factory=list)
 
 
-def find_cells(store: Path) -> list[Path]:
-    """Cell directories of a store: ``<store>/<algorithm>/<cell>`` holding either file."""
+def find_cells(store: Path, problems: list[Problem] | None = None) -> list[Path]:
+    """Cell directories of a store: ``<store>/<algorithm>/<cell>`` holding either file. A
+    directory that cannot be listed is a problem (when ``problems`` is given), not an error."""
+    def listing(directory: Path) -> list[Path]:
+        try:
+            return sorted(p for p in directory.iterdir() if p.is_dir())
+        except OSError as exc:
+            if problems is not None:
+                problems.append(Problem(str(directory), "unreadable directory",
+                                        f"{type(exc).__name__}: {exc.strerror or exc}"))
+            return []
+
     cells = []
-    for alg_dir in sorted(p for p in store.iterdir() if p.is_dir()):
+    for alg_dir in listing(store):
         if alg_dir.name.startswith(("_", ".")):
             continue
-        for cell in sorted(p for p in alg_dir.iterdir() if p.is_dir()):
+        for cell in listing(alg_dir):
             if cell.name.startswith((".", "_")):
                 continue
-            if (cell / RUN_FILE).exists() or (cell / RESULT_FILE).exists():
+            if os.path.lexists(cell / RUN_FILE) or os.path.lexists(cell / RESULT_FILE):
                 cells.append(cell)
     return cells
 
@@ -150,16 +169,24 @@ def _read_cell(cell: Path, store: Path, problems: list[Problem]):
 def _read_cell_checked(cell: Path, store: Path, problems: list[Problem]):
     cell_id = os.path.relpath(cell, store)
     run = None
-    if (cell / RUN_FILE).exists():
+    if os.path.lexists(cell / RUN_FILE):
         run, why = load_run(cell)
         if run is None:
             problems.append(Problem(str(cell / RUN_FILE), "unreadable run.json", why or "?"))
     else:
         problems.append(Problem(str(cell), "no run.json",
                                 "trajectory without run.json: the run was interrupted"))
+    if run is not None:
+        why = identity_problem(cell, run)
+        if why:  # a record of another cell: counting it would count that cell twice
+            problems.append(Problem(str(cell / RUN_FILE), "foreign cell", why))
+            return None, None
     frame = None
     if (cell / RESULT_FILE).exists():
         try:
+            odd = regular_file_problem(cell / RESULT_FILE)
+            if odd:
+                raise ValueError(odd)
             frame = pd.read_parquet(cell / RESULT_FILE)
         except Exception as exc:  # pyarrow raises several types on a damaged file
             problems.append(Problem(str(cell / RESULT_FILE), "unreadable result",
@@ -238,19 +265,27 @@ def label_variants(runs: pd.DataFrame) -> pd.Series:
     return labels + model_tag
 
 
-def load_stores(stores: list[str | Path]) -> Loaded:
-    """Every cell of every store. A store that does not exist is a ``ConfigError`` (the user
-    named it); anything wrong inside a store becomes a ``Problem``."""
+def store_paths(stores: list[str | Path]) -> list[Path]:
+    """The stores' paths; one that is not a readable directory is a ``ConfigError``."""
     paths = []
     for s in stores:
         p = Path(os.path.expanduser(str(s)))
-        if not p.is_dir():
+        if not str(s).strip() or not p.is_dir():
             raise ConfigError(f"results store {str(s)!r} is not a directory")
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise ConfigError(f"results store {str(s)!r} is not readable")
         paths.append(p)
+    return paths
+
+
+def load_stores(stores: list[str | Path]) -> Loaded:
+    """Every cell of every store. A store that does not exist is a ``ConfigError`` (the user
+    named it); anything wrong inside a store becomes a ``Problem``."""
+    paths = store_paths(stores)
     problems: list[Problem] = []
     found = []
     for store in paths:
-        for cell in find_cells(store):
+        for cell in find_cells(store, problems):
             rec, frame = _read_cell(cell, store, problems)
             if rec is not None:
                 found.append((store, rec["cell"], rec, frame))
@@ -301,7 +336,7 @@ def leave_out_disturbed(loaded: Loaded, include: bool = False) -> tuple[Loaded, 
                          "(harness/execution/hygiene.py).")
         return loaded, lines
     reasons = runs.loc[bad, "disturbed_reason"].dropna().astype(str)
-    example = f" (e.g. {reasons.iloc[0]})" if len(reasons) else ""
+    example = f" (e.g. {md_escape(reasons.iloc[0])})" if len(reasons) else ""
     what = (f"**{int(bad.sum())} of {len(runs)} cells were measured on a disturbed machine**"
             f"{example}: another load shared their CPUs or the reference kernel's speed "
             "drifted, so their timings are not trustworthy.")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -25,22 +26,27 @@ from pathlib import Path
 import pandas as pd
 
 from harness.common.errors import ConfigError, fail, guarded
-from harness.execution.results import TARGET_REL_LOSS, writable_dir_problem
+from harness.costmodel.profile import Profile
+from harness.execution.results import TARGET_REL_LOSS, regular_file_problem
 from harness.reporting import claims as C
 from harness.reporting import crossover as X
 from harness.reporting import fits as F
 from harness.reporting import predictions as P
 from harness.reporting import tables as T
 from harness.reporting.figures import Figure, all_figures
+from harness.reporting.html import build_html
 from harness.reporting.load import (
     Loaded,
     Problem,
     leave_out_disturbed,
     load_stores,
     merged_table,
+    store_paths,
 )
 from harness.reporting.metrics import cell_metrics
+from harness.reporting.output import out_problem, staged
 from harness.reporting.tables import fmt_time
+from harness.reporting.text import md_code, md_escape
 
 PROG = "nlt-report"
 
@@ -63,8 +69,10 @@ class Report:
         return [self.out / f for fig in self.figures for f in fig.files]
 
 
-def md_table(frame: pd.DataFrame) -> str:
-    """A GitHub-markdown table (no tabulate dependency); pipes in cells are escaped."""
+def md_table(frame: pd.DataFrame, markup: tuple[str, ...] = ()) -> str:
+    """A GitHub-markdown table (no tabulate dependency). Every value is escaped
+    (``text.md_escape``: text from a store renders as the text it is), except in the
+    ``markup`` columns: the report's own emphasis, built from escaped parts."""
     if frame is None or not len(frame):
         return "_(none)_\n"
 
@@ -73,11 +81,13 @@ def md_table(frame: pd.DataFrame) -> str:
             return "–"
         if isinstance(v, float):
             return f"{v:.3g}"
-        return str(v).replace("|", "\\|").replace("\n", " ")
+        return md_escape(v)
 
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    head = "| " + " | ".join(md_escape(c) for c in frame.columns) + " |"
     sep = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |"
+    raw = [c in markup for c in frame.columns]
+    body = ["| " + " | ".join(str(v).replace("\n", " ") if keep else cell(v)
+                              for v, keep in zip(row, raw)) + " |"
             for row in frame.itertuples(index=False)]
     return "\n".join([head, sep, *body]) + "\n"
 
@@ -100,19 +110,54 @@ def _theory_table(cells: pd.DataFrame) -> pd.DataFrame:
                           F.THEORY_TEXT.get(a, "no model")} for a in algs])
 
 
-def build(stores: list[str], out: Path, target: float = TARGET_REL_LOSS,
-          min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None,
-          profiles: list[str] | None = None, include_disturbed: bool = False) -> Report:
-    """Load, compute, draw and write; returns what was made (the tests read it)."""
-    if not (target > 0 and math.isfinite(target)):
-        raise ConfigError(f"--target must be a positive number, got {target}")
+def check_options(stores: list[str], out: str | Path, target: float, min_time_s: float,
+                  profiles: list[str] | None) -> list[Path]:
+    """Every option, checked before anything is read or written (a ConfigError names the
+    value and what is allowed); returns the stores' paths."""
+    if not (0 < target < 1):
+        raise ConfigError(f"--target must be a relative loss L_t/L_0 in (0, 1), got {target}")
     if not (min_time_s >= 0 and math.isfinite(min_time_s)):
-        raise ConfigError(f"--min-time-s must be >= 0, got {min_time_s}")
-    problem = writable_dir_problem(out, "--out")
+        raise ConfigError(f"--min-time-s must be a finite number >= 0 (seconds), "
+                          f"got {min_time_s}")
+    paths = store_paths(stores)
+    problem = out_problem(out, paths)
     if problem:
         raise ConfigError(problem)
+    for path in profiles or []:
+        try:
+            odd = regular_file_problem(Path(path))
+        except FileNotFoundError:
+            odd = None  # Profile.load names it, with how to make one
+        except OSError as exc:
+            odd = exc.strerror or str(exc)
+        if odd:
+            raise ConfigError(f"--profile {path!r}: {odd}")
+        Profile.load(path)
+    return paths
+
+
+def build(stores: list[str], out: Path | str, target: float = TARGET_REL_LOSS,
+          min_time_s: float = F.DEFAULT_MIN_TIME_S, command: str | None = None,
+          profiles: list[str] | None = None, include_disturbed: bool = False,
+          html: bool = False) -> Report:
+    """Check every option, then load, compute, draw and write into a staging directory that
+    replaces ``out`` whole when done (``harness.reporting.output``); returns what was made
+    (the tests read it). ``html``: also report.html (``harness.reporting.html``), staged with
+    the rest."""
+    check_options(stores, out, target, min_time_s, profiles)
+    with staged(Path(out)) as stage:
+        report = _build_into(stage, stores, target, min_time_s, profiles, include_disturbed)
+        report.out = Path(out)
+        text = render(report, stores, target, min_time_s, command)
+        (stage / "REPORT.md").write_text(text)
+        if html:
+            build_html(stage, report.loaded.rows)
+    return report
+
+
+def _build_into(out: Path, stores: list[str], target: float, min_time_s: float,
+                profiles: list[str] | None, include_disturbed: bool) -> Report:
     loaded, hygiene = leave_out_disturbed(load_stores(stores), include_disturbed)
-    out.mkdir(parents=True, exist_ok=True)
     cells = cell_metrics(loaded, target)
     merged = merged_table(loaded)
     merged.to_parquet(out / "results.parquet", index=False)
@@ -140,8 +185,6 @@ def build(stores: list[str], out: Path, target: float = TARGET_REL_LOSS,
                                            f"{type(exc).__name__}: {exc}"[:200]))
     report.claims = C.check_claims(cells, loaded.rows, report.fits_n, report.fits_m,
                                    prediction)
-    text = render(report, stores, target, min_time_s, command)
-    (out / "REPORT.md").write_text(text)
     return report
 
 
@@ -162,7 +205,8 @@ def render(r: Report, stores: list[str], target: float, min_time_s: float,
           "Unreadable or truncated files (their cells are left out of every figure), and cells "
           "that were skipped, failed or diverged, with their reasons.", "",
           md_table(T.problem_table(r.loaded.problems, r.cells))]
-    L += ["## Regenerate", "", "```", cmd, "```", ""]
+    fence = "`" * max(3, max((len(run) for run in re.findall("`+", cmd)), default=0) + 1)
+    L += ["## Regenerate", "", fence, cmd.replace("\n", " "), fence, ""]
     return "\n".join(L)
 
 
@@ -174,8 +218,8 @@ def _header(r: Report, stores: list[str], target: float, cmd: str,
     what = "two-layer ReLU networks" if models in ([], ["two_layer"]) else \
         f"ReLU networks ({', '.join(models)})"
     L = [f"# Benchmark report: Gauss–Newton training of {what}", "",
-         f"Generated {now} by `{cmd}` from {len(cells)} cells in "
-         f"{', '.join(f'`{s}`' for s in stores)}. Target relative loss ε = {target:g}. "
+         f"Generated {now} by {md_code(cmd)} from {len(cells)} cells in "
+         f"{', '.join(md_code(s) for s in stores)}. Target relative loss ε = {target:g}. "
          "Every number below comes from `results.parquet` (per-iteration rows) and "
          "`cells.csv` (per-cell quantities) next to this file; what each figure and table "
          "shows, and the decision rules, are in `docs/reports.md`.", ""]
@@ -184,7 +228,7 @@ def _header(r: Report, stores: list[str], target: float, cmd: str,
         L += ["Cells by status: " + ", ".join(f"{k} {v}" for k, v in counts.items())
               + f"; {len(r.loaded.problems)} unreadable or incomplete file(s).", ""]
     if warnings:
-        L += ["> **Warning:** " + w for w in warnings] + [""]
+        L += ["> **Warning:** " + md_escape(w) for w in warnings] + [""]
     if r.hygiene:
         L += ["Measurement hygiene: " + " ".join(r.hygiene), ""]
     return L
@@ -192,7 +236,7 @@ def _header(r: Report, stores: list[str], target: float, cmd: str,
 
 def _headline_section(cells: pd.DataFrame) -> list[str]:
     table, where = T.headline(cells) if len(cells) else (pd.DataFrame(), "no runs")
-    return ["## Headline", "", f"Reference size: {where}. "
+    return ["## Headline", "", f"Reference size: {md_escape(where)}. "
             "Time per iteration two ways: the median step and the amortised mean over all "
             "steps (refreshes included); time to ε includes setup.", "",
             md_table(table)]
@@ -200,21 +244,27 @@ def _headline_section(cells: pd.DataFrame) -> list[str]:
 
 def _claims_section(r: Report) -> list[str]:
     claims = pd.DataFrame([{"claim": c.id, "statement": c.statement,
-                            "verdict": f"**{c.verdict}**", "evidence": c.evidence,
+                            "verdict": f"**{md_escape(c.verdict)}**",
+                            "evidence": c.evidence,
                             "rule": c.rule} for c in r.claims])
     return ["## Claims check", "", "Verdicts follow explicit rules on the measured numbers "
             "(column *rule*); *not enough data* also covers data that the rule does not "
             "decide.", "",
-            md_table(claims),
+            md_table(claims, markup=("verdict",)),
             "What these data can decide: the least data each rule needs, and what the stores "
             "hold (a *no* means *not enough data* whatever the numbers; a *yes* still needs "
-            "deciding intervals).", "", md_table(T.decidable(r.cells, r.loaded.rows)),
+            "deciding intervals).", "", md_table(_decidable(r.cells, r.loaded.rows)),
             *_sketch_accuracy_section(r)]
+
+
+def _decidable(cells: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``tables.decidable``; with no readable cell, nothing is decidable."""
+    return T.decidable(cells, rows) if len(cells) else pd.DataFrame()
 
 
 def _sketch_accuracy_section(r: Report) -> list[str]:
     """Claim C4 per gn_sketch variant: its CG tolerance and the paper's requirement."""
-    table = T.sketch_accuracy(r.cells, r.loaded.rows)
+    table = T.sketch_accuracy(r.cells, r.loaded.rows) if len(r.cells) else pd.DataFrame()
     if not len(table):
         return []
     return ["", "gn_sketch variants and the paper's accuracy (claim C4): each variant's CG "
@@ -235,8 +285,8 @@ def _scaling_section(r: Report, min_time_s: float) -> list[str]:
             f"theory ± {F.TOLERANCE:g}, **no** when it lies wholly outside, – when it "
             f"straddles an edge or is wider than {F.MAX_CI_WIDTH:g} (decides nothing).", "",
             md_table(_theory_table(r.cells)),
-            "### In n (fixed m)", "", md_table(_fits_table(r.fits_n)),
-            "### In m (fixed n)", "", md_table(_fits_table(r.fits_m))]
+            "### In n (fixed m)", "", md_table(_fits_table(r.fits_n), markup=("agrees",)),
+            "### In m (fixed n)", "", md_table(_fits_table(r.fits_m), markup=("agrees",))]
 
 
 def _crossover_sections(cells: pd.DataFrame) -> list[str]:
@@ -279,11 +329,21 @@ def _depth_section(r: Report) -> list[str]:
     return ["## Depth", "", "The same rules, decided on the cells of each model and depth "
             "alone (C1: iterations to ε flat in n; C3: the sketch's inner iterations flat in "
             "n; C4: gn_sketch follows the exact Gauss–Newton trajectory).", "",
-            md_table(C.claims_by_depth(cells, r.loaded.rows)),
+            md_table(_own_verdicts(C.claims_by_depth(cells, r.loaded.rows)),
+                     markup=("verdict",)),
             "Time to ε (setup included) and, in brackets, outer iterations, per depth; a "
             "`>` is a lower bound (the run stopped first, reason given). The last columns are "
             "the mean inner CG iterations per outer step of the sketch-preconditioned and the "
             "plain CG Gauss–Newton step.", "", md_table(T.depth_table(cells))]
+
+
+def _own_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """The ``verdict`` column (``**verdict**``, the claims' own emphasis) with its text
+    escaped, for ``md_table(..., markup=("verdict",))``."""
+    if "verdict" not in table:
+        return table
+    return table.assign(verdict=[f"**{md_escape(str(v).strip('*'))}**"
+                                 for v in table["verdict"]])
 
 
 def _figures_section(figures: list[Figure]) -> list[str]:
@@ -292,12 +352,14 @@ def _figures_section(figures: list[Figure]) -> list[str]:
         if fig.files:
             png = next(f for f in fig.files if f.endswith(".png"))
             pdf = next((f for f in fig.files if f.endswith(".pdf")), None)
-            L += [f"### Figure {fig.number}: {fig.title}", "", f"![{fig.title}]({png})", "",
-                  fig.caption + (f" ([PDF]({pdf}))" if pdf else ""), ""]
+            title = md_escape(fig.title)
+            L += [f"### Figure {fig.number}: {title}", "", f"![{title}]({png})", "",
+                  md_escape(fig.caption) + (f" ([PDF]({pdf}))" if pdf else ""), ""]
     missing = [f for f in figures if not f.files]
     if missing:
         L += ["Not drawn (no data for them in these stores):", ""]
-        L += [f"- Figure {f.number} ({f.title or f.name}): {f.missing}" for f in missing]
+        L += [f"- Figure {f.number} ({md_escape(f.title or f.name)}): {md_escape(f.missing)}"
+              for f in missing]
         L += [""]
     return L
 
@@ -306,7 +368,7 @@ def _environment_section(cells: pd.DataFrame, env: pd.DataFrame,
                          warnings: list[str]) -> list[str]:
     L = ["## Environment", "", md_table(env)]
     if warnings:
-        L += ["Warnings:", ""] + [f"- {w}" for w in warnings] + [""]
+        L += ["Warnings:", ""] + [f"- {md_escape(w)}" for w in warnings] + [""]
     routes = T.kernel_routes(cells)
     if len(routes):
         L += ["Kernel routes of the products with the pattern D (chosen by timing each route "
@@ -324,15 +386,18 @@ def _cost_model_section(r: Report) -> list[str]:
     if r.profile is not None:
         vs, summary = P.vs_measured(r.profile, r.cells)
         d = r.profile.data
-        L += [f"Profile of this machine: {P.label(r.profile)}, {d.get('threads')} threads, "
-              f"calibrated {str(d.get('date'))[:19]} at commit {str(d.get('git_commit'))[:10]}"
+        L += [f"Profile of this machine: {md_escape(P.label(r.profile))}, "
+              f"{md_escape(d.get('threads'))} threads, calibrated "
+              f"{md_escape(str(d.get('date'))[:19])} at commit "
+              f"{md_escape(str(d.get('git_commit'))[:10])}"
               f" (`nlt-bench --calibrate`). "]
         if summary["cells"]:
             L[-1] += (f"Predicted time per iteration within {summary['band']:g}× of the "
                       f"measured one in {summary['within']} of {summary['cells']} cells "
                       f"({100 * summary['fraction_within']:.0f}%); median ratio predicted/"
                       f"measured {summary['median_ratio']:.2f}, worst "
-                      f"{summary['worst_ratio']:.2g} ({summary['worst_cell']}); figure 12.")
+                      f"{summary['worst_ratio']:.2g} ({md_escape(summary['worst_cell'])}); "
+                      "figure 12.")
         L += [""]
         acc = P.accuracy_table(vs)
         if len(acc):  # held out: the cells of harness/conf/sweep/heldout.yaml
@@ -366,6 +431,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="append", metavar="PATH",
                         help="cost-model profile(s) (nlt-bench --calibrate); default: the "
                              "machine's and the datasheet ones in reports/profiles/")
+    parser.add_argument("--html", action="store_true",
+                        help="also write report.html: one self-contained page with sortable "
+                             "tables and interactive plots (docs/reports.md)")
     parser.add_argument("--include-disturbed", action="store_true",
                         help="also use cells measured on a disturbed machine (left out by "
                              "default; harness/execution/hygiene.py)")
@@ -374,8 +442,8 @@ def main(argv: list[str] | None = None) -> None:
     command = " ".join([PROG, *(shlex.quote(a) for a in argv_used)])
 
     def go():
-        rep = build(args.stores or ["results"], Path(args.out), args.target, args.min_time_s,
-                    command, args.profile, args.include_disturbed)
+        rep = build(args.stores or ["results"], args.out, args.target, args.min_time_s,
+                    command, args.profile, args.include_disturbed, args.html)
         drawn = sum(1 for f in rep.figures if f.files)
         verdicts = ", ".join(f"{c.id} {c.verdict}" for c in rep.claims)
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
@@ -383,7 +451,9 @@ def main(argv: list[str] | None = None) -> None:
         for line in rep.hygiene:  # disturbed cells left out: say so here too
             print(f"{PROG}: {line.replace('**', '')}")
         print(f"claims: {verdicts}")
-        table = T.decidable(rep.cells, rep.loaded.rows)
+        if args.html:
+            print(f"{PROG}: -> {Path(args.out) / 'report.html'}")
+        table = _decidable(rep.cells, rep.loaded.rows)
         can = list(table.loc[table["can decide"] == "yes", "claim"]) if len(table) else []
         print(f"these data can decide: {', '.join(can) or 'none of the claims'}; the others "
               "lack the sizes or diagnostics their rules need (REPORT.md, Claims check)")

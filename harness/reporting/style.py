@@ -62,7 +62,7 @@ METHOD_STYLES: dict[str, tuple[str, str, str]] = {
 }
 #: Colours, markers and line styles for names not listed above (picked by a hash of the name).
 _SPARE_COLORS = ("#44AA99", "#AA4499", "#DDCC77", "#88CCEE", "#661100", "#6699CC")
-_SPARE_MARKERS = ("d", "p", "8", "H", "1", "2", "3", "4")
+_SPARE_MARKERS = ("p", "8", "H", "d", "X", "P", "h", "s")  # all filled: drawn open when censored
 _LINESTYLES = ("-", "--", "-.", ":")
 
 #: sketch type -> (colour, marker); Paul Tol's "bright" scheme, apart from the method colours.

@@ -9,6 +9,7 @@ build labels from, including the JSON ones (hyperparameters, data options).
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 
@@ -49,3 +50,26 @@ def plain_frame(frame: pd.DataFrame | None) -> pd.DataFrame | None:
         if col in out.columns:
             out[col] = out[col].map(_plain_json)
     return out
+
+
+#: characters that could start Markdown or HTML (emphasis, code, links, tags, entities,
+#: table cells); ``_`` only where it could start or end emphasis (not inside a word)
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|~&])")
+_MD_UNDERSCORE = re.compile(r"(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+
+
+def md_escape(value) -> str:
+    """``value`` (text from a store, a profile or the command line) as literal Markdown: on
+    one line, every character that could start markup, a link, an HTML tag or a table cell
+    backslash-escaped. It renders as the text it is."""
+    text = _CONTROL.sub(" ", str(value))
+    return _MD_UNDERSCORE.sub(r"\\_", _MD_SPECIAL.sub(r"\\\1", text))
+
+
+def md_code(value) -> str:
+    """``value`` as an inline code span, whatever backticks it holds."""
+    text = _CONTROL.sub(" ", str(value))
+    fence = "`" * (max((len(r) for r in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

@@ -64,6 +64,7 @@ from harness.common.errors import ConfigError, fail, guarded
 from harness.common.io import write_json
 from harness.common.provenance import cpu_facts, git_commit
 from harness.common.timing import Stopwatch
+from harness.execution.results import regular_file_problem, writable_dir_problem
 from harness.perf.bench.common import (
     FULL,
     QUICK,
@@ -186,11 +187,45 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+def output_path_problem(option: str, text: str) -> str | None:
+    """Why the file ``text`` cannot be written whole (by a rename in its directory), or
+    None: empty, a directory or other non-file, a missing or unwritable directory. Writes
+    nothing (the probe is removed at once)."""
+    if not text.strip():
+        return f"{option} {text!r} is empty: name a file"
+    path = Path(os.path.expanduser(text))
+    if os.path.lexists(path):
+        try:
+            odd = regular_file_problem(path)
+        except OSError as exc:
+            odd = exc.strerror or str(exc)
+        if odd:
+            return f"{option} {text!r}: {odd}; name a file"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"{option} {text!r}: directory {str(parent)!r} does not exist"
+    return writable_dir_problem(parent, f"{option}'s directory")
+
+
+def input_path_problem(option: str, text: str) -> str | None:
+    """Why ``text`` cannot be read as a file without blocking, or None (a missing file is
+    left to the reader, which says how to make one)."""
+    if not text.strip():
+        return f"{option} {text!r} is empty: name a file"
+    try:
+        odd = regular_file_problem(Path(os.path.expanduser(text)))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        odd = exc.strerror or str(exc)
+    return f"{option} {text!r}: {odd}; name a file" if odd else None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     parser.add_argument("--dtype", default="float32", help="float32 or float64")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+    parser.add_argument("--json", default=None, metavar="PATH",
                         help="also write the report as JSON to PATH")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes (seconds): checks that everything runs")
@@ -199,20 +234,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibrate", action="store_true",
                         help="measure this machine's kernel rates for the cost model "
                              "(harness.costmodel) and write them as a JSON profile")
-    parser.add_argument("--out", type=Path, default=None, metavar="PATH",
+    parser.add_argument("--out", default=None, metavar="PATH",
                         help="--calibrate: where the profile goes (default: reports/profiles/"
                              "<device model>_<device>[_<threads>t].json)")
-    parser.add_argument("--predict", type=Path, default=None, metavar="PROFILE",
+    parser.add_argument("--predict", default=None, metavar="PROFILE",
                         help="print the cost model's per-iteration predictions from PROFILE "
                              "at this mode's sizes, and the crossover frontier")
     # argparse's own errors are multi-line; one line and exit 2 like every nlt command
     parser.error = lambda message: fail(PROG, message)  # type: ignore[method-assign]
     args = parser.parse_args(argv)
+    # every path option checked before the first measurement: nothing is measured or written
+    # for a command that would fail at its end
+    for option, value, check in (("--json", args.json, output_path_problem),
+                                 ("--out", args.out, output_path_problem),
+                                 ("--predict", args.predict, input_path_problem)):
+        problem = value is not None and check(option, value)
+        if problem:
+            fail(PROG, problem)
+    args.json, args.out, args.predict = (None if v is None else Path(v) for v in (
+        args.json, args.out, args.predict))
     if args.calibrate or args.predict is not None:
         cost_model_main(args)
         return
-    if args.json is not None and not args.json.parent.is_dir():
-        fail(PROG, f"--json: directory {str(args.json.parent)!r} does not exist")
     sections = guarded(PROG, lambda: parse_sections(args.sections))
     report = guarded(PROG, lambda: run(args.device, args.dtype, args.quick, args.json,
                                        sections))

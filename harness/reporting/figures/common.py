@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.lines import Line2D
+from matplotlib.markers import MarkerStyle
 from matplotlib.ticker import FixedLocator, LogLocator, NullFormatter
 
 from harness.execution.results import DONE_STATUSES as DONE
 from harness.reporting import style
+from harness.reporting.figures.registry import fit_legends
 from harness.reporting.style import _label_text
 
 CONTEXT_COLS = ["dataset", "data_params", "d", "dtype"]
@@ -52,6 +56,22 @@ def fit_legend(text: str) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def method_names(cells: pd.DataFrame) -> pd.Series:
+    """Per cell, the name its method goes by: its named preset where the run chose one that
+    is not the plain method (``gn_sketch_paper``), else its algorithm."""
+    algs = cells["algorithm"].astype(str)
+    if "preset" not in cells:
+        return algs
+    return pd.Series([p if isinstance(p, str) and p and p != a else a
+                      for p, a in zip(cells["preset"], algs)], index=cells.index)
+
+
+def _variant_extra(variant: str) -> str:
+    """What a variant's name holds beyond its hyperparameters: ``gd [mlp L=2]`` -> ``L=2``."""
+    m = re.search(r"\[(?:[a-z_]+ )?([^\]]*)\]", variant)
+    return m.group(1) if m else variant
+
+
 class Palette:
     """Legend label and style of each method variant among the cells a figure shows.
 
@@ -67,7 +87,9 @@ class Palette:
         if not len(cells):
             return
         cells = cells.drop_duplicates("variant")
-        for alg, group in cells.groupby("algorithm", sort=True):
+        # a named preset of a method (gn_sketch_paper) is drawn and labelled under its own
+        # name, the one the progress lines and the summary use
+        for alg, group in cells.groupby(method_names(cells), sort=True):
             ps = params(group)
             keys = sorted({k for p in ps for k in p})
             varying = [k for k in keys
@@ -91,6 +113,14 @@ class Palette:
                     others = [ls for ls in style.variant_linestyles() if ls != base["linestyle"]]
                     st["linestyle"] = others[(i - 1) % len(others)]
                 self.styles[variant] = st
+            # variants that differ in what the hyperparameters do not hold (the model's
+            # depth: ``gd [mlp L=2]``) would share one label, and the legend would key only
+            # the first of their line styles: name each by its variant
+            mine = [v for v, _ in rows]
+            texts = [self.labels[v] for v in mine]
+            for v in mine:
+                if texts.count(self.labels[v]) > 1:
+                    self.labels[v] = fit_legend(f"{self.labels[v]} {_variant_extra(str(v))}")
 
     def label(self, variant: str) -> str:
         return self.labels.get(variant, fit_legend(variant))
@@ -255,7 +285,61 @@ def legend_below(fig, handles, labels, ncol: int | None = None) -> None:
         return
     width = fig.get_size_inches()[0]
     ncol = min(ncol or 4, legend_columns(labels, width, most=ncol or 4))
-    fig.legend(handles, labels, loc="outside lower center", ncol=ncol)
+    kw = {"loc": "outside lower center",
+          "handler_map": {tuple: HandlerTuple(ndivide=None, pad=0.3)}}
+    leg = fig.legend(handles, labels, ncol=ncol, **kw)
+    # the estimate of its size may be wrong: fewer columns while it is wider than the figure
+    for _ in range(6):
+        fig.canvas.draw()
+        box = leg.get_window_extent(fig.canvas.get_renderer())
+        if box.width <= fig.bbox.width or ncol == 1:
+            break
+        leg.remove()
+        ncol -= 1
+        leg = fig.legend(handles, labels, ncol=ncol, **kw)
+    fit_legends(fig)
+
+
+def legend_clear(ax, handles=None, labels=None, **kw):
+    """A legend inside ``ax`` where it covers no plotted point, tried corner by corner; where
+    every corner covers data (or the legend is taller than the axes), beside the axes, outside
+    them. Returns the legend."""
+    from harness.reporting.figures import check  # the same test the figure check applies
+
+    args = (handles, labels) if handles is not None else ()
+    fig = ax.figure
+    ax._legend_clear = (handles, labels, kw)  # for settle_legends, once every panel is drawn
+    locs = ("upper right", "upper left", "lower left", "lower right", "center right",
+            "center left", "upper center", "lower center")
+    for _ in range(4):
+        for loc in locs:
+            leg = ax.legend(*args, loc=loc, **kw)
+            fig.canvas.draw()
+            if not check.legend_covers(ax, leg, fig.canvas.get_renderer()):
+                return leg
+        # every place covers data: make room above the data and try the top corners again
+        lo, hi = ax.get_ylim()
+        if ax.get_yscale() == "log" and lo > 0:
+            ax.set_ylim(lo, hi * (hi / lo) ** 0.5)
+        else:
+            ax.set_ylim(lo, hi + 0.5 * (hi - lo))
+        locs = ("upper right", "upper left", "upper center")
+    return leg
+
+
+def settle_legends(fig) -> None:
+    """Place again the panel legends of ``legend_clear`` that now cover data: drawing the
+    other panels moves the layout, and with it what a legend covers."""
+    from harness.reporting.figures import check
+
+    fig.canvas.draw()
+    for ax in fig.axes:
+        args = getattr(ax, "_legend_clear", None)
+        leg = ax.get_legend()
+        if args and leg is not None and check.legend_covers(ax, leg,
+                                                            fig.canvas.get_renderer()):
+            handles, labels, kw = args
+            legend_clear(ax, handles, labels, **kw)
 
 
 def legend_rows_height(n_entries: int, ncol: int = 4) -> float:
@@ -276,12 +360,23 @@ def collect_handles(axes) -> tuple[list, list[str]]:
 
 # --- censored points and theory guides ------------------------------------------------------------
 
-def lower_bound(ax, xs, ys, st: dict) -> None:
-    """Open markers with an arrow up: the value is at least this (the run stopped first)."""
+def open_marker(marker) -> str:
+    """``marker`` where it can be drawn open (it has a face), else a circle: an open marker
+    is how a censored point reads, and ``1``, ``+`` or ``x`` have no face to leave empty."""
+    return marker if MarkerStyle(marker).is_filled() else "o"
+
+
+def lower_bound(ax, xs, ys, st: dict, cap: float | None = None) -> None:
+    """Open markers with an arrow up: the value is at least this (the run stopped first).
+    A bound above ``cap`` is drawn at ``cap``: it says no more there, and would otherwise
+    stretch the axis by empty decades."""
     for x, y in zip(xs, ys):
         if not (y > 0 and x > 0):
             continue
-        ax.plot([x], [y], ls="none", marker=st["marker"], mfc="white", mec=st["color"],
+        if cap is not None and cap > 0 and y > cap:
+            y = cap
+        ax.plot([x], [y], ls="none", marker=open_marker(st["marker"]), mfc="white",
+                mec=st["color"],
                 ms=4.5, mew=0.9, zorder=4, label="_censor_lb")
         ax.annotate("", xy=(x, y * 2.2), xytext=(x, y), zorder=4,
                     arrowprops={"arrowstyle": "-|>", "color": st["color"], "lw": 0.8,
@@ -293,19 +388,23 @@ def not_measured(ax, xs, st: dict) -> None:
     if len(xs):
         ax.plot(xs, [1.0] * len(xs), transform=ax.get_xaxis_transform(), ls="none",
                 label="_censor_top",
-                marker=st["marker"], mfc="white", mec=st["color"], ms=4.5, mew=0.9,
+                marker=open_marker(st["marker"]), mfc="white", mec=st["color"], ms=4.5, mew=0.9,
                 clip_on=False, zorder=4)
 
 
-def censor_handles(kinds: set[str]) -> list[Line2D]:
-    out = []
+def censor_handles(kinds: set[str]) -> tuple[list, list[str]]:
+    """Legend keys of the censored points drawn, each its own symbol: an open marker with an
+    arrow for a lower bound, an open marker on an edge for a cell not measured."""
+    handles, labels = [], []
     if "lb" in kinds:
-        out.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3",
-                          label="open ↑: lower bound"))
+        handles.append((Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3"),
+                        Line2D([], [], ls="none", marker="$\u2191$", color="0.3")))
+        labels.append("open ↑: lower bound")
     if "top" in kinds:
-        out.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3",
-                          label="open, top: not measured"))
-    return out
+        handles.append(Line2D([], [], ls="-", lw=0.6, color="0.3", marker="o", mfc="white",
+                              mec="0.3"))
+        labels.append("open, on top edge: not measured")
+    return handles, labels
 
 
 def exponent_text(var: str, p: float) -> str:

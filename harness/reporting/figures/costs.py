@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 
 from harness.reporting import style
 from harness.reporting.figures.common import (
@@ -32,6 +33,41 @@ MIB = 2.0**20
 NOISE_MIB = 1.0
 
 
+def phase_shares(cells: pd.DataFrame, names: list[str],
+                 rows: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    """Per n (median over seeds): each phase's share of the mean step time, every phase
+    averaged over ALL steps. A step that does not run a phase (gn_sketch's sketch and factor
+    between refreshes) records no time for it: it counts as zero, not as missing, so the
+    shares of a step add to at most 1. Taken from the per-step ``rows`` where they hold the
+    phase; else from the cell's ``mean_t_<phase>`` (a mean over the steps that ran it) times
+    ``refresh_frac`` for the phases that run only on a refresh. Returns (shares with columns
+    ``mean_t_<phase>``, median mean step time per n)."""
+    cols = [f"mean_t_{p}" for p in names]
+    per_cell = cells.set_index("cell")[cols].astype(float).copy()
+    steps = None
+    if rows is not None and len(rows) and "cell" in rows:
+        steps = rows[rows["cell"].isin(per_cell.index) & (rows["iter"] > 0)]
+    frac = (pd.to_numeric(cells.set_index("cell")["refresh_frac"], errors="coerce")
+            .fillna(1.0) if "refresh_frac" in cells else pd.Series(1.0, index=per_cell.index))
+    for p in names:
+        col = f"t_{p}"
+        if steps is not None and col in steps and steps[col].notna().any():
+            over_all = steps[col].fillna(0.0).groupby(steps["cell"]).mean()
+            per_cell[f"mean_t_{p}"] = over_all.reindex(per_cell.index).fillna(
+                per_cell[f"mean_t_{p}"])
+        elif p in REFRESH_PHASES:
+            per_cell[f"mean_t_{p}"] = per_cell[f"mean_t_{p}"] * frac
+    per_cell = per_cell.fillna(0.0)
+    per_cell["n"] = cells.set_index("cell")["n"]
+    med = per_cell.groupby("n")[cols].median()
+    total = cells.groupby("n")["mean_step_time_s"].median()
+    return med.div(total, axis=0).fillna(0.0), total
+
+
+#: Phases a method with ``refresh=adaptive`` runs only when it rebuilds its preconditioner.
+REFRESH_PHASES = ("sketch", "factor", "nystrom")
+
+
 @figure(8, "phases", "Time per phase: gn_sketch and gn_gram across n")
 def phases(data: Inputs) -> list[Drawn]:
     cells = data.cells
@@ -55,9 +91,7 @@ def phases(data: Inputs) -> list[Drawn]:
                            sharey=True)
     palette = Palette(pd.concat([a for _, a, _ in panels]))
     for i, (ax, (variant, a, m)) in enumerate(zip(axes, panels)):
-        med = a.groupby("n")[[f"mean_t_{p}" for p in names]].median().fillna(0.0)
-        total = a.groupby("n")["mean_step_time_s"].median()
-        share = med.div(total, axis=0).fillna(0.0)
+        share, total = phase_shares(a, names, data.rows)
         xs = np.arange(len(share))
         bottom = np.zeros(len(share))
         for p in names:
@@ -68,7 +102,7 @@ def phases(data: Inputs) -> list[Drawn]:
         ax.set_xticks(xs, [f"{int(n)}\n{fmt_time(total[n])}" for n in share.index])
         ax.tick_params(axis="x", length=0)
         ax.grid(False)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, max(1.0, float(bottom.max()) * 1.02))
         ax.set_xlabel("n (mean step time below)")
         ax.set_title(f"{panel_tag(i, len(panels))}{palette.label(variant)}, m = {int(m)}")
     axes[0].set_ylabel("share of step time")
@@ -76,7 +110,9 @@ def phases(data: Inputs) -> list[Drawn]:
     legend_below(fig, handles, labels, ncol=min(len(labels), 7))
     where = ", ".join(context_parts(panels[0][1]).values())
     fixed = " " + palette.caption() if palette.caption() else ""
-    caption = ("Share of the mean step time spent in each phase (the gap to 1 is time "
+    caption = ("Share of the mean step time spent in each phase, averaged over all steps (a "
+               "phase that runs only on some steps, such as a preconditioner refresh, counts "
+               "as zero on the others, so the shares add to at most 1; the gap to 1 is time "
                f"outside named phases); {where}; median over seeds. Under each n: the mean "
                f"step time.{fixed}")
     return [Drawn(fig, caption)]
@@ -126,7 +162,8 @@ def memory_vs_n(data: Inputs) -> list[Drawn]:
         # the budget line only where it is near the data; far above, it would flatten them
         if len(budget) and np.isfinite(budget.min()) and budget.min() <= 10 * top:
             for ax in (ax_est, ax_meas):
-                ax.axhline(float(budget.min()) / MIB, color="0.4", ls=":", lw=0.7)
+                ax.axhline(float(budget.min()) / MIB, color="0.4", ls=":", lw=0.7,
+                           label="_ref_budget")
         for ax in (ax_est, ax_meas):
             log_axis(ax, "y")
             ax.set_xscale("log")
@@ -137,6 +174,9 @@ def memory_vs_n(data: Inputs) -> list[Drawn]:
         ax_meas.set_title("(b) measured peak" + (f" above {base / MIB:.0f} MiB floor"
                                                  if base else ""))
         handles, labels = collect_handles([ax_est, ax_meas])
+        if skipped:
+            handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3"))
+            labels.append("open: skipped by the memory check")
         legend_below(fig, handles, labels)
         parts = {**context_parts(panel), "fixed": f"m = {int(fixed)}"}
         where = split_parts([parts])[1]

@@ -15,9 +15,12 @@ from harness.reporting import style
 from harness.reporting.figures.common import (
     Palette,
     count_axis,
+    legend_clear,
     log_axis,
+    method_names,
     method_order,
     new_figure,
+    settle_legends,
     size_ticks,
 )
 from harness.reporting.figures.registry import Drawn, Inputs, NotDrawn, figure
@@ -26,6 +29,8 @@ from harness.reporting.ntk import lambda_ratio, neuron_movement, ntk_columns
 
 #: The theory keeps λ_min(G_t) ≥ λ/2 along training.
 LAMBDA_HALF = 0.5
+#: The longest legend entry inside a third of the page (longer: the slope goes to the caption).
+PANEL_LEGEND_CHARS = 30
 LINE_NAMES = {"-": "solid", "--": "dashed", "-.": "dash-dotted", ":": "dotted"}
 
 
@@ -50,8 +55,9 @@ def _gram_gap(ax, cells: pd.DataFrame, col: str) -> str:
     ax.plot(g["m"], g[col], ls="none", marker="o", mfc="none", mec="0.55", mew=0.6, ms=3,
             label="one initialisation")
     fit = _slope_text(g["m"], g[col])
-    ax.plot(med.index, med.values, color="k", marker="o", label="median" +
-            (f", {fit}" if fit else ""))
+    full = "median" + (f", {fit}" if fit else "")
+    ax.plot(med.index, med.values, color="k", marker="o",
+            label=full if len(full) <= PANEL_LEGEND_CHARS else "median")
     if len(med):
         _inverse_sqrt(ax, med)
     log_axis(ax, "y")
@@ -59,7 +65,7 @@ def _gram_gap(ax, cells: pd.DataFrame, col: str) -> str:
     size_ticks(ax, sorted(set(med.index)))
     ax.set_xlabel("width m")
     ax.set_ylabel(r"$\|G_0 - H^\infty\|_2$")
-    ax.legend(loc="lower left")
+    legend_clear(ax)
     return fit
 
 
@@ -76,7 +82,7 @@ def _lambda_path(ax, rows: pd.DataFrame, series: pd.Series, palette: Palette) ->
             if len(med):
                 ax.plot(med.index, med.values, color=shade[m], lw=1.0,
                         ls=palette(variant)["linestyle"])
-    ax.axhline(LAMBDA_HALF, color="0.4", ls=":", lw=0.7)
+    ax.axhline(LAMBDA_HALF, color="0.4", ls=":", lw=0.7, label="_ref_half")
     ax.annotate("theory bound ½", (0.0, LAMBDA_HALF), xycoords=("axes fraction", "data"),
                 xytext=(2, 2), textcoords="offset points", ha="left", va="bottom",
                 fontsize=6, color="0.3")
@@ -86,9 +92,13 @@ def _lambda_path(ax, rows: pd.DataFrame, series: pd.Series, palette: Palette) ->
     ax.set_xlabel("outer iteration t (log scale)")
     ax.set_ylabel(r"$\lambda_{\min}(G_t)/\lambda$")
     handles = [Line2D([], [], color=shade[m], lw=1.2) for m in widths]
-    ax.legend(handles, [f"m = {int(m)}" for m in widths], loc="center left",
-              bbox_to_anchor=(0.0, 0.5),
-              ncol=2 if len(widths) > 3 else 1, fontsize=5.5)
+    labels = [f"m = {int(m)}" for m in widths]
+    if len(variants) > 1:  # line style tells the methods apart: key it in grey
+        handles += [Line2D([], [], color="0.4", lw=1.0, ls=palette(v)["linestyle"])
+                    for v in variants]
+        labels += [f"{LINE_NAMES.get(palette(v)['linestyle'], 'line')}: {palette.label(v)}"
+                   for v in variants]
+    legend_clear(ax, handles, labels, ncol=2 if len(handles) > 3 else 1, fontsize=5.5)
     return ", ".join(f"{LINE_NAMES.get(palette(v)['linestyle'], 'solid')}: "
                      f"{palette.label(v)}" for v in variants)
 
@@ -104,7 +114,7 @@ def _movement(ax, rows: pd.DataFrame, cols: dict, palette: Palette) -> list[str]
         label = palette.label(variant)
         full = f"{label}, {fit}" if fit else label  # a long one: the slope is in the caption
         ax.plot(med.index, med.values, color=st["color"], marker=st["marker"],
-                ls=st["linestyle"], label=full if len(full) <= style.MAX_LEGEND_CHARS else label)
+                ls=st["linestyle"], label=full if len(full) <= PANEL_LEGEND_CHARS else label)
         if fit:
             fits.append(f"{label} {fit}")
     med = last.groupby("m")["neuron_move"].median()
@@ -115,7 +125,7 @@ def _movement(ax, rows: pd.DataFrame, cols: dict, palette: Palette) -> list[str]
     size_ticks(ax, sorted(set(last["m"])))
     ax.set_xlabel("width m")
     ax.set_ylabel(r"final $\|W_t - W_0\|_F/\sqrt{m}$")
-    ax.legend(loc="upper right")
+    legend_clear(ax)
     return fits
 
 
@@ -130,6 +140,11 @@ def ntk(data: Inputs) -> list[Drawn]:
     if not panels:
         raise NotDrawn("no NTK diagnostic fields (run with record.ntk=true, e.g. the ntk sweep)")
     shown = cells[cells["cell"].isin(rows["cell"])] if len(rows) else cells
+    if len(shown):  # one variant per method (its most run one): the panels stay legible
+        keep = [g["variant"].value_counts().sort_index().idxmax()
+                for _, g in shown.groupby(method_names(shown))]
+        shown = shown[shown["variant"].isin(keep)]
+        rows = rows[rows["cell"].isin(shown["cell"])]
     palette = Palette(shown)
     fig, axes = new_figure(len(panels), "page" if len(panels) > 1 else "column")
     parts = []
@@ -151,6 +166,7 @@ def ntk(data: Inputs) -> list[Drawn]:
             parts.append(f"{tag} root-mean-square movement of one neuron at the end of "
                          "training, ‖W_t − W_0‖_F/√m, against m" +
                          (f", fitted {'; '.join(fits)}" if fits else ""))
+    settle_legends(fig)
     caption = ("; ".join(parts) + ". Grey dashed: the 1/√m of the theory (DZPS19), through "
                "the first median; slopes with 95% bootstrap intervals. Fields: "
                + ", ".join(f"{k}={v}" for k, v in cols.items() if v) + ".")

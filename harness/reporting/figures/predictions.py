@@ -44,7 +44,7 @@ def predicted_vs_measured(data: Inputs) -> list[Drawn]:
     lo = float(min(rows["measured_s"].min(), rows["predicted_s"].min())) / 1.5
     hi = float(max(rows["measured_s"].max(), rows["predicted_s"].max())) * 1.5
     xs = np.array([lo, hi])
-    ax.plot(xs, xs, color="0.3", lw=0.8)
+    ax.plot(xs, xs, color="0.3", lw=0.8, label="_ref_diagonal")
     band = summary["band"]
     ax.fill_between(xs, xs / band, xs * band, color="0.85", lw=0, zorder=0)
     ax.set_xscale("log")
@@ -73,6 +73,10 @@ def frontier(data: Inputs) -> list[Drawn]:
     if not profiles:
         raise NotDrawn("no cost-model profile (reports/profiles/)")
     tables = [(prof, P.frontier(prof, data.cells)) for prof in profiles]
+    if not any(t[c].notna().any() for _, t in tables
+               for c in ("m_per_iteration", "m_to_target")):
+        raise NotDrawn("the cost model predicts no crossover m* for any profile within its "
+                       "memory (nothing to draw but memory limits)")
     fig, axes = new_figure(2, legend_entries=len(profiles) * 2, legend_ncol=2, sharey=True)
     markers = ("o", "s", "D", "^")
     for i, (ax, col, what) in enumerate(zip(axes, ("m_per_iteration", "m_to_target"),
@@ -95,7 +99,7 @@ def frontier(data: Inputs) -> list[Drawn]:
             g = grid_slice(grid)
             if len(g):
                 ax.plot(g["n"].astype(float), g["m"].astype(float), ls="none", marker=".",
-                        color="0.7", ms=2, zorder=0)
+                        color="0.7", ms=2, zorder=0, label="_ref_grid")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
         ax.set_xlabel("samples n")

@@ -118,9 +118,26 @@ def legend_entries(fig) -> dict[str, str]:
     return out
 
 
+def fit_legends(fig) -> None:
+    """Make a figure taller while a legend below its panels is taller than the tallest panel
+    (the panels shrink as a legend grows; a reader must see the data first)."""
+    if not fig.legends:
+        return
+    for _ in range(10):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        legend = max(leg.get_window_extent(renderer).height for leg in fig.legends)
+        tallest = max((a.get_window_extent(renderer).height for a in fig.axes
+                       if a.get_visible()), default=legend)
+        if legend <= tallest:
+            return
+        fig.set_figheight(fig.get_figheight() + (legend - tallest) / fig.dpi + 0.3)
+
+
 def save(fig, out: Path, name: str, title: str, caption: str) -> tuple[list[str], dict]:
     """Write ``name``.pdf and .png; returns (file names, legend entries)."""
     out.mkdir(parents=True, exist_ok=True)
+    fit_legends(fig)
     legend = legend_entries(fig)
     files = []
     for ext, meta in (("pdf", {"Title": title, "Subject": caption[:1000]}),

@@ -34,6 +34,8 @@ from harness.reporting.figures.common import (
 from harness.reporting.figures.registry import Drawn, Inputs, NotDrawn, figure
 from harness.reporting.fits import context_key
 
+#: A lower bound above this many times the largest measured value is drawn at that height.
+BOUND_HEADROOM = 4.0
 TIME_LABEL = "time per outer iteration (s)"
 
 
@@ -53,7 +55,8 @@ def _theory(panel: pd.DataFrame, var: str, y: str, palette: Palette) -> dict[str
 
 
 def _panel(ax, panel: pd.DataFrame, var: str, y: str, palette: Palette,
-           lower: str | None) -> tuple[set[str], list[str]]:
+           lower: str | None, cap: float | None = None,
+           floor: float | None = None) -> tuple[set[str], list[str]]:
     """Draw one slice; returns (kinds of censoring drawn, labels measured at one size only,
     which are left out)."""
     kinds: set[str] = set()
@@ -64,8 +67,13 @@ def _panel(ax, panel: pd.DataFrame, var: str, y: str, palette: Palette,
         got = group[group[y].notna() & group["status"].isin(DONE)]
         med = got.groupby(var)[y].median()
         lb = group[group[y].isna() & group[lower].notna()] if lower else group.iloc[:0]
-        top = sorted(set(group.loc[group[y].isna() & group["censor"].isin(
-            ["skipped", "failed", "diverged", "no data"]), var]) - set(got[var]))
+        # a bound far below every measured value says nothing, and would stretch the axis
+        # down by empty decades: such a cell reads as not measured
+        low = lb[lb[lower] < floor] if floor and lower else lb.iloc[:0]
+        lb = lb.drop(low.index)
+        top = sorted((set(group.loc[group[y].isna() & group["censor"].isin(
+            ["skipped", "failed", "diverged", "no data"]), var]) | set(low[var]))
+            - set(got[var]) - set(lb[var]))
         if len(med) < 2 and not len(lb) and not top:
             if len(med):
                 single.append(label)
@@ -73,7 +81,7 @@ def _panel(ax, panel: pd.DataFrame, var: str, y: str, palette: Palette,
         ax.plot(med.index, med.values, color=st["color"], marker=st["marker"],
                 ls=st["linestyle"], label=label)
         if len(lb):
-            lower_bound(ax, lb[var], lb[lower], st)
+            lower_bound(ax, lb[var], lb[lower], st, cap)
             kinds.add("lb")
         if top:
             not_measured(ax, top, st)
@@ -128,14 +136,18 @@ def scaling_figure(cells: pd.DataFrame, var: str, y: str, ylabel: str, what: str
         parts = [{**context_parts(p), "fixed": f"{other} = {int(f)}"} for p, f in panels]
         differ, shared = split_parts(parts)
         width = "page" if len(panels) > 1 else "column"
-        names = list(palette.labels.values()) + ["open, top: not measured"]
+        names = list(palette.labels.values()) + ["open, on top edge: not measured"]
         ncol = legend_columns(names, style.PAGE_IN if width == "page" else style.COLUMN_IN)
         fig, axes = new_figure(len(panels), width, legend_entries=len(names) + 1,
                                legend_ncol=ncol, sharey=True, title_lines=2)
         kinds: set[str] = set()
         singles, exps = [], []
+        measured = shown.loc[shown["status"].isin(DONE), y].astype(float)
+        cap = float(measured.max()) * BOUND_HEADROOM if measured.notna().any() else None
+        floor = (float(measured[measured > 0].min()) / BOUND_HEADROOM
+                 if (measured > 0).any() else None)
         for i, (ax, (panel, _)) in enumerate(zip(axes, panels)):
-            k, single = _panel(ax, panel, var, y, palette, lower)
+            k, single = _panel(ax, panel, var, y, palette, lower, cap, floor)
             kinds |= k
             singles += [f"{panel_tag(i, len(panels)).strip()} {s}".strip() for s in single]
             (count_axis if counts else log_axis)(ax, "y")
@@ -155,8 +167,8 @@ def scaling_figure(cells: pd.DataFrame, var: str, y: str, ylabel: str, what: str
         if handles:  # one legend in method order, whichever panel a method first appears in
             labels, handles = map(list, zip(*sorted(zip(labels, handles),
                                                     key=lambda lh: method_order(lh[0]))))
-        extra = censor_handles(kinds)
-        legend_below(fig, handles + extra, labels + [h.get_label() for h in extra], ncol)
+        extra, extra_labels = censor_handles(kinds)
+        legend_below(fig, handles + extra, labels + extra_labels, ncol)
         fig.suptitle(shared)
         caption = f"{what} Median over seeds; {shared}."
         if theory:
@@ -165,8 +177,12 @@ def scaling_figure(cells: pd.DataFrame, var: str, y: str, ylabel: str, what: str
             caption += _fit_caption(fits, panels, var, y, palette, device, exps)
         if kinds:
             caption += (" Open markers with an arrow: runs that stopped before the target "
-                        "(the value is a lower bound); open markers on the top edge: cells "
-                        "skipped by the memory check or failed.")
+                        "(the value is a lower bound; one more than "
+                        f"{BOUND_HEADROOM:g}× the largest measured value is drawn at that "
+                        "height); open markers on the top edge: cells skipped by the memory "
+                        "check or failed, and runs whose bound lies below "
+                        f"1/{BOUND_HEADROOM:g} of the smallest measured value (it says "
+                        "nothing).")
         if singles:
             caption += " Measured at one size only (not drawn): " + "; ".join(singles) + "."
         caption += (" " + palette.caption()) if palette.caption() else ""

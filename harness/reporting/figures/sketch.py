@@ -26,6 +26,9 @@ from harness.reporting.figures.common import (
 )
 from harness.reporting.figures.registry import Drawn, Inputs, NotDrawn, figure
 
+#: Sketch ratios a panel needs: with two, each line is two points and the figure says little.
+MIN_RATIOS = 3
+
 
 def sketch_keys(cells: pd.DataFrame) -> tuple[str | None, str | None]:
     """(sketch-ratio hyperparameter, sketch-type hyperparameter) of gn_sketch, if any."""
@@ -59,8 +62,9 @@ def precond_vs_ratio(data: Inputs) -> list[Drawn]:
                                 errors="coerce")
     sk["sketch"] = [str(p.get(kind, "default")) for p in ps]
     sk = sk[sk["ratio"].notna()]
-    if sk["ratio"].nunique() < 2:
-        raise NotDrawn("fewer than 2 sketch ratios measured")
+    if sk["ratio"].nunique() < MIN_RATIOS:
+        raise NotDrawn(f"fewer than {MIN_RATIOS} sketch ratios measured "
+                       f"({sk['ratio'].nunique()}): too few points for a trend")
     cond = cond_column(rows) if len(rows) else None
     if cond:
         sk["cond"] = sk["cell"].map(rows[rows["iter"] > 0].groupby("cell")[cond].mean())

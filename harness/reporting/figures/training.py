@@ -1,5 +1,5 @@
 """Training curves: relative loss against outer iteration and against wall-clock time, for one
-problem size (the one with the most methods), one variant per method."""
+problem size (the one with the most methods), one variant per method and per named preset."""
 
 from __future__ import annotations
 
@@ -16,11 +16,15 @@ from harness.reporting.figures.common import (
     count_axis,
     legend_below,
     log_axis,
+    method_names,
     method_order,
     new_figure,
 )
 from harness.reporting.figures.registry import Drawn, Inputs, NotDrawn, figure
 
+#: Characters per title line of a one-column figure (its axes are narrower than the page's
+#: column by the y label; longer titles wrap rather than run off the edge).
+TITLE_CHARS = 46
 #: Relative losses below this are drawn at it (float64 round-off; log axes need > 0).
 FLOOR = 1e-16
 
@@ -39,8 +43,10 @@ def _problem(cells: pd.DataFrame) -> pd.DataFrame | None:
     for k in keys:
         mask &= (got[k] == best[k]).to_numpy()
     prob = got[mask]
+    # one variant per method, and one per named preset of it (gn_sketch_paper: the paper's
+    # variant is a question of its own, never dropped for the defaults)
     keep = [g["variant"].value_counts().sort_index().idxmax()
-            for _, g in prob.groupby("algorithm")]
+            for _, g in prob.groupby(method_names(prob))]
     return prob[prob["variant"].isin(keep)]
 
 
@@ -72,7 +78,7 @@ def _marks(n_points: int):
 
 
 def _target_line(ax, eps: float) -> None:
-    ax.axhline(eps, color="0.4", lw=0.6, ls=":", zorder=1)
+    ax.axhline(eps, color="0.4", lw=0.6, ls=":", zorder=1, label="_ref_target")
     ax.annotate(f"ε = {eps:g}", (0.0, eps), xycoords=("axes fraction", "data"),
                 xytext=(2, -2), textcoords="offset points", ha="left", va="top",
                 fontsize=6, color="0.3")
@@ -81,7 +87,7 @@ def _target_line(ax, eps: float) -> None:
 def _finish(fig, ax, where: str) -> None:
     handles, labels = collect_handles([ax])
     legend_below(fig, handles, labels, ncol=3)
-    ax.set_title(textwrap.fill(where, 62), fontsize=6.5)
+    ax.set_title(textwrap.fill(where, TITLE_CHARS), fontsize=6.5)
     ax.set_ylabel("relative loss $L_t/L_0$")
 
 
@@ -91,7 +97,7 @@ def loss_vs_iter(data: Inputs) -> list[Drawn]:
     palette = Palette(prob)
     variants = sorted(traj["variant"].unique(), key=method_order)
     fig, (ax,) = new_figure(1, "column", legend_entries=len(variants), legend_ncol=3,
-                            title_lines=2)
+                            title_lines=len(textwrap.wrap(where, TITLE_CHARS)))
     for variant in variants:
         g = traj[(traj["variant"] == variant) & (traj["iter"] >= 1)]
         stats = g.groupby("iter")["rel_loss"].agg(["median", "min", "max"]).clip(lower=FLOOR)
@@ -110,7 +116,8 @@ def loss_vs_iter(data: Inputs) -> list[Drawn]:
     _target_line(ax, data.target)
     _finish(fig, ax, where)
     caption = (f"Relative loss after t outer iterations, {where}; {_seeds_text(traj, palette)}; "
-               "one variant per method (its most run one). Logarithmic t, so that methods "
+               "one variant per method (its most run one) and per named preset (the paper's "
+               "variant). Logarithmic t, so that methods "
                "that converge in a few iterations and those that need hundreds read on one "
                f"axis (t = 0 is L_0/L_0 = 1). Dotted: the target ε = {data.target:g}. "
                + palette.caption())
@@ -138,7 +145,7 @@ def loss_vs_time(data: Inputs) -> list[Drawn]:
     traj["wall"] = traj["time_s"].astype(float) + traj["cell"].map(setup).astype(float)
     variants = sorted(traj["variant"].unique(), key=method_order)
     fig, (ax,) = new_figure(1, "column", legend_entries=len(variants), legend_ncol=3,
-                            title_lines=2)
+                            title_lines=len(textwrap.wrap(where, TITLE_CHARS)))
     # the axis starts a little before the first step anywhere: setup times near zero would
     # otherwise stretch a flat L = 1 over decades
     first = traj[traj["iter"] >= 1].groupby("variant")["wall"].min()
