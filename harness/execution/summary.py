@@ -35,7 +35,8 @@ SUMMARY_COLUMNS = ["algorithm", "dataset", "n", "m", "d", "seed", "status", "ite
                    "rel_loss", "time_per_iter_s", "iqr_s", "total_time_s", "disturbed",
                    "reason"]
 
-#: A job whose cell was stopped by Ctrl-C: its outcome.json says so (nothing was written).
+#: A job whose cell was stopped by Ctrl-C, SIGTERM or SIGHUP: its outcome.json says so
+#: (nothing was written).
 INTERRUPTED = "interrupted"
 
 #: Statuses that make a sweep exit nonzero: the cell has no usable result.
@@ -86,7 +87,8 @@ def job_rows(sweep_dir: Path) -> list[dict]:
         outcome, started = _read_json(job / OUTCOME_FILE), _read_json(job / STARTED_FILE)
         if outcome and outcome.get("status") == INTERRUPTED:
             row = {k: (started or {}).get(k) for k in _IDENTITY}
-            row.update(status=INTERRUPTED, reason="stopped by Ctrl-C; rerun to resume")
+            row.update(status=INTERRUPTED, reason="stopped by Ctrl-C or a stop signal "
+                       "(SIGTERM, SIGHUP); rerun to resume")
             rows.append(row)
         elif outcome and "cell" in outcome:
             rows.append(cell_summary(Path(outcome["cell"])))
