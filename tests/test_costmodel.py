@@ -828,3 +828,24 @@ def test_accuracy_table_scores_in_sample_and_held_out_side_by_side():
     assert table["within 1.5× (predicted k, f)"].tolist() == ["2/2 (100%)", "1/2 (50%)"]
     assert table["within 1.5× (measured k, f)"].tolist() == ["1/2 (50%)", "2/2 (100%)"]
     assert P.heldout_identities()  # the committed preset parses
+
+
+def test_cells_of_two_machines_are_each_priced_by_their_own_profile():
+    from harness.reporting import predictions as P
+
+    slow = Profile({**Profile.synthetic(flops=1e9).to_dict(), "device_name": "cpu A",
+                    "source": "measured", "date": "2026-01-01"})
+    fast = Profile({**Profile.synthetic(flops=1e10).to_dict(), "device_name": "cpu B",
+                    "source": "measured", "date": "2026-01-01"})
+    n, m, d = 256, 4096, 16
+    one = predict("gd", {}, n, m, d, slow)["total"]
+    cells = pd.DataFrame({"algorithm": "gd", "n": n, "m": m, "d": d, "seed": [0, 1],
+                          "hyperparameters": "{}", "time_per_iter_s": [one, one / 10],
+                          "time_per_iter_median_s": [one, one / 10], "n_steps": 5,
+                          "device_name": ["cpu A", "cpu B"], "dtype": "float32"})
+    rows, summary = P.vs_measured(slow, cells, [slow, fast])
+    assert sorted(rows["profile"]) == ["cpu A (measured rates)", "cpu B (measured rates)"]
+    assert rows["ratio"].tolist() == pytest.approx([1.0, 1.0])
+    # one profile for both: the other machine's cell is 10x off
+    rows, _ = P.vs_measured(slow, cells)
+    assert sorted(rows["ratio"].round(6)) == pytest.approx([1.0, 10.0])

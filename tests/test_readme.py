@@ -47,6 +47,15 @@ def test_readme_nlt_run_commands_pass_the_preflight(tmp_path, monkeypatch):
     commands = _commands("nlt-run")
     assert commands
     monkeypatch.chdir(tmp_path)  # stores are created relative to here, never in the clone
+    # a SLURM command is checked as on a cluster: sbatch on PATH (everything else as here)
+    import shutil
+
+    from harness.execution import cmdline
+
+    which = shutil.which
+    monkeypatch.setattr(cmdline.shutil, "which",
+                        lambda name, *a, **k: "/usr/bin/sbatch" if name == "sbatch"
+                        else which(name, *a, **k))
     for argv in commands:
         if "--help" in argv:
             continue

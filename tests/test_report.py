@@ -135,6 +135,32 @@ def test_report_builds_from_a_real_store(real_store, tmp_path):
     assert (gram["iters_to_target"] <= 10).all()
 
 
+def test_a_report_rebuilds_from_its_own_table(real_store, tmp_path):
+    """A committed report's results.parquet stands in for its stores: the same cells, rows,
+    verdicts and table, also when --out is the report's own directory."""
+    first = build([str(real_store)], tmp_path / "report")
+    table = tmp_path / "report" / "results.parquet"
+    again = build([str(table)], tmp_path / "again")
+    assert not again.loaded.problems
+    cols = ["cell", "algorithm", "n", "m", "seed", "iters_to_target", "time_per_iter_s"]
+    pd.testing.assert_frame_equal(
+        first.cells[cols].sort_values("cell").reset_index(drop=True),
+        again.cells[cols].sort_values("cell").reset_index(drop=True), check_dtype=False)
+    assert [(c.id, c.verdict) for c in first.claims] == [(c.id, c.verdict) for c in again.claims]
+    assert len(pd.read_parquet(tmp_path / "again" / "results.parquet")) == len(
+        pd.read_parquet(table))
+    # in place: the table is read whole before the directory is replaced
+    same = build([str(table)], tmp_path / "report")
+    assert len(same.cells) == len(first.cells)
+    assert (tmp_path / "report" / "REPORT.md").is_file()
+    # a parquet that is not a report's table is one problem, never a crash
+    other = tmp_path / "x" / "results.parquet"
+    other.parent.mkdir()
+    pd.DataFrame({"a": [1]}).to_parquet(other)
+    odd = build([str(other)], tmp_path / "odd")
+    assert [p.kind for p in odd.loaded.problems] == ["not a report table"]
+
+
 def test_report_survives_failed_skipped_and_truncated_runs(real_store, tmp_path):
     store = tmp_path / "store"
     shutil.copytree(real_store, store)

@@ -45,6 +45,8 @@ def out_problem(out: str | Path, stores: list[Path]) -> str | None:
         return (f"--out {text!r} is the working directory or one above it: a report "
                 "replaces its directory whole, so name a directory of its own")
     for store in stores:
+        if store.is_file():  # a report's own table: read whole before --out is replaced
+            continue
         s = store.resolve()
         if real == s or real in s.parents:
             return (f"--out {text!r} holds the results store {str(store)!r}: name a directory "

@@ -102,12 +102,30 @@ def c6_prediction(profile: CM.Profile | None, cells: pd.DataFrame) -> dict | Non
     return {"predicted_win": bool(len(wins)), "text": text}
 
 
-def vs_measured(profile: CM.Profile | None, cells: pd.DataFrame
-                ) -> tuple[pd.DataFrame, dict]:
-    """Predicted against measured per cell (both sweeps' cells that the model covers)."""
-    if profile is None or not len(cells):
+def measured_profiles(paths: list[str] | None = None) -> list[CM.Profile]:
+    """Every measured (not datasheet) profile: of ``paths``, else of reports/profiles/."""
+    files = [Path(p) for p in paths] if paths else sorted(PROFILE_DIR.glob("*.json"))
+    return [p for p in (CM.Profile.load(f) for f in files) if not is_datasheet(p)]
+
+
+def vs_measured(profile: CM.Profile | None, cells: pd.DataFrame,
+                measured: list[CM.Profile] | tuple = ()) -> tuple[pd.DataFrame, dict]:
+    """Predicted against measured per cell (every cell the model covers). Each cell is priced
+    with the newest of ``measured`` calibrated on its own machine (``device_name``), else with
+    ``profile``: a report of stores from two machines scores each on its own rates."""
+    if not len(cells) or (profile is None and not measured):
         return pd.DataFrame(), CM.ratio_summary(pd.DataFrame())
-    rows = CM.predicted_vs_measured(cells, profile)
+    names = (cells["device_name"].fillna("") if "device_name" in cells
+             else pd.Series("", index=cells.index))
+    parts = []
+    for name, part in cells.groupby(names, sort=True):
+        prof = CM.newest_measured(list(measured), {name}) or profile
+        if prof is None:
+            continue
+        rows = CM.predicted_vs_measured(part, prof)
+        if len(rows):
+            parts.append(rows.assign(profile=label(prof)))
+    rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     return rows, CM.ratio_summary(rows)
 
 

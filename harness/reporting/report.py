@@ -61,6 +61,7 @@ class Report:
     fits_n: pd.DataFrame | None = None
     fits_m: pd.DataFrame | None = None
     profile: object | None = None  # the cost model's measured profile of this machine
+    measured: list = field(default_factory=list)  # every measured profile (cells' machines)
     datasheets: list = field(default_factory=list)
     hygiene: list[str] = field(default_factory=list)  # load.leave_out_disturbed's lines
 
@@ -174,8 +175,9 @@ def _build_into(out: Path, stores: list[str], target: float, min_time_s: float,
                 fits = pd.DataFrame(columns=F.FIT_COLUMNS)
             setattr(report, f"fits_{var}", fits)
     report.profile, report.datasheets = P.load_profiles(cells, profiles)
+    report.measured = P.measured_profiles(profiles)
     report.figures = all_figures(cells, loaded.rows, report.fits_n, report.fits_m, out,
-                                 report.profile, report.datasheets)
+                                 report.profile, report.datasheets, report.measured)
     prediction = None
     if len(cells):
         try:
@@ -384,7 +386,7 @@ def _cost_model_section(r: Report) -> list[str]:
         return []
     L = ["## Cost model", ""]
     if r.profile is not None:
-        vs, summary = P.vs_measured(r.profile, r.cells)
+        vs, summary = P.vs_measured(r.profile, r.cells, r.measured)
         d = r.profile.data
         L += [f"Profile of this machine: {md_escape(P.label(r.profile))}, "
               f"{md_escape(d.get('threads'))} threads, calibrated "
@@ -398,6 +400,11 @@ def _cost_model_section(r: Report) -> list[str]:
                       f"measured {summary['median_ratio']:.2f}, worst "
                       f"{summary['worst_ratio']:.2g} ({md_escape(summary['worst_cell'])}); "
                       "figure 12.")
+        if len(vs) and vs["profile"].nunique() > 1:
+            counts = vs["profile"].value_counts()
+            L[-1] += (" Cells of several machines, each priced by its own profile: "
+                      + ", ".join(f"{md_escape(k)} ({v} cells)" for k, v in counts.items())
+                      + ".")
         L += [""]
         acc = P.accuracy_table(vs)
         if len(acc):  # held out: the cells of harness/conf/sweep/heldout.yaml

@@ -26,8 +26,9 @@ __all__ = ["REGISTRY", "Figure", "all_figures"]
 
 def all_figures(cells: pd.DataFrame, rows: pd.DataFrame, fits_n: pd.DataFrame | None,
                 fits_m: pd.DataFrame | None, out: Path, profile=None,
-                datasheets=()) -> list[Figure]:
+                datasheets=(), measured=()) -> list[Figure]:
     """Every figure of the report, in order; a Figure with ``missing`` set where data lack."""
     # names from run.json are text, not mathtext (harness/reporting/text.py)
     cells, rows, fits_n, fits_m = (plain_frame(f) for f in (cells, rows, fits_n, fits_m))
-    return draw_all(Inputs(cells, rows, fits_n, fits_m, profile, list(datasheets)), out)
+    return draw_all(Inputs(cells, rows, fits_n, fits_m, profile, list(datasheets),
+                           list(measured)), out)

@@ -31,7 +31,7 @@ def predicted_vs_measured(data: Inputs) -> list[Drawn]:
     if data.profile is None:
         raise NotDrawn("no measured cost-model profile of this machine (run nlt-bench "
                        "--calibrate; reports/profiles/)")
-    rows, summary = P.vs_measured(data.profile, data.cells)
+    rows, summary = P.vs_measured(data.profile, data.cells, data.measured)
     if not len(rows):
         raise NotDrawn("no cell the cost model covers")
     fig, (ax,) = new_figure(1, "column", legend_entries=rows["algorithm"].nunique(),

@@ -66,6 +66,8 @@ class Inputs:
     #: (harness/reporting/predictions.py); figures that need them say so when missing
     profile: object | None = None
     datasheets: list = field(default_factory=list)
+    #: every measured profile: cells of another machine are priced by their own
+    measured: list = field(default_factory=list)
 
     @property
     def target(self) -> float:
