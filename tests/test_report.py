@@ -149,6 +149,13 @@ def test_a_report_rebuilds_from_its_own_table(real_store, tmp_path):
     assert [(c.id, c.verdict) for c in first.claims] == [(c.id, c.verdict) for c in again.claims]
     assert len(pd.read_parquet(tmp_path / "again" / "results.parquet")) == len(
         pd.read_parquet(table))
+    assert again.hygiene == first.hygiene  # "not measured" stays not measured
+    # a table written from a table reads the same (numbers kept numbers, hygiene kept)
+    third = build([str(tmp_path / "again" / "results.parquet")], tmp_path / "third")
+    assert third.hygiene == first.hygiene
+    pd.testing.assert_frame_equal(
+        again.cells[cols].sort_values("cell").reset_index(drop=True),
+        third.cells[cols].sort_values("cell").reset_index(drop=True), check_dtype=False)
     # in place: the table is read whole before the directory is replaced
     same = build([str(table)], tmp_path / "report")
     assert len(same.cells) == len(first.cells)

@@ -360,10 +360,37 @@ def _from_report_table(path: Path, problems: list[Problem]) -> tuple[pd.DataFram
         return pd.DataFrame(), pd.DataFrame()
     cols = list(table.columns)
     run_cols = [c for c in cols[:cols.index("iter")] if c not in ("variant", "hygiene_measured")]
-    runs = table.drop_duplicates("cell")[run_cols].reset_index(drop=True)
+    first = table.drop_duplicates("cell").reset_index(drop=True)
+    runs = first[run_cols].copy()
+    if "hygiene_measured" in first and "disturbed" in runs:  # "not measured" stays so
+        runs["disturbed"] = [d if m is True or m is np.True_ else None
+                             for d, m in zip(runs["disturbed"], first["hygiene_measured"])]
     runs = runs.astype(object).where(runs.notna(), None)
-    rows = table.loc[table["iter"].notna(), ["cell", *cols[cols.index("iter"):]]]
+    for col in runs.columns:  # merged_table wrote mixed numeric columns as text
+        if col.endswith(_NUMERIC_SUFFIXES) or col.startswith("ntk_") or col in _NUMERIC_RUN:
+            runs[col] = [None if v is None else _number(v) for v in runs[col]]
+    # a cell's rows held its identity columns too (merged_table keeps one copy)
+    ident = [c for c in _ROW_IDENTITY if c in cols[:cols.index("iter")]]
+    rows = table.loc[table["iter"].notna(), ["cell", *ident, *cols[cols.index("iter"):]]]
     return runs, rows.reset_index(drop=True)
+
+
+_NUMERIC_SUFFIXES = ("_bytes", "_s", "_loss", "_gb")
+_NUMERIC_RUN = {"iterations", "rows", "warmup_steps", "threads", "parallel_jobs", "max_iters"}
+
+
+def _number(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            return float(v) if any(c in v for c in ".eEn") else int(v)
+        except ValueError:
+            return v
+    return v
+
+
+#: The identity columns a cell's result.parquet repeats on every row.
+_ROW_IDENTITY = ("store", "algorithm", "dataset", "model", "depth", "n", "m", "d", "seed",
+                 "device", "dtype")
 
 
 def leave_out_disturbed(loaded: Loaded, include: bool = False) -> tuple[Loaded, list[str]]:
