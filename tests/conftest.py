@@ -40,9 +40,27 @@ def _starts_processes(item) -> bool:
     return any(token in source for token in STARTS_PROCESSES)
 
 
+#: Tests over ~10 s whose behaviour a faster test of the default run already covers (a
+#: representative of each kind stays there): run them with `make test-all` (or `-m slow`).
+SLOW = {
+    "test_costmodel.py::test_cli_calibrate_quick_writes_a_valid_profile",
+    "test_asv_suite.py::test_asv_quick_run_records_one_benchmark",
+    "test_install.py::test_wheel_installs_and_runs_outside_the_source_tree",
+    "test_sweeps.py::test_smoke_submitit_local_gives_the_same_cells",
+    "test_signals.py::test_sigterm_and_sighup_of_a_basic_sweep_act_like_ctrl_c[1]",
+    "test_signals.py::test_sigint_of_a_joblib_sweep_leaves_no_worker",
+    "test_signals.py::test_sigkill_of_a_suite_ends_its_part_and_cells",
+    "test_signals.py::test_a_finished_joblib_sweep_leaves_no_process_behind",
+    "test_signals.py::test_sigterm_to_the_process_group_stops_the_sweep_cleanly",
+    "test_faults.py::test_sigint_stops_a_sweep_started_with_sigint_ignored",
+}
+
+
 def pytest_collection_modifyitems(config, items):
     skip = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
+        if item.nodeid.split("/")[-1] in SLOW:
+            item.add_marker(pytest.mark.slow)
         if skip is not None and "gpu" in item.keywords:
             item.add_marker(skip)
         if _starts_processes(item):

@@ -251,11 +251,22 @@ def _relay(path: Path, limit: int = 200) -> None:
             log.info("%s", line)
 
 
+#: How long a failed rank's peers get to report their own outcome (the cause may be theirs).
+ECHO_WAIT_S = 2.0
+
+
+def _echo(reason: str) -> bool:
+    """Whether a rank's failure only echoes another's: gloo's lost connection to a peer."""
+    text = str(reason)
+    return "Connection closed by peer" in text or "remote worker" in text
+
+
 def _watch(procs, work: Path, world: int):
     """Poll the ranks until the cell has its outcome: rank 0's, once it ended (the others
     get ``GRACE_S`` to end too); or the first rank that died or failed before it."""
     started = time.perf_counter()
     rank0_done: float | None = None
+    first_failure: float | None = None
     while True:
         codes = [p.poll() for p in procs]
         outs = [read_outcome(work / f"rank{r}.out") if c is not None else None
@@ -269,10 +280,17 @@ def _watch(procs, work: Path, world: int):
                 return ("failed", f"rank {rank} of {world} {_death(codes[rank])} after "
                         f"{time.perf_counter() - started:.1f}s" + (f": {why}" if why else ""),
                         [], {})
-            failed = [(o["time"], r) for r, o in enumerate(outs)
+            failed = [(_echo(o["reason"]), o["time"], r) for r, o in enumerate(outs)
                       if o is not None and o["status"] == "failed"]
-            if failed:  # the rank that failed first holds the cause
-                rank = min(failed)[1]
+            if failed and first_failure is None:
+                first_failure = time.perf_counter()
+            # the cause, not its echo: a rank that lost its peer fails too, sometimes first;
+            # wait a moment for every rank's outcome, then take the first failure that is
+            # not a lost connection
+            settled = all(c is not None for c in codes) or (
+                first_failure is not None and time.perf_counter() - first_failure > ECHO_WAIT_S)
+            if failed and settled:
+                rank = min(failed)[2]
                 out = outs[rank]
                 return ("failed", f"rank {rank} of {world}: {out['reason']}",
                         (outs[0] or {}).get("rows", []), (outs[0] or {}).get("info", {}))
