@@ -50,7 +50,7 @@ from harness.model.protocols import (
     OnInputs,
     check_operand,
 )
-from harness.model.two_layer import JacobianOperator, TwoLayerReLU
+from harness.model.two_layer import JacobianOperator, TwoLayerReLU, gram_from_counts
 
 #: structure tag of a problem sharded over its width: its parameters are this rank's block
 SHARDED = "sharded"
@@ -152,10 +152,7 @@ class ShardedJacobian(OnInputs, JacobianBase):
     def gram(self, damping: float = 0.0) -> torch.Tensor:
         """G + μI: the integer counts D_p D_pᵀ summed over the ranks, then ⊙ X Xᵀ / m."""
         counts = self.comm.all_reduce(kernels.pattern_gram(self.local.pattern), "gram")
-        G = counts.mul_(self.X @ self.X.T).div_(self.m)
-        if damping:
-            G.diagonal().add_(damping)
-        return G
+        return gram_from_counts(counts, self.X, self.m, damping)
 
     def gram_operator(self, damping: float = 0.0) -> ShardedGram:
         return ShardedGram(self, damping)

@@ -50,6 +50,16 @@ from harness.model.protocols import (
 )
 
 
+def gram_from_counts(counts: torch.Tensor, X: torch.Tensor, m: int,
+                     damping: float = 0.0) -> torch.Tensor:
+    """G + μI from the co-activation counts D Dᵀ of all m units (in place): counts ⊙ X Xᵀ / m.
+    Shared by the one-process and the sharded Jacobian (whose counts are summed over ranks)."""
+    G = counts.mul_(X @ X.T).div_(m)
+    if damping:
+        G.diagonal().add_(damping)
+    return G
+
+
 class JacobianOperator(OnInputs, JacobianBase):
     r"""J ∈ R^{n×md} of f at W, held as (X, D, a): ``J @ V``, ``J.T @ g``, ``gram()``, ``dense()``.
 
@@ -94,10 +104,7 @@ class JacobianOperator(OnInputs, JacobianBase):
         D Dᵀ counts co-active units, integers ≤ m: every route of ``kernels.pattern_gram``
         forms it exactly.
         """
-        G = kernels.pattern_gram(self.pattern).mul_(self.X @ self.X.T).div_(self.m)
-        if damping:
-            G.diagonal().add_(damping)
-        return G
+        return gram_from_counts(kernels.pattern_gram(self.pattern), self.X, self.m, damping)
 
     def gram_operator(self, damping: float = 0.0) -> GramOperator:
         return GramOperator(self, damping)
