@@ -1,7 +1,8 @@
 """Shared fixtures (small float64 problems, a temporary results store), the GPU skip, and the
 test tiers: a test that runs a whole command end to end — it starts processes (the CLIs,
-launchers, pip, asv, git) or runs a full command in-process (a calibration, the committed
-sweeps' pre-flight) — is marked ``cli`` and left out of ``make test-fast``."""
+launchers, pip, asv, git, ranks) or runs a full command in-process (a calibration, the
+committed sweeps' pre-flight, a whole report) — is marked ``cli`` and left out of
+``make test-fast``; ``make test`` runs it."""
 
 from __future__ import annotations
 
@@ -18,20 +19,39 @@ from harness.model import make_problem
 # it back on. Processes the tests start inherit it.
 os.environ["NLT_HYGIENE"] = "0"
 
-#: modules whose every test drives processes
+#: modules whose every test drives processes or whole sweeps (launchers, signals to a sweep,
+#: faults of a store mid-sweep, ranks of one cell, reports raced against each other)
 CLI_MODULES = {"test_cli_help", "test_sweeps", "test_faults", "test_install", "test_asv_suite",
-               "test_plugin", "test_plugins"}
-#: in-process tests that run a whole command (seconds to minutes each)
+               "test_plugin", "test_plugins", "test_signals", "test_io_faults",
+               "test_distributed", "test_report_robust"}
+#: in-process tests that run a whole command: a calibration, the committed sweeps'
+#: pre-flight, a whole report or every figure of one (3–35 s each on 2 cores)
 WHOLE_COMMANDS = {"test_cli_calibrate_quick_writes_a_valid_profile",
-                  "test_the_committed_cells_keep_their_identity"}
+                  "test_the_committed_cells_keep_their_identity",
+                  "test_quick_writes_every_section",
+                  "test_every_figure_passes_the_check",
+                  "test_every_figure_is_drawn_as_pdf_and_300_dpi_png_within_the_page_width",
+                  "test_a_two_layer_store_has_no_depth_section",
+                  "test_report_decides_claims_per_depth_and_tabulates_time_to_target",
+                  "test_sketch_runs_pair_only_with_exact_runs_of_the_same_depth",
+                  "test_figures_are_named_by_number_file_name_or_slug",
+                  "test_the_example_runs_cells_loads_them_draws_a_figure_and_writes_the_report",
+                  "test_a_report_rebuilds_from_its_own_table",
+                  "test_report_builds_from_a_real_store",
+                  "test_report_survives_failed_skipped_and_truncated_runs"}
+#: (module, fixture) of module-scoped fixtures that run a whole command once for the tests
+#: that use them (every figure of a synthetic report; nlt-bench --quick; the notebook example)
+WHOLE_FIXTURES = {("test_figures", "drawn"), ("test_bench", "quick_report"),
+                  ("test_notebook", "example")}
 #: what a test's own source calls when it starts a process
 STARTS_PROCESSES = ("subprocess", "Popen", "nlt_run(", "_nlt_run(", "_cmd()", "_asv(",
                     "_run([", "spawn_ranks(", "run_cli(")
 
 
 def _starts_processes(item) -> bool:
-    if item.module.__name__.rsplit(".", 1)[-1] in CLI_MODULES or \
-            item.originalname in WHOLE_COMMANDS:
+    module = item.module.__name__.rsplit(".", 1)[-1]
+    if module in CLI_MODULES or item.originalname in WHOLE_COMMANDS or any(
+            (module, f) in WHOLE_FIXTURES for f in getattr(item, "fixturenames", ())):
         return True
     try:
         source = inspect.getsource(item.function)

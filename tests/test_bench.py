@@ -111,7 +111,10 @@ def test_sections_option_runs_a_subset(tmp_path):
 
 @pytest.mark.parametrize("args", [["--device", "tpu"], ["--bogus"], ["--sections", "nope"],
                                   ["--sections", ","],
-                                  ["--json", "/no/such/dir/x.json"]])
+                                  ["--json", "/no/such/dir/x.json"],
+                                  ["--calibrate", "--calibrate-dtypes", "float16"],
+                                  ["--calibrate", "--calibrate-dtypes", "float32,float32"],
+                                  ["--calibrate", "--calibrate-dtypes", ","]])
 def test_bad_option_exits_2_with_one_line(args, capsys):
     from harness.perf.bench import main
 

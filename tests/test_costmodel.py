@@ -215,9 +215,13 @@ def test_bad_inputs():
 
 def test_cli_calibrate_quick_writes_a_valid_profile(tmp_path, capsys):
     out = tmp_path / "prof.json"
-    bench.main(["--calibrate", "--quick", "--out", str(out)])
+    bench.main(["--calibrate", "--quick", "--calibrate-dtypes", "float32", "--out", str(out)])
     prof = Profile.load(out)
     data = prof.data
+    # one dtype measured: the other is refused by name, never priced from nothing
+    assert set(prof.fits) == {"float32"}
+    with pytest.raises(ConfigError, match="float64"):
+        predict("gn_sketch", {}, 256, 2048, 16, prof, dtype="float64")
     for key in ("device", "device_name", "cpu", "threads", "torch", "git_commit", "date",
                 "memory_bytes", "source"):
         assert key in data, key

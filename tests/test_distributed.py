@@ -140,6 +140,14 @@ def test_a_cell_on_two_ranks_is_the_unsharded_cell_with_its_communication(tmp_pa
                                   Link("t", 1e-5, 1e9, "test"))
     assert list(table["world"]) == [2] and (table["ratio"] > 0).all()
     assert (table["predicted_comm_s"] > 0).all()
+    # a sweep's table tells the sharded cell from its one-process twin: a column P
+    from harness.execution.summary import format_table, summary_table
+
+    cells = sorted({p.parent for p in tmp_path.rglob("run.json")})
+    frame = summary_table(cells)
+    assert sorted(frame["P"].tolist()) == [1, 2]
+    assert " P " in format_table(frame).splitlines()[0]
+    assert " P " not in format_table(frame[frame["P"] == 1]).splitlines()[0]
 
 
 def test_killing_one_rank_fails_the_cell_cleanly(tmp_path):
@@ -180,17 +188,136 @@ def test_a_method_that_cannot_shard_is_skipped_with_the_reason(tmp_path, algorit
     (("distributed=local", "distributed.backend=nccl"), "distributed.backend"),
     (("distributed=local", "distributed.world_size=100000"), "ranks on one machine"),
     (("distributed=local", "model=mlp", "model.depth=2"), "model=mlp has no sharded form"),
+    (("distributed=local", "distributed.nodes=2"), "use distributed=slurm"),
+    (("distributed=torchrun", "distributed.nodes=2"), "use distributed=slurm"),
+    (("distributed=local", "distributed.nodes=0"), "distributed.nodes must be"),
 ])
 def test_the_preflight_refuses_a_bad_world_or_launcher(overrides, message):
     with pytest.raises(ConfigError, match=message):
         resolve(compose_cfg("device=cpu", *overrides))
 
 
-def test_the_default_keeps_every_cell_identity():
+# --- the launchers: torchrun on this machine, srun over nodes (a stand-in srun here) ---------
+
+#: a stand-in for srun: starts --ntasks copies of the command with SLURM_PROCID and
+#: SLURM_NTASKS set, as srun does on the nodes of an allocation, and exits non-zero if one did
+FAKE_SRUN = """#!/usr/bin/env bash
+echo "$@" > "$(dirname "$0")/srun.args"
+n=1
+while [[ $# -gt 0 ]]; do
+  case $1 in --ntasks=*) n=${1#*=}; shift;; --*) shift;; *) break;; esac
+done
+pids=()
+for ((i=0; i<n; i++)); do SLURM_PROCID=$i SLURM_NTASKS=$n "$@" & pids+=($!); done
+rc=0
+for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+exit $rc
+"""
+
+
+@pytest.fixture
+def fake_srun(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    srun = bin_dir / "srun"
+    srun.write_text(FAKE_SRUN)
+    srun.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir
+
+
+def _any_rank_process() -> list[int]:
+    """Rank processes anywhere (a launcher's ranks are its children, not this process's)."""
+    out = []
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"harness.execution.rank" in cmd.read_bytes():
+                out.append(int(cmd.parent.name))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def test_a_cell_under_torchrun_is_the_unsharded_cell(tmp_path):
+    out, run, rows = run_in_process(tmp_path, "algorithm=gn_gram", "max_iters=3",
+                                    "distributed=torchrun", "distributed.world_size=2", *TINY)
+    _, _, ref = run_in_process(tmp_path, "algorithm=gn_gram", "max_iters=3", *TINY)
+    assert out.status == "max_iters", out.reason
+    assert _rel(torch.tensor(rows["loss"].values), torch.tensor(ref["loss"].values)) < 1e-9
+    assert run["distributed"] == "torchrun" and run["world_size"] == 2 and run["hosts"]
+    assert (rows[rows["iter"] > 0]["t_comm"] > 0).all()
+    assert not _any_rank_process()
+
+
+def test_killing_a_rank_under_torchrun_fails_the_cell_cleanly(tmp_path):
+    out = run_cell(compose_cfg("device=cpu", f"store={tmp_path}", "algorithm=gn_cg",
+                               "max_iters=4", "distributed=torchrun",
+                               "distributed.world_size=2", "testing.fail_at_iter=2",
+                               "testing.fail_mode=kill", *TINY))
+    assert out.status == "failed"
+    assert "\n" not in out.reason and "rank 1 of 2 killed by SIGKILL" in out.reason, out.reason
+    assert json.loads((out.cell / "run.json").read_text())["status"] == "failed"
+    assert not _any_rank_process()
+
+
+def test_srun_starts_the_ranks_of_a_slurm_cell_over_its_nodes(tmp_path, fake_srun):
+    out, run, rows = run_in_process(tmp_path, "algorithm=gn_sketch", "max_iters=2",
+                                    "distributed=slurm", "distributed.nodes=2",
+                                    "distributed.world_size=2", *TINY)
+    assert out.status == "max_iters", out.reason
+    assert run["distributed"] == "slurm" and run["world_size"] == 2
+    args = (fake_srun / "srun.args").read_text().split()
+    assert {"--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--overlap"} <= set(args)
+    # the ranks met under the store (a shared file system on a cluster), then it was cleared
+    assert not (tmp_path / ".ranks").exists()
+    assert not _any_rank_process()
+
+
+def test_a_rank_the_launcher_started_in_a_wrong_world_refuses(monkeypatch):
+    from harness.execution.rank import launcher_rank
+
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_NTASKS", "3")
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(SystemExit, match="started 3 ranks"):
+        launcher_rank(2)
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    assert launcher_rank(2) == 1
+
+
+def test_only_the_first_task_of_a_slurm_job_runs_the_cell(monkeypatch):
+    from harness.execution.sharded_cell import idle_task
+
+    slurm = compose_cfg("device=cpu", "distributed=slurm")
+    local = compose_cfg("device=cpu", "distributed=local")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert idle_task(slurm) and not idle_task(local)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    assert not idle_task(slurm)
+
+
+def test_the_default_keeps_every_cell_identity(fake_srun):
     """distributed=none enters no cell's identity (the committed stores keep their hashes)."""
     assert "distributed" not in resolve(compose_cfg("device=cpu")).identity
     run = resolve(compose_cfg("device=cpu", "distributed=local", "distributed.world_size=2"))
     assert run.identity["distributed"]["world_size"] == 2
+    # nodes came later: at 1 it leaves a distributed cell's identity as it was
+    assert "nodes" not in run.identity["distributed"]
+    two = resolve(compose_cfg("device=cpu", "distributed=slurm", "distributed.world_size=4",
+                              "distributed.nodes=2"))
+    assert two.identity["distributed"]["nodes"] == 2
+
+
+def test_a_slurm_cell_needs_srun_and_a_world_that_divides_over_its_nodes(tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun here
+    with pytest.raises(ConfigError, match="srun, which is not on PATH"):
+        resolve(compose_cfg("device=cpu", "distributed=slurm"))
+    (tmp_path / "srun").write_text("#!/bin/sh\n")
+    (tmp_path / "srun").chmod(0o755)
+    with pytest.raises(ConfigError, match="not a multiple of distributed.nodes=2"):
+        resolve(compose_cfg("device=cpu", "distributed=slurm", "distributed.world_size=3"))
+    resolve(compose_cfg("device=cpu", "distributed=slurm", "distributed.world_size=4"))
 
 
 def test_nlt_run_runs_one_cell_on_two_ranks(tmp_path):
@@ -273,3 +400,22 @@ def test_the_frontier_text_is_labelled_a_prediction():
     text = frontier_text(sheet, Link("unused", 1.0, 1.0, "test"))
     assert text.startswith("PREDICTION") and "assumed" in text
     assert text.count("\n| ") == 5  # the header and P = 1, 4, 16, 64
+
+
+def test_the_frontier_figure_draws_every_p_on_both_profiles_as_a_prediction(tmp_path):
+    from harness.perf.comm import frontier_figure, main
+
+    sheet = Path(__file__).resolve().parent.parent / "reports" / "profiles" / \
+        "h100_datasheet.json"
+    mine = Profile.synthetic(flops=2e9, memory_bytes=2**34)
+    mine.data.update(device_name="test CPU", source="measured (synthetic for the tests)",
+                     link={"name": "test loopback", "latency_s": 5e-5, "bandwidth": 2e9,
+                           "source": "test"})
+    mine_path = mine.save(tmp_path / "profiles" / "mine.json")
+    png = frontier_figure([(mine_path, Link("test loopback", 5e-5, 2e9, "test")),
+                           (sheet, None)], tmp_path / "fig" / "frontier")
+    assert png.exists() and png.with_suffix(".pdf").exists() and png.stat().st_size > 5000
+    # the command line: the link calibrated with the profile, no --link needed
+    (tmp_path / "profiles" / "sheet.json").write_text(sheet.read_text())
+    assert main(["--frontier", str(mine_path), "--figure", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli.png").exists()

@@ -20,7 +20,7 @@ from harness.costmodel import Profile  # noqa: E402
 from harness.reporting import fits, style  # noqa: E402
 from harness.reporting.figures import REGISTRY, all_figures, check  # noqa: E402
 from harness.reporting.figures.costs import phase_shares  # noqa: E402
-from harness.reporting.figures.registry import Inputs  # noqa: E402
+from harness.reporting.figures.registry import Inputs, fit_legends  # noqa: E402
 from harness.reporting.load import label_variants  # noqa: E402
 
 MIB = 2**20
@@ -113,9 +113,10 @@ def _rows(cells: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def tables(ns, m, ms, grid, deep=False):
+def tables(ns, m, ms, grid, deep=False, disturbed=False):
     """cells and rows of a sweep over ``ns`` at width ``m``, an m sweep over ``ms`` and an
-    (n, m) ``grid``; ``deep``: every method at depths 1, 2 and 3 (no outside method)."""
+    (n, m) ``grid``; ``deep``: every method at depths 1, 2 and 3 (no outside method);
+    ``disturbed``: seed 1 at the third n marked disturbed (as under --include-disturbed)."""
     cells = []
     depths = (1, 2, 3) if deep else (None,)
     variants = [v for v in VARIANTS if not (deep and v[0] == "my_method")]
@@ -135,6 +136,10 @@ def tables(ns, m, ms, grid, deep=False):
                 cells.append(_cell(alg, preset, hp, n, mm, 0, "converged"))
     cells = pd.DataFrame(cells).drop_duplicates("cell")
     cells["variant"] = label_variants(cells)  # named as the report names them
+    cells["disturbed"] = False
+    if disturbed:
+        cells.loc[(cells["n"] == ns[2]) & (cells["seed"] == 1), "disturbed"] = True
+    cells["disturbed"] = cells["disturbed"].astype(object)
     return cells, _rows(cells)
 
 
@@ -149,7 +154,8 @@ def _profiles():
 
 SWEEPS = {
     "two_layer_demo": dict(ns=(64, 128, 256, 512, 1024), m=1024, ms=(256, 4096),
-                           grid=[(256, 2048), (256, 8192), (512, 2048), (512, 8192)]),
+                           grid=[(256, 2048), (256, 8192), (512, 2048), (512, 8192)],
+                           disturbed=True),
     "two_layer_paper": dict(ns=(1024, 2048, 4096, 8192, 16384), m=65536,
                             ms=(16384, 262144), grid=[(2048, 32768), (2048, 131072),
                                                       (8192, 32768), (8192, 131072)]),
@@ -282,3 +288,41 @@ def test_the_committed_reports_figures_pass_the_check(report):
     found = check.check_all(Inputs(cells, rows, fits.scaling_fits(cells, "n", 1e-3),
                                    fits.scaling_fits(cells, "m", 1e-3), profile, sheets))
     assert check.defects(found) == {}
+
+
+def _time_vs_n(**kw):
+    cells, rows = tables(**{**SWEEPS["two_layer_demo"], **kw})
+    mine, sheets = _profiles()
+    data = Inputs(cells, rows, fits.scaling_fits(cells, "n", 0.0),
+                  fits.scaling_fits(cells, "m", 0.0), mine, sheets)
+    spec = next(v for v in REGISTRY.values() if v.slug == "time_vs_n")
+    with plt.rc_context(style.RC):
+        drawn = spec.draw(data)[0]
+        fit_legends(drawn.fig)
+    return drawn
+
+
+def test_disturbed_sizes_are_drawn_hollow_and_seeds_as_bars():
+    drawn = _time_vs_n(disturbed=True)
+    try:
+        ax = drawn.fig.axes[0]
+        hollow = [ln for ln in ax.get_lines() if ln.get_label() == "_disturbed"]
+        assert hollow and all(str(ln.get_markerfacecolor()) in ("white", "#ffffff")
+                              for ln in hollow)
+        # only the third n carries a disturbed cell
+        assert {float(x) for ln in hollow for x in ln.get_xdata()} == {256.0}
+        bars = [c for c in ax.collections if c.get_label() == "_spread"]
+        assert bars and len(bars[0].get_segments()) >= 4  # two seeds at every n
+        assert "disturbed machine" in drawn.caption and "over seeds" in drawn.caption
+        labels = [t.get_text() for leg in drawn.fig.legends for t in leg.get_texts()]
+        assert any("disturbed" in t for t in labels) and any("spread" in t for t in labels)
+        assert check.problems(drawn.fig) == []
+    finally:
+        plt.close(drawn.fig)
+    quiet = _time_vs_n(disturbed=False)
+    try:
+        assert not [ln for ln in quiet.fig.axes[0].get_lines()
+                    if ln.get_label() == "_disturbed"]
+        assert "disturbed machine" not in quiet.caption
+    finally:
+        plt.close(quiet.fig)

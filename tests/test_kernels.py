@@ -74,6 +74,28 @@ def test_one_calibration_per_bucket():
     assert kernels.calibration_seconds() > 0
 
 
+@pytest.mark.parametrize("int8_s,timed_whole", [(20.0, False), (3.0, True)])
+def test_a_route_hopeless_on_a_corner_is_not_timed_whole(int8_s, timed_whole):
+    """Operands beyond the probe corner: a route over PROBE_SLOW_FACTOR × float there is
+    recorded as not worth timing (an int8 GEMM without int8 instructions) and never run at
+    full size; a merely slower one is timed whole as before."""
+    calls: list[str] = []
+    kernels.configure("auto", timer=fake_timer({"float": 1.0, "int8": int8_s}, calls))
+    rows, cols = kernels.PROBE_ROWS + 8, kernels.PROBE_COLS + 52
+    P = pattern(n=rows, m=cols)
+    Y = torch.randn(rows, 4)
+    assert kernels.selector().choose(kernels.PRODUCTS["pattern_rmm"], P, Y) == "float"
+    (choice,) = kernels.report()["choices"]
+    if timed_whole:
+        # float whole, the probe's float and int8, int8 whole
+        assert calls == ["float", "float", "int8", "int8"] and not choice["unavailable"]
+    else:
+        assert calls == ["float", "float", "int8"]  # float whole, then the probe's two
+        why = choice["unavailable"]["int8"]
+        assert f"on a {kernels.PROBE_ROWS}x{kernels.PROBE_COLS} corner" in why
+        assert f"not timed at {rows}x{cols}" in why and "20x slower" in why
+
+
 def test_a_failing_route_is_no_candidate():
     def timer(route, fn, device):
         if route == "int8":

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.common.errors import ConfigError
-from harness.execution.app import validate_command
+from harness.execution.app import _defer_group_options, validate_command
 from harness.execution.cmdline import launcher_choices
 from tests.helpers import nlt_run
 
@@ -263,3 +263,22 @@ def test_cli_refuses_with_one_line_and_exit_2(args, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("nlt-run: error: "), out.stderr
     assert not any(word in out.stderr for word in INTERNALS)
     assert _tree(tmp_path) == before
+
+
+def test_a_job_over_several_nodes_is_only_for_one_slurm_cell_over_them(tmp_path,
+                                                                       monkeypatch):
+    """hydra.launcher.nodes > 1 holds nodes for a distributed=slurm cell with as many
+    distributed.nodes, in every job of the sweep; anything else is refused in one line."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    base = ["-m", "hydra/launcher=submitit_local", "hydra.launcher.nodes=2", "algorithm=gd",
+            "data.n=16", "model.m=64", "distributed=slurm", "distributed.world_size=4"]
+    validate_command(_defer_group_options([*base, "distributed.nodes=2"]))
+    with pytest.raises(ConfigError, match="nodes must be one of"):
+        validate_command(_defer_group_options([*base, "distributed.nodes=4"]))
+    with pytest.raises(ConfigError, match="every job needs distributed=slurm"):
+        validate_command(_defer_group_options([*base, "distributed.nodes=2,4"]))

@@ -47,14 +47,14 @@ def test_readme_nlt_run_commands_pass_the_preflight(tmp_path, monkeypatch):
     commands = _commands("nlt-run")
     assert commands
     monkeypatch.chdir(tmp_path)  # stores are created relative to here, never in the clone
-    # a SLURM command is checked as on a cluster: sbatch on PATH (everything else as here)
+    # a SLURM command is checked as on a cluster: sbatch and srun on PATH (the rest as here)
     import shutil
 
     from harness.execution import cmdline
 
     which = shutil.which
     monkeypatch.setattr(cmdline.shutil, "which",
-                        lambda name, *a, **k: "/usr/bin/sbatch" if name == "sbatch"
+                        lambda name, *a, **k: f"/usr/bin/{name}" if name in ("sbatch", "srun")
                         else which(name, *a, **k))
     for argv in commands:
         if "--help" in argv:

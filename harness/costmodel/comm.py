@@ -123,6 +123,20 @@ def cluster_link(world: int) -> Link:
     return CLUSTER_LINKS["nvlink_h100"] if world <= 8 else CLUSTER_LINKS["infiniband_100g"]
 
 
+#: where ``nlt-bench --calibrate`` keeps the link it measured (``harness.perf.comm``)
+PROFILE_LINK_KEY = "link"
+
+
+def profile_link(profile) -> Link | None:
+    """The link measured with this machine's calibration (gloo over loopback), or None for a
+    profile calibrated before links were measured, or a datasheet."""
+    data = getattr(profile, "data", {}).get(PROFILE_LINK_KEY)
+    if not data:
+        return None
+    return Link(str(data["name"]), float(data["latency_s"]), float(data["bandwidth"]),
+                str(data["source"]))
+
+
 def load_link(path) -> Link:
     """A link written by ``python -m harness.perf.comm --out``."""
     import json

@@ -22,7 +22,7 @@ from harness.model import MODELS, Shape
 
 #: Outer steps per preconditioner build under ``refresh=adaptive`` when the caller gives
 #: none: a Gauss–Newton run to 1e-6 takes 2–4 outer steps and builds R once (nlt-bench's
-#: AMORTIZE_STEPS = 3, docs/performance.md).
+#: AMORTIZE_STEPS = 3, docs/costmodel.md).
 DEFAULT_REFRESH_EVERY = 3.0
 
 

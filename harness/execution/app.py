@@ -40,6 +40,7 @@ from omegaconf import DictConfig
 
 from harness.common.errors import ConfigError, fail, guarded
 from harness.common.io import write_json, write_text
+from harness.execution import sharded_cell
 from harness.execution.cmdline import check_command_line
 from harness.execution.config import CONF_DIR, register_configs, resolve, store_path
 from harness.execution.hydra_adapter import (
@@ -280,6 +281,10 @@ def _app(cfg: DictConfig) -> str:
         fail(PROG, str(exc))
     cell = store_path(cfg) / cell_name(run.identity)
     label = run.label
+    if sharded_cell.idle_task(cfg):
+        log.info("[%s] task %s of the job holds its node for the ranks; the cell runs in "
+                 "task 0", label, os.environ.get("SLURM_PROCID"))
+        return "held"
     try:
         if multirun:
             try:

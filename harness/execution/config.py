@@ -65,10 +65,13 @@ class DistributedConfig:
     """One cell on P ranks, the width m sharded over them (``distributed=local``;
     harness.execution.sharded_cell, docs/distributed.md)."""
 
-    kind: str = "none"  # none | local (P processes on this machine, gloo)
+    #: none | local (P processes on this machine) | torchrun (P processes on this machine
+    #: under torch's own launcher) | slurm (P tasks over ``nodes`` nodes by srun)
+    kind: str = "none"
     world_size: int = 1  # P
     backend: str = "gloo"  # gloo (CPU)
     threads_per_rank: int = 1  # torch threads of each rank
+    nodes: int = 1  # slurm: the nodes the P ranks spread over (P a multiple of it)
 
 
 @dataclass

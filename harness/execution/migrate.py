@@ -35,6 +35,8 @@ LATER_OPTIONS: dict[str, Any] = {
     "model": {"name": "two_layer", "depth": 1},  # the model group
     # one cell on P ranks (harness.execution.sharded_cell)
     "distributed": {"kind": "none", "world_size": 1, "backend": "gloo", "threads_per_rank": 1},
+    # a sub-key added after its option: "<option>.<key>" dropped alone where at this value
+    "distributed.nodes": 1,
 }
 
 #: what a version-1 cell without these fields was
@@ -46,6 +48,13 @@ def identity_without_history(identity: dict[str, Any]) -> dict[str, Any]:
     cells had before the option existed."""
     out = dict(identity)
     for key, before in LATER_OPTIONS.items():
+        if "." in key:  # after the options: a sub-key at its first value is dropped alone
+            option, sub = key.split(".", 1)
+            if isinstance(out.get(option), dict) and out[option].get(sub, before) == before:
+                out[option] = {k: v for k, v in out[option].items() if k != sub}
+                if not out[option]:
+                    del out[option]
+            continue
         if key not in out:
             continue
         value = out[key]

@@ -193,9 +193,10 @@ def _jobs(fixed: list[str], sweeps: list[tuple[str, list[str]]],
     return sweep_jobs(preset, fixed + [f"{k}={','.join(v)}" for k, v in sweeps])
 
 
-def _check_launcher(hydra_cfg) -> None:
+def _check_launcher(hydra_cfg, cfg=None) -> None:
     """Launcher settings that would otherwise fail inside the launcher, after the sweep
-    started (joblib's n_jobs=0)."""
+    started (joblib's n_jobs=0). ``cfg``: the first job's config (a SLURM job may span
+    ``distributed.nodes`` nodes for a ``distributed=slurm`` cell)."""
     launcher = hydra_cfg.get("launcher") or {}
     if "n_jobs" in launcher:
         n_jobs = launcher.get("n_jobs")
@@ -213,8 +214,11 @@ def _check_launcher(hydra_cfg) -> None:
     target = str(launcher.get("_target_", ""))
     # each job is one cell in processes of its own, and nlt-run's signal handling and
     # isolation assume so: joblib's loky processes, one task and one node per cell
+    # (a distributed=slurm cell: one task on each of its distributed.nodes nodes)
+    node = (cfg.get("distributed") if cfg is not None else None) or {}
+    spans = (node.get("nodes", 1),) if node.get("kind") == "slurm" else ()
     fixed = {"backend": (None, "loky"), "prefer": (None, "processes"), "require": (None,)} \
-        if "joblib" in target else {"tasks_per_node": (1,), "nodes": (1,)} \
+        if "joblib" in target else {"tasks_per_node": (1,), "nodes": tuple({1, *spans})} \
         if "submitit" in target else {}
     for key, allowed in fixed.items():
         if key in launcher and launcher.get(key) not in allowed:
@@ -277,7 +281,8 @@ def preflight(overrides: list[str], visit: Callable[[object, ResolvedRun], None]
             first = fixed + [f"{k}={v[0]}" for k, v in sweeps]
             full = _compose(first, with_hydra=True)
             hydra_cfg = full.hydra
-            _check_launcher(hydra_cfg)
+            _check_launcher(hydra_cfg, full)
+            job_nodes = OmegaConf.select(hydra_cfg, "launcher.nodes", default=1) or 1
             params = hydra_cfg.sweeper.get("params")
             preset = OmegaConf.to_container(params, resolve=False) if params else {}
             if preset:  # the preset's own values: named errors for bad choices there too
@@ -300,6 +305,13 @@ def preflight(overrides: list[str], visit: Callable[[object, ResolvedRun], None]
                                       "sweep once")
                 seen[key] = job
                 run = resolve(cfg)
+                if job_nodes != 1 and (cfg.distributed.kind != "slurm"
+                                       or cfg.distributed.nodes != job_nodes):
+                    raise ConfigError(
+                        f"hydra.launcher.nodes={job_nodes} is for one cell over that many "
+                        f"nodes: every job needs distributed=slurm distributed.nodes="
+                        f"{job_nodes}; got distributed={cfg.distributed.kind} "
+                        f"distributed.nodes={cfg.distributed.nodes} ({' '.join(job)})")
                 writable.cell(cfg, run)
                 if visit is not None:
                     visit(cfg, run)

@@ -1,5 +1,6 @@
-"""One rank of a distributed cell: ``python -m harness.execution.rank WORKDIR RANK``, started by
-``harness.execution.sharded_cell.run_ranks``.
+"""One rank of a distributed cell: ``python -m harness.execution.rank WORKDIR [RANK]``, started
+by ``harness.execution.sharded_cell.run_ranks`` (RANK given), or by torchrun or srun (RANK
+from their environment: ``RANK`` / ``SLURM_PROCID``, checked against the cell's P).
 
 The rank joins the process group, builds its shard of the problem and runs the runner's own
 loop (``runner._Run``) on it; its rows carry the ``comm`` phase (seconds of the step's
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -103,12 +106,39 @@ class _RankRun(_Run):
         return Outcome(status, reason, self.cell)
 
 
+#: (rank, world size) variables of the launchers that start ranks: torchrun, then srun
+LAUNCHER_ENV = (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"))
+
+
+def launcher_rank(world: int) -> int:
+    """This rank's number from its launcher's environment, whose world must be the cell's."""
+    for rank_var, world_var in LAUNCHER_ENV:
+        if rank_var in os.environ:
+            theirs = int(os.environ.get(world_var, world))
+            if theirs != world:
+                raise SystemExit(f"the launcher started {theirs} ranks ({world_var}); the "
+                                 f"cell has distributed.world_size={world}")
+            return int(os.environ[rank_var])
+    raise SystemExit("no rank given: pass it as an argument, or start the ranks with "
+                     "torchrun or srun (RANK or SLURM_PROCID)")
+
+
+def hosts(comm: Comm) -> str:
+    """The hosts of every rank, sorted, comma-separated (one collective, before the run)."""
+    import torch.distributed as dist
+
+    names: list[str | None] = [None] * comm.world
+    dist.all_gather_object(names, socket.gethostname())
+    return ",".join(sorted({str(n) for n in names}))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    work, rank = Path(argv[0]), int(argv[1])
+    work = Path(argv[0])
     sharded_cell._die_with_parent()
     spec = json.loads((work / "spec.json").read_text())
     container, world = spec["config"], int(spec["world_size"])
+    rank = int(argv[1]) if len(argv) > 1 else launcher_rank(world)
     if rank != 0:  # rank 0 ends the run by time; the others follow it
         container = {**container, "time_budget_s": None, "wall_budget_s": None}
     if rank != world - 1:  # an injected fault: on the last rank only
@@ -126,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(int(node["threads_per_rank"]))
-        _RankRun(run, work, spec["launch"], comm).execute()
+        rank_run = _RankRun(run, work, spec["launch"], comm)
+        rank_run.facts["hosts"] = hosts(comm)
+        rank_run.info.update(rank_run.facts)
+        rank_run.execute()
     finally:
         close_ranks()
     return 0

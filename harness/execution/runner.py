@@ -27,6 +27,7 @@ from harness.common.device import device_name, format_bytes, memory_budget_bytes
 from harness.common.errors import ConfigError
 from harness.common.provenance import machine_facts, provenance
 from harness.common.timing import PhaseClock
+from harness.costmodel.comm import profile_link
 from harness.execution import hygiene, sharded_cell
 from harness.execution.config import ResolvedRun, preset_for, resolve, store_path
 from harness.execution.loop import (
@@ -394,9 +395,13 @@ class _Run:
             return None
         try:
             params = {k: v for k, v in r.identity["algorithm"].items() if k != "name"}
+            world = sharded_cell.world_size(cfg)
+            link = profile_link(profile) if world > 1 else None
+            if world > 1 and link is None:  # a profile without a link: one rank unpriced
+                return None
             step = costmodel.predict(r.algorithm.name, params, r.n, r.m, r.d, profile,
                                      dtype=str(cfg.dtype), depth=int(r.depth),
-                                     model=r.model)["total"]
+                                     model=r.model, world=world, link=link)["total"]
         except ConfigError:  # a method the model does not cover
             return None
         return step, profile

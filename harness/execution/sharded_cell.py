@@ -20,6 +20,8 @@ import logging
 import math
 import os
 import pickle
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,7 +37,12 @@ from harness.common.errors import ConfigError, unknown
 from harness.model import TWO_LAYER, Shape
 from harness.model.sharded import SHARDED_FEATURES
 
-KINDS = ("none", "local")
+#: none: one process; local: P rank processes started here; torchrun: P ranks on this
+#: machine started by torch's launcher (``torch.distributed.run``); slurm: P tasks of srun
+#: over ``nodes`` nodes of the job's allocation
+KINDS = ("none", "local", "torchrun", "slurm")
+#: kinds whose ranks all run on this machine
+ONE_MACHINE = ("local", "torchrun")
 BACKENDS = ("gloo",)
 #: how long the other ranks get to end on their own after rank 0 has ended, before the kill
 GRACE_S = 5.0
@@ -53,16 +60,30 @@ def check_distributed(node: dict[str, Any], device, model: str) -> None:
         raise unknown("distributed.kind", kind, list(KINDS))
     if node["backend"] not in BACKENDS:
         raise unknown("distributed.backend", node["backend"], list(BACKENDS))
-    for key in ("world_size", "threads_per_rank"):
-        value = node[key]
+    for key in ("world_size", "threads_per_rank", "nodes"):
+        value = node.get(key, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"distributed.{key} must be a positive integer, got {value!r}")
+    nodes = node.get("nodes", 1)
     if kind == "none":
         if world != 1:
             raise ConfigError(f"distributed.world_size={world} needs a launcher: "
-                              f"distributed=local (P processes on this machine)")
+                              f"distributed=local (P processes on this machine), torchrun "
+                              f"or slurm")
         return
-    if kind == "local" and world > MAX_LOCAL_RANKS:
+    if kind in ONE_MACHINE and nodes != 1:
+        raise ConfigError(f"distributed={kind} runs its ranks on this machine, got "
+                          f"distributed.nodes={nodes}; for several nodes use "
+                          f"distributed=slurm")
+    if kind == "slurm":
+        if world % nodes:
+            raise ConfigError(f"distributed.world_size={world} is not a multiple of "
+                              f"distributed.nodes={nodes} (the same ranks on every node)")
+        if shutil.which("srun") is None:
+            raise ConfigError("distributed=slurm starts its ranks with srun, which is not on "
+                              "PATH here (run it on a SLURM cluster, e.g. with "
+                              "hydra/launcher=slurm; docs/distributed.md)")
+    if kind in ONE_MACHINE and world > MAX_LOCAL_RANKS:
         # not tied to this machine's cores: the pre-flight may run on a SLURM login node
         raise ConfigError(f"distributed.world_size={world} ranks on one machine; use at "
                           f"most {MAX_LOCAL_RANKS}")
@@ -117,18 +138,20 @@ MAX_PLANNED_RANKS = 4096
 
 def plan_ranks(plan: dict[str, Any], run, shape: Shape, cfg) -> None:
     """Amend the memory ``plan`` of a cell (``runner.memory_plan``; ``shape``: one rank's
-    share when distributed) with its ranks. Distributed on this machine: the P ranks together
-    must fit its budget (``rank_memory_bytes`` each). One process over its budget: the reason
-    names the P that would bring each rank under it (ranks on machines of this memory)."""
+    share when distributed) with its ranks. Distributed: the P / nodes ranks of one
+    machine together must fit its budget (``rank_memory_bytes`` each). One process over its
+    budget: the reason names the P that would bring each rank under it (ranks on machines of
+    this memory)."""
     budget = plan["memory_budget_bytes"]
     if active(cfg):
         world = world_size(cfg)
+        here = world // int(cfg["distributed"].get("nodes", 1) or 1)  # ranks on one machine
         each = plan["estimated_memory_bytes"]
         plan["rank_memory_bytes"] = each
-        plan["estimated_memory_bytes"] = world * each
-        if plan["reason"] is None and world * each > budget:
-            plan["reason"] = (f"{world} ranks of about {format_bytes(each)} each need "
-                              f"{format_bytes(world * each)} on this machine, above the memory "
+        plan["estimated_memory_bytes"] = here * each
+        if plan["reason"] is None and here * each > budget:
+            plan["reason"] = (f"{here} ranks of about {format_bytes(each)} each need "
+                              f"{format_bytes(here * each)} on one machine, above the memory "
                               f"budget of {format_bytes(budget)}")
         return
     if plan["reason"] is None or shape.model != "two_layer" or \
@@ -151,6 +174,14 @@ def plan_ranks(plan: dict[str, Any], run, shape: Shape, cfg) -> None:
 
 def rank_shape_of(shape: Shape, world: int) -> Shape:
     return replace(shape, m=math.ceil(shape.m / world), features=SHARDED_FEATURES)
+
+
+def idle_task(cfg) -> bool:
+    """A task other than the first of a SLURM job that spans the nodes of a
+    ``distributed=slurm`` cell (submitit calls the cell in every task): it runs nothing, and
+    the first task's srun starts the ranks on every node (``--overlap``)."""
+    return (active(cfg) and cfg["distributed"]["kind"] == "slurm"
+            and os.environ.get("SLURM_PROCID", "0") != "0")
 
 
 def cell_threads(cfg) -> int:
@@ -210,33 +241,95 @@ def write_outcome(path: Path, outcome: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def rank_command(kind: str, world: int, nodes: int, threads: int, work: Path) -> list[str]:
+    """The command that starts all the ranks of a cell under a launcher (torchrun, srun);
+    each rank reads its number from the launcher's environment (``harness.execution.rank``)."""
+    entry = ["-m", "harness.execution.rank", str(work)]
+    if kind == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc-per-node={world}", "--max-restarts=0", *entry]
+    if kind == "slurm":
+        return ["srun", f"--nodes={nodes}", f"--ntasks={world}",
+                f"--ntasks-per-node={world // nodes}", f"--cpus-per-task={threads}",
+                "--kill-on-bad-exit=1", "--overlap", "--export=ALL", sys.executable, *entry]
+    raise ValueError(f"no launcher command for distributed={kind}")
+
+
 def run_ranks(container: dict[str, Any], launch: dict[str, Any]
               ) -> tuple[str, str, list[dict[str, Any]], dict[str, Any]]:
     """Run the cell ``container`` (a resolved config) on its P ranks. Returns (status,
     reason, rank 0's rows, info for run.json); a rank that dies or fails makes the cell
     ``failed`` with that rank's reason, and no rank outlives this call. Rank 0's log lines
-    (its progress) are passed on to the cell's log once it has ended."""
-    world = int(container["distributed"]["world_size"])
-    with tempfile.TemporaryDirectory(prefix="nlt-ranks-") as tmp:
+    (its progress) are passed on to the cell's log once it has ended.
+
+    ``local`` starts each rank itself; ``torchrun`` and ``slurm`` start one launcher that
+    starts them. The ranks meet through a file in a working directory that every rank can
+    read: a temporary one here, or (slurm: ranks on other nodes) one under the store, which
+    a cluster keeps on a shared file system."""
+    node = container["distributed"]
+    kind, world = str(node["kind"]), int(node["world_size"])
+    shared = None
+    if kind == "slurm":
+        shared = Path(container["store"]).resolve() / ".ranks"
+        shared.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_ranks_in(container, launch, kind, world, node, shared)
+    finally:
+        if shared is not None:
+            try:
+                shared.rmdir()  # only when no other cell's ranks meet there
+            except OSError:
+                pass
+
+
+def _run_ranks_in(container, launch, kind: str, world: int, node, shared: Path | None):
+    with tempfile.TemporaryDirectory(prefix="nlt-ranks-", dir=shared) as tmp:
         work = Path(tmp)
         spec = {"config": container, "launch": launch, "world_size": world,
                 "init_file": str(work / "rendezvous"), "timeout_s": COLLECTIVE_TIMEOUT_S}
         (work / "spec.json").write_text(json.dumps(spec, default=str))
+        if kind == "local":
+            commands = [[sys.executable, "-m", "harness.execution.rank", str(work), str(r)]
+                        for r in range(world)]
+        else:
+            commands = [rank_command(kind, world, int(node.get("nodes", 1)),
+                                     int(node["threads_per_rank"]), work)]
         procs = []
-        for rank in range(world):
-            err = open(work / f"rank{rank}.err", "wb")
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "harness.execution.rank", str(work), str(rank)],
-                stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        for i, command in enumerate(commands):
+            log_name = f"rank{i}.err" if kind == "local" else "launcher.err"
+            err = open(work / log_name, "wb")
+            # a launcher dies with the cell process too (its ranks die with it)
+            procs.append(subprocess.Popen(command, stdout=err, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL,
+                                          start_new_session=kind != "local",
+                                          preexec_fn=None if kind == "local"
+                                          else _die_with_parent))
             err.close()
         try:
-            return _watch(procs, work, world)
+            return _watch(procs, work, world, launcher=None if kind == "local" else kind)
         finally:
-            for proc in procs:  # no rank survives its cell
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-            _relay(work / "rank0.err")
+            _stop(procs, launcher=kind != "local")
+            _relay(work / ("rank0.err" if kind == "local" else "launcher.err"))
+
+
+def _stop(procs, launcher: bool) -> None:
+    """No rank survives its cell. A launcher gets SIGTERM first (srun then ends the job step
+    on every node; torchrun its workers), then SIGKILL with its process group."""
+    for proc in procs:
+        if proc.poll() is None and launcher:
+            proc.terminate()
+            try:
+                proc.wait(GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if launcher:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # anything of its group still there
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def _relay(path: Path, limit: int = 200) -> None:
@@ -261,27 +354,62 @@ def _echo(reason: str) -> bool:
     return "Connection closed by peer" in text or "remote worker" in text
 
 
-def _watch(procs, work: Path, world: int):
+#: torchrun's summary of a failed worker: "rank : 1 (local_rank: 1)" then "exitcode : -9"
+_TORCHRUN_RANK = re.compile(r"rank\s*:\s*(\d+)")
+_TORCHRUN_CODE = re.compile(r"exitcode\s*:\s*(-?\d+)")
+
+
+def _launcher_death(kind: str, code: int, work: Path, world: int) -> str:
+    """Why a launcher ended before rank 0 did: the rank and signal torchrun names, else the
+    launcher's exit and its last line."""
+    try:
+        text = (work / "launcher.err").read_text(errors="replace")
+    except OSError:
+        text = ""
+    ranks, codes = _TORCHRUN_RANK.findall(text), _TORCHRUN_CODE.findall(text)
+    if kind == "torchrun" and ranks and codes:
+        return f"rank {ranks[0]} of {world} {_death(int(codes[0]))} (torchrun {_death(code)})"
+    why = _last_line(work / "launcher.err")
+    return f"{kind} {_death(code)} before rank 0 ended" + (f": {why}" if why else "")
+
+
+def _watch(procs, work: Path, world: int, launcher: str | None = None):
     """Poll the ranks until the cell has its outcome: rank 0's, once it ended (the others
-    get ``GRACE_S`` to end too); or the first rank that died or failed before it."""
+    get ``GRACE_S`` to end too); or the first rank that died or failed before it. Under a
+    launcher (``procs`` its one process) a rank is known by its outcome file, and a rank
+    that died by the launcher's end."""
     started = time.perf_counter()
     rank0_done: float | None = None
     first_failure: float | None = None
     while True:
-        codes = [p.poll() for p in procs]
-        outs = [read_outcome(work / f"rank{r}.out") if c is not None else None
+        if launcher is None:
+            codes = [p.poll() for p in procs]
+        else:  # every rank ends with its launcher
+            codes = [procs[0].poll()] * world
+        outs = [read_outcome(work / f"rank{r}.out") if launcher or c is not None else None
                 for r, c in enumerate(codes)]
         if rank0_done is None:
-            dead = [r for r, c in enumerate(codes)
-                    if c is not None and (c != 0 or outs[r] is None)]
+            failed = [(_echo(o["reason"]), o["time"], r) for r, o in enumerate(outs)
+                      if o is not None and o["status"] == "failed"]
+            if launcher is not None:
+                # the launcher ended with no outcome of rank 0, or only echoes of a lost
+                # peer: a rank died, and the launcher's own output says which
+                if codes[0] not in (None, 0) and (outs[0] is None or all(
+                        f[0] for f in failed)):
+                    return ("failed", _launcher_death(launcher, codes[0], work, world), [], {})
+                if codes[0] == 0 and outs[0] is None:
+                    return ("failed", f"{launcher} ended without an outcome of rank 0: "
+                            f"{_last_line(work / 'launcher.err')}", [], {})
+                dead = []
+            else:
+                dead = [r for r, c in enumerate(codes)
+                        if c is not None and (c != 0 or outs[r] is None)]
             if dead:  # a rank died: the cell fails with the first one's reason
                 rank = dead[0]
                 why = _last_line(work / f"rank{rank}.err")
                 return ("failed", f"rank {rank} of {world} {_death(codes[rank])} after "
                         f"{time.perf_counter() - started:.1f}s" + (f": {why}" if why else ""),
                         [], {})
-            failed = [(_echo(o["reason"]), o["time"], r) for r, o in enumerate(outs)
-                      if o is not None and o["status"] == "failed"]
             if failed and first_failure is None:
                 first_failure = time.perf_counter()
             # the cause, not its echo: a rank that lost its peer fails too, sometimes first;
@@ -294,7 +422,9 @@ def _watch(procs, work: Path, world: int):
                 out = outs[rank]
                 return ("failed", f"rank {rank} of {world}: {out['reason']}",
                         (outs[0] or {}).get("rows", []), (outs[0] or {}).get("info", {}))
-            if codes[0] is not None:
+            # rank 0 ended well (a failure waits above for the cause)
+            if not failed and (codes[0] is not None if launcher is None
+                               else outs[0] is not None):
                 rank0_done = time.perf_counter()
         if rank0_done is not None and (all(c is not None for c in codes) or
                                        time.perf_counter() - rank0_done > GRACE_S):

@@ -31,7 +31,8 @@ from harness.execution.results import RESULT_FILE, read_run, time_per_iteration
 
 OUTCOME_FILE, STARTED_FILE, SWEEP_FILE = "outcome.json", "started.json", "sweep.json"
 
-SUMMARY_COLUMNS = ["algorithm", "dataset", "n", "m", "d", "seed", "status", "iters",
+#: ``P``: the ranks the cell ran on (distributed; 1 for one process), shown only where > 1
+SUMMARY_COLUMNS = ["algorithm", "dataset", "n", "m", "d", "seed", "P", "status", "iters",
                    "rel_loss", "time_per_iter_s", "iqr_s", "total_time_s", "disturbed",
                    "reason"]
 
@@ -55,6 +56,7 @@ def cell_summary(cell: Path) -> dict:
     row = {k: run.get(k) for k in (*_IDENTITY, "status")}
     if run.get("preset") and run["preset"] != run.get("algorithm"):
         row["algorithm"] = run["preset"]  # a named variant: gn_sketch_paper
+    row["P"] = run.get("world_size") or 1
     row["iters"] = run.get("iterations")
     row["rel_loss"] = run.get("final_rel_loss")
     row["total_time_s"] = run.get("total_time_s")
@@ -109,10 +111,11 @@ def summary_table(cells: Iterable[Path] | list[dict]) -> pd.DataFrame:
     """Rows from cell directories, or from ready-made row dicts (``job_rows``)."""
     rows = [c if isinstance(c, dict) else cell_summary(c) for c in cells]
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    for col in ("n", "m", "d", "seed", "iters"):  # integers, also beside missing values
+    frame["P"] = frame["P"].fillna(1)
+    for col in ("n", "m", "d", "seed", "P", "iters"):  # integers, also beside missing values
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    return frame.sort_values(["algorithm", "dataset", "n", "m", "d", "seed"], kind="stable",
-                             na_position="last").reset_index(drop=True)
+    return frame.sort_values(["algorithm", "dataset", "n", "m", "d", "seed", "P"],
+                             kind="stable", na_position="last").reset_index(drop=True)
 
 
 def format_table(frame: pd.DataFrame, max_rows: int = 40) -> str:
@@ -121,6 +124,8 @@ def format_table(frame: pd.DataFrame, max_rows: int = 40) -> str:
            "iqr_s": "{:.4f}".format,
            "total_time_s": "{:.3f}".format}
     shown = frame.copy()
+    if "P" in shown and (shown["P"].fillna(1) == 1).all():  # no distributed cell: no column
+        shown = shown.drop(columns="P")
     cut = ""
     if len(shown) > max_rows:
         bad = shown["status"].isin(FAILED_STATUSES)

@@ -67,6 +67,12 @@ CALIBRATION_MAX_ROWS, CALIBRATION_MAX_COLS = 2048, 16384
 CALIBRATION_REPS, CALIBRATION_MIN_S = 3, 0.02
 #: A route must beat the plain float route by more than this fraction to be chosen.
 TIE_MARGIN = 0.05
+#: Before a route is timed on operands larger than a PROBE_ROWS × PROBE_COLS corner of D, it
+#: is timed beside float on that corner; one over PROBE_SLOW_FACTOR × float there is not timed
+#: at full size (on a CPU without int8 dot-product instructions, e.g. AVX2 only, one int8
+#: Dᵀ Y at 4096 × 65536 took 280 s against 0.1 s for float: timing it would cost minutes).
+PROBE_ROWS, PROBE_COLS = 256, 2048
+PROBE_SLOW_FACTOR = 10.0
 
 #: int32 accumulation of 127·(±1) over k terms is exact while 127·k < 2³¹; counts ≤ m are
 #: exact in float32 below 2²⁴.
@@ -264,6 +270,34 @@ def _fresh_cast(run: Callable[..., torch.Tensor], P: Pattern, *operands: torch.T
     return run(Pattern(P.D), *operands)
 
 
+def probe(product: Product, route: str, P: Pattern, *operands: torch.Tensor,
+          timer: Callable[..., float] | None = None) -> str | None:
+    """Why ``route`` is not worth timing at the size of ``P`` (None: time it): it was over
+    ``PROBE_SLOW_FACTOR`` × the float route on a ``PROBE_ROWS`` × ``PROBE_COLS`` corner of
+    D, measured here and now. Operands no larger than the corner are never probed."""
+    rows, cols = P.shape
+    pr, pc = min(rows, PROBE_ROWS), min(cols, PROBE_COLS)
+    if route == FLOAT or (pr, pc) == (rows, cols):
+        return None
+    cut = [t[:pc] if t.shape[0] == cols else t[:pr] for t in operands]
+    corner = P.corner(pr, pc)
+    _ = corner.int8  # the shared cast is not the route's time here
+    timer = timer or (lambda name, fn, device: _time_route(fn, device))
+    times = {}
+    for r in (FLOAT, route):
+        run = product.routes[r].run
+        try:
+            times[r] = float(timer(r, functools.partial(run, corner, *cut), P.D.device))
+        except OutOfRange:  # these operands only: a tame stand-in of the same shape
+            tame = [torch.randn_like(t) for t in cut]
+            times[r] = float(timer(r, functools.partial(run, corner, *tame), P.D.device))
+    ratio = times[route] / max(times[FLOAT], 1e-12)
+    if ratio > PROBE_SLOW_FACTOR:
+        return (f"{ratio:.0f}x slower than {FLOAT} on a {pr}x{pc} corner of D on this "
+                f"machine; not timed at {rows}x{cols}")
+    return None
+
+
 @dataclass
 class Choice:
     """The route of one product on one bucket, and how it was chosen."""
@@ -339,6 +373,10 @@ class Selector:
         cal = product.calibration_operands(P, *operands)
         for r in candidates:
             route = product.routes[r]
+            slow = probe(product, r, cal[0], *cal[1:], timer=self.timer)
+            if slow:  # measured hopeless on a corner: never timed at this size
+                choice.unavailable[r] = slow
+                continue
             call = functools.partial(route.run, *cal)
             if product.cast_per_call:
                 call = functools.partial(_fresh_cast, route.run, *cal)

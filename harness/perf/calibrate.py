@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 import platform
 import socket
@@ -30,6 +31,7 @@ from harness.common.device import device_name, resolve_device, resolve_dtype, to
 from harness.common.provenance import cpu_facts, git_commit
 from harness.common.timing import PhaseClock, best_time
 from harness.costmodel import inner as inner_k
+from harness.costmodel.comm import PROFILE_LINK_KEY
 from harness.costmodel.predict import method_params, modelled_methods, occurrence, predict
 from harness.costmodel.profile import (
     ANCHORED_KERNELS,
@@ -161,6 +163,11 @@ def _measure_patterns(points, routes, unavailable, gen, timed, device, dtype, si
                     if why:
                         unavailable[f"{prefix}_{route}"] = why
                         continue
+                    slow = kernels.probe(spec, route, P, *ops)
+                    if slow:  # as the selector does: hopeless on a corner, not timed whole
+                        rec[f"{route}_skipped"] = slow
+                        log(f"  {product} {route} at n={n} m={m}: {slow}")
+                        continue
                     if spec.cast_per_call:
                         t = timed(lambda impl=impl, ops=ops, D=D:
                                   impl.run(kernels.Pattern(D), *ops))
@@ -171,7 +178,7 @@ def _measure_patterns(points, routes, unavailable, gen, timed, device, dtype, si
                     rec[f"{route}_s"] = t
                 # the selector's own rule (tie margin, availability) on the times just taken
                 selector = kernels.Selector("auto", timer=lambda name, fn, dev, rec=rec:
-                                            rec[f"{name}_s"])
+                                            rec.get(f"{name}_s", math.inf))
                 rec["chosen"] = selector.choose(spec, kernels.Pattern(D), *ops)
                 routes[product].append(rec)
         log(f"  {str(dtype)[6:]} pattern products at n={n} m={m}")
@@ -288,6 +295,14 @@ def calibrate(device: str = "cpu", dtypes: Sequence[str] = DTYPES, quick: bool =
                                     "points": points, "adaptive_runs": runs}
             model = inner_k.fit(inner_k.ladder_points(raw, method_params) + points, runs)
             data[inner_k.PROFILE_KEY] = model.as_dict()
+    # the backend at hand between 2 ranks of this machine: what a sharded cell's all-reduces
+    # cost here (harness.costmodel.comm)
+    from harness.perf.comm import measure_link
+
+    link, seconds = measure_link(2, repeats=5 if quick else 20)
+    data[PROFILE_LINK_KEY] = {**link.to_dict(), "world": 2, "seconds": seconds}
+    log(f"  link: {link.name}, latency {link.latency_s:.3g} s, bandwidth "
+        f"{link.bandwidth:.3g} B/s")
     return Profile(data)
 
 

@@ -74,6 +74,14 @@ def measure_link(world: int = 2, sizes: tuple[int, ...] = DEFAULT_SIZES,
     return link, seconds
 
 
+def _is_profile(path: Path) -> bool:
+    """A cost-model profile (not a link file) by its keys."""
+    try:
+        return "kernels" in json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def frontier_by_ranks(profile, link_for, ns, ms, d: int, worlds=(1, 4, 16, 64),
                       **kwargs):
     """The predicted frontier m*(n) of gn_sketch against gn_gram (``predict.frontier``) for
@@ -120,6 +128,57 @@ def frontier_text(profile_path: Path, link: Link, *, d: int = 16) -> str:
     return "\n".join(lines)
 
 
+def frontier_figure(panels: list[tuple[Path, Link | None]], out: Path, *, d: int = 16) -> Path:
+    """Figure of the predicted m*(n) per P ∈ {1, 4, 16, 64}: one panel per (profile, link)
+    (a measured profile with its measured link; a datasheet profile with the assumed cluster
+    links, ``link`` None), titled as a prediction. Written as PNG and PDF beside ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.costmodel import Profile
+    from harness.costmodel.comm import cluster_link
+    from harness.reporting import style
+
+    with plt.rc_context(style.RC):
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.1),
+                                 squeeze=False, sharey=True)
+        for ax, (path, link) in zip(axes[0], panels):
+            prof = Profile.load(path)
+            link_for = cluster_link if link is None else (lambda world, link=link: link)
+            table = frontier_by_ranks(prof, link_for, FRONTIER_NS, FRONTIER_MS, d)
+            absent = []
+            for (world, g), marker in zip(table.groupby("world", sort=True), "osD^"):
+                got = g[g["m_per_iteration"].notna()]
+                ax.plot(got["n"], got["m_per_iteration"].astype(float), marker=marker,
+                        label=f"P = {world}")
+                none = [int(n) for n in g.loc[g["m_per_iteration"].isna(), "n"]]
+                if none:
+                    absent.append(f"P = {world}: n = {', '.join(map(str, none))}")
+            if absent:  # a crossover the grid does not hold is said, not left blank
+                ax.text(0.02, 0.98, f"no m* up to 2^{FRONTIER_MS[-1].bit_length() - 1} in memory:\n"
+                        + "\n".join(absent), transform=ax.transAxes, va="top",
+                        fontsize="x-small", color="0.3")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log", base=2)
+            ax.set_xlabel("n")
+            where = ("assumed NVLink / 100 Gb/s IB" if link is None else link.name)
+            ax.set_title(f"{prof.data.get('device_name', path.stem)}\n{where}",
+                         fontsize="small")
+        axes[0][0].set_ylabel("predicted m* (gn_sketch faster per iteration)")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=4)
+        fig.suptitle("PREDICTION (cost model, not measured): crossover width m*(n) on P ranks",
+                     fontsize="small")
+        out = Path(out).with_suffix("")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for ext in (".png", ".pdf"):
+            fig.savefig(out.with_suffix(ext), bbox_inches="tight")
+        plt.close(fig)
+    return out.with_suffix(".png")
+
+
 def predicted_vs_measured(store: Path, profile, link: Link) -> pd.DataFrame:
     """Each finished distributed cell of ``store`` (P ≥ 2): its measured median step time
     and comm phase against the cost model's prediction at P ranks over ``link`` (with the
@@ -162,8 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frontier", type=Path, default=None, metavar="PROFILE",
                         help="print the predicted m*(n) per P for this cost-model profile")
     parser.add_argument("--link", type=Path, default=None,
-                        help="with --frontier or --check: a link JSON (default: measure one "
-                             "now)")
+                        help="with --frontier or --check: a link JSON (default: the link "
+                             "measured with the profile's calibration, else measure one now)")
+    parser.add_argument("--figure", type=Path, default=None, metavar="PATH",
+                        help="with --frontier PROFILE and --link: also draw m*(n) per P for "
+                             "PROFILE on the link and for the datasheet profile(s) of "
+                             "reports/profiles on the assumed cluster links (PNG and PDF)")
     parser.add_argument("--check", type=Path, default=None, metavar="STORE",
                         help="with --frontier PROFILE: the distributed cells of STORE, "
                              "measured against predicted")
@@ -172,18 +235,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m harness.perf.comm: --world must be >= 2 and --repeats >= 1, got "
               f"{args.world} and {args.repeats}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.frontier is not None and args.link is not None:
-        from harness.common.errors import guarded
-        from harness.costmodel.comm import load_link
+    from harness.common.errors import guarded
+    from harness.costmodel import Profile
+    from harness.costmodel.comm import load_link, profile_link
 
-        link = guarded("python -m harness.perf.comm", lambda: load_link(args.link))
+    prog = "python -m harness.perf.comm"
+    measured = None
+    if args.frontier is not None and args.link is None:  # the link calibrated with it
+        measured = profile_link(guarded(prog, lambda: Profile.load(args.frontier)))
+    if args.frontier is not None and (args.link is not None or measured is not None):
+        link = measured or guarded(prog, lambda: load_link(args.link))
         if args.check is not None:
-            from harness.costmodel import Profile
-
             table = predicted_vs_measured(args.check, Profile.load(args.frontier), link)
             print(table.to_string(index=False) if len(table) else "no distributed cell")
             return 0
         print(frontier_text(args.frontier, link))
+        if args.figure is not None:
+            sheets = [f for f in sorted(args.frontier.parent.glob("*.json"))
+                      if f != args.frontier and _is_profile(f)
+                      and Profile.load(f).is_datasheet]
+            drawn = frontier_figure([(args.frontier, link), *[(f, None) for f in sheets]],
+                                    args.figure)
+            print(f"figure written to {drawn}")
         return 0
     link, seconds = measure_link(args.world, repeats=args.repeats)
     record = {**link.to_dict(), "world": args.world,

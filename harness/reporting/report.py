@@ -46,7 +46,7 @@ from harness.reporting.load import (
 from harness.reporting.metrics import cell_metrics
 from harness.reporting.output import out_problem, staged
 from harness.reporting.tables import fmt_time
-from harness.reporting.text import md_code, md_escape
+from harness.reporting.text import md_code, md_escape, md_plain
 
 PROG = "nlt-report"
 
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{PROG}: {len(rep.cells)} cells, {len(rep.loaded.problems)} problem(s), "
               f"{drawn} figure(s) -> {Path(args.out) / 'REPORT.md'}")
         for line in rep.hygiene:  # disturbed cells left out: say so here too
-            print(f"{PROG}: {line.replace('**', '')}")
+            print(f"{PROG}: {md_plain(line)}")
         print(f"claims: {verdicts}")
         if args.html:
             print(f"{PROG}: -> {Path(args.out) / 'report.html'}")

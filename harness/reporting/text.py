@@ -67,6 +67,14 @@ def md_escape(value) -> str:
     return _MD_UNDERSCORE.sub(r"\\_", _MD_SPECIAL.sub(r"\\\1", text))
 
 
+_MD_ESCAPED = re.compile(r"\\([\\`*\[\]<>|~&_])")
+
+
+def md_plain(text: str) -> str:
+    """A line of this module's Markdown as a terminal shows it: escapes and bold undone."""
+    return _MD_ESCAPED.sub(r"\1", str(text).replace("**", ""))
+
+
 def md_code(value) -> str:
     """``value`` as an inline code span, whatever backticks it holds."""
     text = _CONTROL.sub(" ", str(value))

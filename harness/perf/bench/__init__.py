@@ -234,6 +234,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calibrate", action="store_true",
                         help="measure this machine's kernel rates for the cost model "
                              "(harness.costmodel) and write them as a JSON profile")
+    parser.add_argument("--calibrate-dtypes", default=None, metavar="LIST",
+                        help="--calibrate: comma-separated dtypes to measure (default: --dtype, "
+                             f"then the rest of {','.join(costmodel.DTYPES)}); one dtype halves "
+                             "the time, and the profile then prices that dtype only")
     parser.add_argument("--out", default=None, metavar="PATH",
                         help="--calibrate: where the profile goes (default: reports/profiles/"
                              "<device model>_<device>[_<threads>t].json)")
@@ -269,6 +273,12 @@ def cost_model_main(args: argparse.Namespace) -> None:
     """``--calibrate`` (write a profile) and ``--predict PROFILE`` (print from one)."""
     if args.calibrate:
         dtypes = (args.dtype, *[d for d in costmodel.DTYPES if d != args.dtype])
+        if args.calibrate_dtypes is not None:
+            dtypes = tuple(d.strip() for d in args.calibrate_dtypes.split(",") if d.strip())
+            bad = [d for d in dtypes if d not in costmodel.DTYPES]
+            if bad or not dtypes or len(set(dtypes)) != len(dtypes):
+                fail(PROG, f"--calibrate-dtypes {args.calibrate_dtypes!r}: give distinct "
+                           f"dtypes from {', '.join(costmodel.DTYPES)}")
         path = guarded(PROG, lambda: run_calibration(
             args.device, dtypes, args.quick, args.out, log=lambda s: print(s, flush=True)))
         print(costmodel.render_profile(costmodel.Profile.load(path)))

@@ -392,10 +392,59 @@ def not_measured(ax, xs, st: dict) -> None:
                 clip_on=False, zorder=4)
 
 
+def spread(ax, got, var: str, y: str, med, st: dict) -> bool:
+    """Vertical bars at each size of a median: from the least to the largest value over
+    seeds where two or more seeds were measured, else (time per iteration of one seed) a bar
+    as long as the interquartile range of its step times, centred on the median. Returns
+    whether any bar was drawn."""
+    xs, lo, hi = [], [], []
+    for x, centre in med.items():
+        vals = got.loc[got[var] == x, y].astype(float).dropna()
+        if len(vals) >= 2:
+            a, b = float(vals.min()), float(vals.max())
+        elif (y == "time_per_iter_s" and "step_time_iqr_s" in got
+              and got.loc[got[var] == x, "step_time_iqr_s"].notna().any()):
+            iqr = float(got.loc[got[var] == x, "step_time_iqr_s"].dropna().iloc[0])
+            a, b = centre - iqr / 2, centre + iqr / 2
+        else:
+            continue
+        a = max(a, centre / 4) if centre > 0 else a  # a log axis: never through zero
+        if b > a:
+            xs.append(x)
+            lo.append(a)
+            hi.append(b)
+    if xs:
+        ax.vlines(xs, lo, hi, colors=st["color"], lw=0.9, alpha=0.75, zorder=2,
+                  label="_spread")
+    return bool(xs)
+
+
+def disturbed_points(ax, got, var: str, med, st: dict) -> bool:
+    """The median of a size with a disturbed cell in it (included by
+    ``--include-disturbed``) drawn hollow over its filled marker. Returns whether any was."""
+    if "disturbed" not in got:
+        return False
+    bad = got["disturbed"].map(lambda v: v is True or v is np.True_)
+    xs = [x for x in sorted(set(got.loc[bad, var])) if x in med.index]
+    if xs:
+        ax.plot(xs, [med[x] for x in xs], ls="none", marker=open_marker(st["marker"]),
+                mfc="white", mec=st["color"], ms=5.5, mew=1.1, zorder=5, label="_disturbed")
+    return bool(xs)
+
+
 def censor_handles(kinds: set[str]) -> tuple[list, list[str]]:
     """Legend keys of the censored points drawn, each its own symbol: an open marker with an
-    arrow for a lower bound, an open marker on an edge for a cell not measured."""
+    arrow for a lower bound, an open marker on an edge for a cell not measured; and of the
+    other looks a point can take: a bar (the spread), a hollow marker on the line (a size
+    with a disturbed cell in its median)."""
     handles, labels = [], []
+    if "bars" in kinds:
+        handles.append(Line2D([], [], ls="none", marker="|", ms=9, mew=1.0, color="0.3"))
+        labels.append("bar: spread over seeds (or step IQR)")
+    if "disturbed" in kinds:
+        handles.append(Line2D([], [], ls="none", color="0.3", marker="o", mfc="white",
+                              mec="0.3", ms=5.5, mew=1.1))
+        labels.append("hollow on the line: disturbed cell included")
     if "lb" in kinds:
         handles.append((Line2D([], [], ls="none", marker="o", mfc="white", mec="0.3"),
                         Line2D([], [], ls="none", marker="$\u2191$", color="0.3")))

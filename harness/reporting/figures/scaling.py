@@ -17,6 +17,7 @@ from harness.reporting.figures.common import (
     collect_handles,
     context_parts,
     count_axis,
+    disturbed_points,
     legend_below,
     legend_columns,
     log_axis,
@@ -29,6 +30,7 @@ from harness.reporting.figures.common import (
     size_ticks,
     slices,
     split_parts,
+    spread,
     theory_guides,
 )
 from harness.reporting.figures.registry import Drawn, Inputs, NotDrawn, figure
@@ -80,6 +82,10 @@ def _panel(ax, panel: pd.DataFrame, var: str, y: str, palette: Palette,
             continue
         ax.plot(med.index, med.values, color=st["color"], marker=st["marker"],
                 ls=st["linestyle"], label=label)
+        if spread(ax, got, var, y, med, st):
+            kinds.add("bars")
+        if disturbed_points(ax, got, var, med, st):
+            kinds.add("disturbed")
         if len(lb):
             lower_bound(ax, lb[var], lb[lower], st, cap)
             kinds.add("lb")
@@ -136,7 +142,10 @@ def scaling_figure(cells: pd.DataFrame, var: str, y: str, ylabel: str, what: str
         parts = [{**context_parts(p), "fixed": f"{other} = {int(f)}"} for p, f in panels]
         differ, shared = split_parts(parts)
         width = "page" if len(panels) > 1 else "column"
-        names = list(palette.labels.values()) + ["open, on top edge: not measured"]
+        names = (list(palette.labels.values()) + ["open, on top edge: not measured"]
+                 + [k for k, there in (("bar: spread", True), ("hollow: disturbed", (
+                     "disturbed" in shown and shown["disturbed"].eq(True).any())))
+                    if there])
         ncol = legend_columns(names, style.PAGE_IN if width == "page" else style.COLUMN_IN)
         fig, axes = new_figure(len(panels), width, legend_entries=len(names) + 1,
                                legend_ncol=ncol, sharey=True, title_lines=2)
@@ -175,7 +184,7 @@ def scaling_figure(cells: pd.DataFrame, var: str, y: str, ylabel: str, what: str
             caption += (" Grey dashed lines: slopes of the leading terms of the cost models "
                         "(spec §3) of the methods shown, drawn from the lowest point.")
             caption += _fit_caption(fits, panels, var, y, palette, device, exps)
-        if kinds:
+        if kinds & {"lb", "top"}:
             caption += (" Open markers with an arrow: runs that stopped before the target "
                         "(the value is a lower bound; one more than "
                         f"{BOUND_HEADROOM:g}× the largest measured value is drawn at that "
@@ -183,6 +192,14 @@ def scaling_figure(cells: pd.DataFrame, var: str, y: str, ylabel: str, what: str
                         "check or failed, and runs whose bound lies below "
                         f"1/{BOUND_HEADROOM:g} of the smallest measured value (it says "
                         "nothing).")
+        if "bars" in kinds:
+            caption += (" Bars: least to largest value over seeds where two or more seeds "
+                        "were measured; with one seed, the interquartile range of its step "
+                        "times (time per iteration only), centred on the median.")
+        if "disturbed" in kinds:
+            caption += (" Hollow markers on a line: sizes whose median includes a cell "
+                        "measured on a disturbed machine (nlt-report --include-disturbed); "
+                        "read them with care.")
         if singles:
             caption += " Measured at one size only (not drawn): " + "; ".join(singles) + "."
         caption += (" " + palette.caption()) if palette.caption() else ""
