@@ -119,12 +119,19 @@ def _rank_processes() -> list[int]:
     return out
 
 
-def test_a_cell_on_two_ranks_is_the_unsharded_cell_with_its_communication(tmp_path):
+def _two_ranks_like_one(tmp_path, kind: str):
+    """A gn_gram cell on 2 ranks started by ``kind`` and its one-process twin: the sharded
+    cell's (outcome, run.json, rows), its losses checked against the twin's to 1e-9."""
     out, run, rows = run_in_process(tmp_path, "algorithm=gn_gram", "max_iters=3",
-                                    "distributed=local", "distributed.world_size=2", *TINY)
+                                    f"distributed={kind}", "distributed.world_size=2", *TINY)
     _, _, ref = run_in_process(tmp_path, "algorithm=gn_gram", "max_iters=3", *TINY)
     assert out.status == "max_iters", out.reason
     assert _rel(torch.tensor(rows["loss"].values), torch.tensor(ref["loss"].values)) < 1e-9
+    return out, run, rows
+
+
+def test_a_cell_on_two_ranks_is_the_unsharded_cell_with_its_communication(tmp_path):
+    out, run, rows = _two_ranks_like_one(tmp_path, "local")
     assert run["world_size"] == 2 and run["backend"] == "gloo"
     assert run["threads_per_rank"] == 1 and run["hosts"]
     assert len(run["rank_peak_memory_bytes"]) == 2
@@ -239,11 +246,7 @@ def _any_rank_process() -> list[int]:
 
 
 def test_a_cell_under_torchrun_is_the_unsharded_cell(tmp_path):
-    out, run, rows = run_in_process(tmp_path, "algorithm=gn_gram", "max_iters=3",
-                                    "distributed=torchrun", "distributed.world_size=2", *TINY)
-    _, _, ref = run_in_process(tmp_path, "algorithm=gn_gram", "max_iters=3", *TINY)
-    assert out.status == "max_iters", out.reason
-    assert _rel(torch.tensor(rows["loss"].values), torch.tensor(ref["loss"].values)) < 1e-9
+    out, run, rows = _two_ranks_like_one(tmp_path, "torchrun")
     assert run["distributed"] == "torchrun" and run["world_size"] == 2 and run["hosts"]
     assert (rows[rows["iter"] > 0]["t_comm"] > 0).all()
     assert not _any_rank_process()
