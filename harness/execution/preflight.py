@@ -193,10 +193,10 @@ def _jobs(fixed: list[str], sweeps: list[tuple[str, list[str]]],
     return sweep_jobs(preset, fixed + [f"{k}={','.join(v)}" for k, v in sweeps])
 
 
-def _check_launcher(hydra_cfg, cfg=None) -> None:
+def _check_launcher(hydra_cfg) -> None:
     """Launcher settings that would otherwise fail inside the launcher, after the sweep
-    started (joblib's n_jobs=0). ``cfg``: the first job's config (a SLURM job may span
-    ``distributed.nodes`` nodes for a ``distributed=slurm`` cell)."""
+    started (joblib's n_jobs=0). Its ``nodes``, which depend on each job's cell, are
+    checked per job (``_check_job_nodes``)."""
     launcher = hydra_cfg.get("launcher") or {}
     if "n_jobs" in launcher:
         n_jobs = launcher.get("n_jobs")
@@ -213,13 +213,9 @@ def _check_launcher(hydra_cfg, cfg=None) -> None:
             raise ConfigError(f"hydra.launcher.{key} must be a positive integer, got {value!r}")
     target = str(launcher.get("_target_", ""))
     # each job is one cell in processes of its own, and nlt-run's signal handling and
-    # isolation assume so: joblib's loky processes, one task and one node per cell
-    # (a distributed=slurm cell: one task on each of its distributed.nodes nodes)
-    node = (cfg.get("distributed") if cfg is not None else None) or {}
-    spans = (node.get("nodes", 1),) if node.get("kind") == "slurm" else ()
+    # isolation assume so: joblib's loky processes, one task per cell
     fixed = {"backend": (None, "loky"), "prefer": (None, "processes"), "require": (None,)} \
-        if "joblib" in target else {"tasks_per_node": (1,), "nodes": tuple({1, *spans})} \
-        if "submitit" in target else {}
+        if "joblib" in target else {"tasks_per_node": (1,)} if "submitit" in target else {}
     for key, allowed in fixed.items():
         if key in launcher and launcher.get(key) not in allowed:
             raise ConfigError(f"hydra.launcher.{key} must be one of "
@@ -234,6 +230,21 @@ def _check_launcher(hydra_cfg, cfg=None) -> None:
                 (key.startswith("mem") and value == 0):
             raise ConfigError(f"hydra.launcher.{key} must be a positive number (or null), "
                               f"got {value!r}")
+
+
+def _check_job_nodes(nodes, cfg, job: list[str]) -> None:
+    """A job on one node, or (submitit's ``nodes`` > 1) one ``distributed=slurm`` cell over
+    exactly that many nodes, one task on each (the first runs the cell)."""
+    if nodes == 1:
+        return
+    node = cfg.distributed
+    allowed = [1, nodes] if node.kind == "slurm" and node.nodes == nodes else [1]
+    if nodes not in allowed:
+        raise ConfigError(
+            f"hydra.launcher.nodes must be one of {allowed}, got {nodes!r}: more than one "
+            f"node is for one cell over as many, and every job needs distributed=slurm "
+            f"distributed.nodes={nodes}; got distributed={node.kind} "
+            f"distributed.nodes={node.nodes} ({' '.join(job)})")
 
 
 class _Writable:
@@ -281,8 +292,8 @@ def preflight(overrides: list[str], visit: Callable[[object, ResolvedRun], None]
             first = fixed + [f"{k}={v[0]}" for k, v in sweeps]
             full = _compose(first, with_hydra=True)
             hydra_cfg = full.hydra
-            _check_launcher(hydra_cfg, full)
-            job_nodes = OmegaConf.select(hydra_cfg, "launcher.nodes", default=1) or 1
+            _check_launcher(hydra_cfg)
+            job_nodes = OmegaConf.select(hydra_cfg, "launcher.nodes", default=1)
             params = hydra_cfg.sweeper.get("params")
             preset = OmegaConf.to_container(params, resolve=False) if params else {}
             if preset:  # the preset's own values: named errors for bad choices there too
@@ -305,13 +316,7 @@ def preflight(overrides: list[str], visit: Callable[[object, ResolvedRun], None]
                                       "sweep once")
                 seen[key] = job
                 run = resolve(cfg)
-                if job_nodes != 1 and (cfg.distributed.kind != "slurm"
-                                       or cfg.distributed.nodes != job_nodes):
-                    raise ConfigError(
-                        f"hydra.launcher.nodes={job_nodes} is for one cell over that many "
-                        f"nodes: every job needs distributed=slurm distributed.nodes="
-                        f"{job_nodes}; got distributed={cfg.distributed.kind} "
-                        f"distributed.nodes={cfg.distributed.nodes} ({' '.join(job)})")
+                _check_job_nodes(job_nodes, cfg, job)
                 writable.cell(cfg, run)
                 if visit is not None:
                     visit(cfg, run)

@@ -74,7 +74,7 @@ class _RankRun(_Run):
     def __init__(self, run, work: Path, launch: dict[str, Any], comm: Comm):
         super().__init__(run, work, launch)
         self.work, self.comm = work, comm
-        self.facts = sharded_cell.facts(run.cfg)
+        self.facts = sharded_cell.facts(run.cfg, hosts(comm))
         self.info.update(self.facts)
 
     def _sharded(self) -> Outcome:
@@ -156,10 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(int(node["threads_per_rank"]))
-        rank_run = _RankRun(run, work, spec["launch"], comm)
-        rank_run.facts["hosts"] = hosts(comm)
-        rank_run.info.update(rank_run.facts)
-        rank_run.execute()
+        _RankRun(run, work, spec["launch"], comm).execute()
     finally:
         close_ranks()
     return 0

@@ -23,7 +23,6 @@ import pickle
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -189,12 +188,13 @@ def cell_threads(cfg) -> int:
     return world_size(cfg) * int(cfg["distributed"]["threads_per_rank"])
 
 
-def facts(cfg) -> dict[str, Any]:
-    """What run.json and every row of a sharded cell record of its ranks."""
+def facts(cfg, hosts: str) -> dict[str, Any]:
+    """What run.json and every row of a sharded cell record of its ranks (``hosts``: every
+    rank's host, ``rank.hosts``)."""
     node = cfg["distributed"]
     return {"distributed": str(node["kind"]), "world_size": int(node["world_size"]),
             "backend": str(node["backend"]), "threads_per_rank": int(node["threads_per_rank"]),
-            "hosts": socket.gethostname()}
+            "hosts": hosts}
 
 
 # --- the cell process: start the ranks, watch them, collect rank 0's outcome ---------------

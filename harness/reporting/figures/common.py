@@ -399,13 +399,14 @@ def spread(ax, got, var: str, y: str, med, st: dict) -> bool:
     whether any bar was drawn."""
     xs, lo, hi = [], [], []
     for x, centre in med.items():
-        vals = got.loc[got[var] == x, y].astype(float).dropna()
+        here = got[got[var] == x]
+        vals = here[y].astype(float).dropna()
+        iqr = (here["step_time_iqr_s"].dropna() if y == "time_per_iter_s"
+               and "step_time_iqr_s" in here else pd.Series(dtype=float))
         if len(vals) >= 2:
             a, b = float(vals.min()), float(vals.max())
-        elif (y == "time_per_iter_s" and "step_time_iqr_s" in got
-              and got.loc[got[var] == x, "step_time_iqr_s"].notna().any()):
-            iqr = float(got.loc[got[var] == x, "step_time_iqr_s"].dropna().iloc[0])
-            a, b = centre - iqr / 2, centre + iqr / 2
+        elif len(iqr):
+            a, b = centre - float(iqr.iloc[0]) / 2, centre + float(iqr.iloc[0]) / 2
         else:
             continue
         a = max(a, centre / 4) if centre > 0 else a  # a log axis: never through zero
