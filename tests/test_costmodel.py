@@ -378,6 +378,30 @@ def test_curve_factor_interpolates_in_log_log_and_holds_the_ends():
     assert costmodel.curve_factor(curve, 0.0) == 1.0
 
 
+def test_ladder_factor_holds_the_excess_as_seconds_above_the_top():
+    curve = [[1e-6, 4.0], [1e-4, 3.0]]
+    # within and below the ladder: as curve_factor
+    assert costmodel.ladder_factor(curve, 1e-5) == costmodel.curve_factor(curve, 1e-5)
+    assert costmodel.ladder_factor(curve, 1e-7) == 4.0
+    assert costmodel.ladder_factor(curve, 1e-4) == pytest.approx(3.0)
+    # above the top, 2e-4 s of excess per occurrence, whatever the work
+    for x in (2e-4, 1e-3, 1e-1):
+        assert costmodel.ladder_factor(curve, x) * x == pytest.approx(x + 2e-4)
+    assert costmodel.ladder_factor(curve, 1e3) == pytest.approx(1.0, abs=1e-6)
+    # a top below 1 (the kernels overpriced there): the deficit, too, is seconds
+    low = [[1e-4, 0.5]]
+    assert costmodel.ladder_factor(low, 1e-2) * 1e-2 == pytest.approx(1e-2 - 0.5e-4)
+    assert costmodel.ladder_factor([], 1.0) == 1.0 and costmodel.ladder_factor(curve, 0.0) == 1.0
+
+
+def test_predict_holds_a_ladder_excess_as_seconds_beyond_the_ladder():
+    n, m, d = 256, 2048, 16
+    fwd = predict("gd", {}, n, m, d, UNIT)["forward"]
+    # the ladder's top is at a hundredth of this forward pass, factor 3 there: 2 % more
+    prof = _with_curves(UNIT, {"gd": {"forward": [[fwd / 1000, 5.0], [fwd / 100, 3.0]]}})
+    assert predict("gd", {}, n, m, d, prof)["forward"] == pytest.approx(fwd * 1.02)
+
+
 def test_ladder_points_at_one_cost_merge_by_geometric_mean():
     pts = [(1e-3, 2.0), (1.2e-3, 8.0), (1e-1, 1.0), (5e-6, 3.0)]
     got = [v for point in costmodel.merged_curve(pts) for v in point]
@@ -478,8 +502,8 @@ def test_the_mlp_ladder_has_curves_of_its_own_and_depth_falls_back_to_two_layer(
     assert set(curves) == {"gd", "kfac", "gd@mlp"}  # kfac has no MLP run
     assert {r["depth"] for r in raw if r["method"] == "gd"} == {1, 2}
     n, m, d = 128, 256, 8
-    two = {"gd": {"forward": [[1e-9, 2.0]]}}
-    both = {**two, "gd@mlp": {"forward": [[1e-9, 5.0]]}}
+    two = {"gd": {"forward": [[1e3, 2.0]]}}
+    both = {**two, "gd@mlp": {"forward": [[1e3, 5.0]]}}
     base = predict("gd", {}, n, m, d, UNIT, depth=3, model="mlp")["forward"]
     assert predict("gd", {}, n, m, d, _with_curves(UNIT, both), depth=3,
                    model="mlp")["forward"] == pytest.approx(5 * base)

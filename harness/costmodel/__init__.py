@@ -64,7 +64,9 @@ fixed costs dominate to where D streams from memory, and keeps per phase the rat
 / kernel model as a curve over the model's seconds per occurrence of the phase (per CG
 iteration for an inner solve, per build for a refresh; ``Profile.phase_curves``).
 ``predict`` multiplies each phase's kernel-model time by its curve's factor at that time,
-interpolated in log–log and held at the ends. gn_sketch's sketch and factor phases have one
+interpolated in log–log, held below the first point, and above the top point held as
+seconds, not as a ratio (``ladder_factor``: the overheads it measures do not grow with the
+work). gn_sketch's sketch and factor phases have one
 curve per sketch and factorisation (``phase_key``); the sketches themselves are kernels of
 their own (``sketch_<name>``: the draw and B = S Jᵀ timed whole, ``sketch_work``). No ladder
 size and no sketch size is a cell of a committed sweep: no phase is fitted to the cells it
@@ -117,6 +119,7 @@ from harness.costmodel.profile import (
     curve_factor,
     fit_kernel,
     kernel_table,
+    ladder_factor,
     ladder_key,
     machine_profile,
     merged_curve,
@@ -126,8 +129,8 @@ from harness.costmodel.profile import (
 
 __all__ = ["Costs", "DATASHEET_SOURCE", "DEFAULT_REFRESH_EVERY", "DTYPES", "Fit", "GOOD_RATIO",
            "Profile", "SCHEMA", "check_depth", "curve_factor", "fit_kernel", "fits_memory",
-           "frontier", "inner_model", "kernel_table", "ladder_key", "machine_profile",
-           "merged_curve", "method_params", "modelled", "modelled_methods", "newest_measured",
-           "predict", "predict_routes", "predicted_inner", "predicted_refresh_every",
-           "predicted_vs_bench", "predicted_vs_measured", "ratio_summary", "render_predictions",
-           "render_profile"]
+           "frontier", "inner_model", "kernel_table", "ladder_factor", "ladder_key",
+           "machine_profile", "merged_curve", "method_params", "modelled", "modelled_methods",
+           "newest_measured", "predict", "predict_routes", "predicted_inner",
+           "predicted_refresh_every", "predicted_vs_bench", "predicted_vs_measured",
+           "ratio_summary", "render_predictions", "render_profile"]

@@ -17,7 +17,7 @@ from harness.common.errors import ConfigError, unknown
 from harness.costmodel.comm import NO_LINK, Link, ShardedCosts
 from harness.costmodel.inner import PROFILE_KEY, InnerModel, from_ladder
 from harness.costmodel.pricing import Costs
-from harness.costmodel.profile import Profile, curve_factor, modelled, modelled_methods
+from harness.costmodel.profile import Profile, ladder_factor, modelled, modelled_methods
 from harness.model import MODELS, Shape
 
 #: Outer steps per preconditioner build under ``refresh=adaptive`` when the caller gives
@@ -172,7 +172,7 @@ def predict(method: str, params: Mapping[str, Any] | None, n: int, m: int, d: in
         if curves and seconds > 0:  # measured over modelled, on the method's own steps
             curve = curves.get(cls.phase_key(p, phase))
             if curve:
-                seconds *= curve_factor(curve, occurrence(method, phase, seconds, inner))
+                seconds *= ladder_factor(curve, occurrence(method, phase, seconds, inner))
         phases[phase] = seconds / every if phase in cls.refresh_phases else seconds
     if comm:
         phases["comm"] = float(sum(v / every if k in cls.refresh_phases else v

@@ -180,6 +180,25 @@ def curve_factor(curve: Sequence[Sequence[float]], x: float) -> float:
     return float(np.exp(np.interp(math.log(x), xs, ys)))
 
 
+def ladder_factor(curve: Sequence[Sequence[float]], x: float) -> float:
+    """A step-ladder curve's factor at ``x`` (model seconds per occurrence of a phase):
+    ``curve_factor`` within and below the ladder; above its top point (x_top, f_top) the
+    correction is held as *seconds*, not as a ratio: 1 + (f_top − 1)·x_top / x.
+
+    What the ladder measures beyond the kernels (dispatch and Python per call, temporaries,
+    allocator state; docs/costmodel.md) does not grow with the phase's work, so a ratio found
+    at the ladder's top multiplied into a phase a hundred times larger predicts work that is
+    not there. Revision 2 of the cost model (2026-12-03): the first held-out set (d = 24,
+    seeds 11–12) found gn_cg's ladder ratio of 2.8 at a 2.5 ms forward pass held up to 0.8 s
+    forward passes that ran at the kernel model's time (49/63 within 1.5× held as a ratio).
+    """
+    if curve and x > 0:
+        x_top, f_top = float(curve[-1][0]), float(curve[-1][1])
+        if x > x_top:
+            return 1.0 + (f_top - 1.0) * x_top / x
+    return curve_factor(curve, x)
+
+
 def merged_curve(points) -> list[tuple[float, float]]:
     """(x, ratio) points sorted by x, those within CURVE_MERGE of a group's first x merged
     into one by geometric means: two timings at one size are one point, not a slope."""
