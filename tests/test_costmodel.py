@@ -877,3 +877,32 @@ def test_cells_of_two_machines_are_each_priced_by_their_own_profile():
     # one profile for both: the other machine's cell is 10x off
     rows, _ = P.vs_measured(slow, cells)
     assert sorted(rows["ratio"].round(6)) == pytest.approx([1.0, 10.0])
+
+
+def test_predicted_vs_measured_figure_fills_the_held_out_cells(monkeypatch):
+    from harness.reporting import predictions as P
+    from harness.reporting.figures import predictions as F
+    from harness.reporting.figures.registry import Inputs
+
+    rows = pd.DataFrame({"algorithm": "gn_gram", "n": [384, 384, 256], "m": 6144,
+                         "d": [24, 24, 16], "seed": [11, 12, 0],
+                         "measured_s": [1.0, 2.0, 1.0], "predicted_s": [1.1, 1.0, 3.0],
+                         "ratio": [1.1, 0.5, 3.0], "ratio_measured_k": [1.1, 0.5, 3.0]})
+    rows["cell"] = ["a", "b", "c"]
+    monkeypatch.setattr(P, "vs_measured",
+                        lambda *a, **k: (rows, costmodel.ratio_summary(rows)))
+    monkeypatch.setattr(P, "heldout_identities", lambda: {(384, 6144, 24, 11),
+                                                          (384, 6144, 24, 12)})
+    (drawn,) = F.predicted_vs_measured(Inputs(cells=pd.DataFrame(), rows=pd.DataFrame(),
+                                              fits_n=None, fits_m=None, profile=UNIT))
+    ax = drawn.fig.axes[0]
+    points = [ln for ln in ax.get_lines() if len(ln.get_xdata()) and ln.get_marker() != "None"]
+    filled = [ln for ln in points if ln.get_markerfacecolor() != "none"]
+    hollow = [ln for ln in points if ln.get_markerfacecolor() == "none"]
+    assert sorted(map(float, filled[0].get_xdata())) == [1.0, 2.0] and len(filled) == 1
+    assert [float(x) for x in hollow[0].get_xdata()] == [1.0]
+    assert "1 of 2 within 1.5×; hollow: in sample" in drawn.caption
+    labels = drawn.fig.legends[0].get_texts() if drawn.fig.legends else []
+    assert "filled: held out" in [t.get_text() for t in labels]
+    import matplotlib.pyplot as plt
+    plt.close(drawn.fig)

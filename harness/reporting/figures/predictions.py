@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harness import costmodel as CM
 from harness.reporting import predictions as P
 from harness.reporting import style
 from harness.reporting.figures.common import (
@@ -34,13 +35,22 @@ def predicted_vs_measured(data: Inputs) -> list[Drawn]:
     rows, summary = P.vs_measured(data.profile, data.cells, data.measured)
     if not len(rows):
         raise NotDrawn("no cell the cost model covers")
-    fig, (ax,) = new_figure(1, "column", legend_entries=rows["algorithm"].nunique(),
+    held = P.is_heldout(rows)
+    split = bool(held.any() and (~held).any())
+    fig, (ax,) = new_figure(1, "column", legend_entries=rows["algorithm"].nunique() + split,
                             legend_ncol=3)
     for alg in sorted(rows["algorithm"].unique(), key=method_order):
-        g = rows[rows["algorithm"] == alg]
+        mine = rows["algorithm"] == alg
         st = style.method_style(alg)
-        ax.plot(g["measured_s"], g["predicted_s"], ls="none", marker=st["marker"],
-                color=st["color"], ms=3, mfc="none", mew=0.7, label=_label_text(alg))
+        label = _label_text(alg)  # on the first of its parts drawn
+        for part, fill in ((~held, "none"), (held, st["color"])):  # held out filled
+            g = rows[mine & part]
+            if len(g):
+                ax.plot(g["measured_s"], g["predicted_s"], ls="none", marker=st["marker"],
+                        color=st["color"], ms=3, mfc=fill, mew=0.7, label=label)
+                label = "_nolegend_"
+    if split:
+        ax.plot([], [], ls="none", marker="o", color="0.3", ms=3, label="filled: held out")
     lo = float(min(rows["measured_s"].min(), rows["predicted_s"].min())) / 1.5
     hi = float(max(rows["measured_s"].max(), rows["predicted_s"].max())) * 1.5
     xs = np.array([lo, hi])
@@ -59,11 +69,17 @@ def predicted_vs_measured(data: Inputs) -> list[Drawn]:
     caption = (f"Each point a cell: the cost model's time per outer iteration (profile: "
                f"{P.label(data.profile)}, calibrated {str(data.profile.data.get('date'))[:10]}) "
                f"against the measured one (median step; amortised mean for refresh=adaptive), "
-               f"with the measured inner iterations. Grey band: within {band:g}×. "
+               f"with the predicted inner iterations k and refresh share f (never the cell's "
+               f"own). Grey band: within {band:g}×. "
                f"{summary['within']} of {summary['cells']} cells "
                f"({100 * summary['fraction_within']:.0f}%) within {band:g}×, median ratio "
                f"{summary['median_ratio']:.2f}, worst {summary['worst_ratio']:.2g} "
                f"({summary['worst_cell']}).")
+    if held.any():
+        part = CM.ratio_summary(rows[held])
+        caption += (f" Filled markers: the held-out cells (harness/conf/sweep/heldout.yaml: "
+                    f"shapes and seeds no calibration or model revision used), "
+                    f"{part['within']} of {part['cells']} within {band:g}×; hollow: in sample.")
     return [Drawn(fig, caption)]
 
 
