@@ -73,6 +73,19 @@ SLOW = {
     "test_signals.py::test_a_finished_joblib_sweep_leaves_no_process_behind",
     "test_signals.py::test_sigterm_to_the_process_group_stops_the_sweep_cleanly",
     "test_faults.py::test_sigint_stops_a_sweep_started_with_sigint_ignored",
+    # kept in the default run by a test of the same kind (named after each)
+    "test_figure_check.py::test_every_figure_passes_the_check[deep_demo]",  # [two_layer_demo]
+    "test_figure_check.py::test_every_figure_passes_the_check[two_layer_paper]",
+    "test_sweeps.py::test_smoke_joblib_gives_the_same_cells",  # test_signals' joblib sweeps
+    "test_sweeps.py::test_truncated_result_is_detected_and_rerun",  # test_faults' damaged
+    "test_faults.py::test_concurrent_sweeps_keep_their_own_tables_and_exit_codes",  # two writers
+    "test_signals.py::test_sigkill_of_a_joblib_sweep_takes_workers_and_cells_along",  # SIGTERM
+    "test_signals.py::test_sigterm_of_a_suite_stops_its_running_part_with_its_table",  # basic
+    "test_io_faults.py::test_cell_directory_replaced_by_a_file_before_its_job",  # ... mid_cell
+    "test_io_faults.py::test_store_made_immutable_mid_sweep_keeps_the_sweep_and_its_table",
+    "test_io_faults.py::test_sweep_directory_made_immutable_stops_in_one_line_with_the_table",
+    "test_distributed.py::test_every_shardable_method_follows_the_unsharded_trajectory[4]",
+    "test_models.py::test_cli_deep_run_and_unknown_model",  # the MLP in-process, test_mlp
 }
 
 
@@ -96,3 +109,13 @@ def small_problem():
 @pytest.fixture
 def store(tmp_path):
     return tmp_path / "results"
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Reports built without their figures, for tests that check tables, verdicts and the
+    text only (drawing every figure costs ~10 s a report on 2 cores; tests/test_figures.py,
+    tests/test_figure_check.py and test_report_builds_from_a_real_store draw them)."""
+    import harness.reporting.report as report
+
+    monkeypatch.setattr(report, "all_figures", lambda *a, **k: [])

@@ -36,3 +36,22 @@ def nlt_run(cwd: Path, *args: str, timeout: float = 300) -> subprocess.Completed
     """``nlt-run <args>`` in a subprocess with ``cwd`` as working directory."""
     return subprocess.run([sys.executable, "-m", "harness.execution.app", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def nlt_run_refusal(capsys, *args: str) -> tuple[int, list[str]]:
+    """What ``nlt-run <args>`` does before its first job, in-process (no torch import per
+    case): the command line rewritten and validated as ``app._main`` does, a refusal turned
+    into one stderr line and an exit code by ``guarded``. Returns (exit code, stderr lines);
+    (0, []) when the command would run."""
+    from harness.common.errors import guarded
+    from harness.execution import app
+
+    capsys.readouterr()
+    try:
+        guarded(app.PROG, lambda: app.validate_command(app._defer_group_options(list(args))))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    else:
+        code = 0
+    err = capsys.readouterr().err
+    return code, [ln for ln in err.splitlines() if ln.strip()]

@@ -283,7 +283,10 @@ CLI = [
 ]
 
 
-@pytest.mark.parametrize("args,word", CLI, ids=[" ".join(a) for a, _ in CLI])
+@pytest.mark.parametrize("args,word", [c if i in (0, 1) else
+                                       pytest.param(*c, marks=pytest.mark.slow)
+                                       for i, c in enumerate(CLI)],
+                         ids=[" ".join(a) for a, _ in CLI])
 def test_cli_refuses_before_anything_runs(args, word, tmp_path):
     store = tmp_path / "store"
     proc = nlt_run(tmp_path, *args, f"store={store}")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.helpers import nlt_run
+from tests.helpers import nlt_run, nlt_run_refusal
 
 SMALL = ("data.n=16", "model.m=64", "data.d=4", "device=cpu")
 
@@ -25,18 +25,37 @@ BAD_INPUTS = [
     (["-m", "+sweep=nope"], "Unknown sweep preset 'nope'", "demo"),
     (["-m", "data.n=16,0"], "data.n must be a positive integer, got 0", None),
     (["data=digits", "data.d=8"], "digits has d=64", "64"),
+    (["model=resnet"], "resnet", "two_layer"),
 ]
 
 
-@pytest.mark.parametrize("args,message,allowed", BAD_INPUTS)
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message, allowed):
-    proc = nlt_run(tmp_path, *args, f"store={tmp_path / 'results'}")
-    assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
+def _one_line(code: int, lines: list[str], message: str, allowed: str | None) -> None:
+    assert code == 2, lines
+    assert len(lines) == 1, lines
     assert lines[0].startswith("nlt-run: error: ") and message in lines[0]
     if allowed:
         assert allowed in lines[0]
+
+
+@pytest.mark.parametrize("args,message,allowed", BAD_INPUTS)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message, allowed):
+    store = tmp_path / "results"
+    _one_line(*nlt_run_refusal(capsys, *args, f"store={store}"), message, allowed)
+    assert not store.exists()
+
+
+#: BAD_INPUTS through the real command: a run and a sweep in the default run, the rest with
+#: `make test-all` (each costs a process start with its torch import, ~4 s on 2 cores)
+CLI_BAD = [case if i in (0, 10) else pytest.param(*case, marks=pytest.mark.slow)
+           for i, case in enumerate(BAD_INPUTS)]
+
+
+@pytest.mark.parametrize("args,message,allowed", CLI_BAD)
+def test_bad_input_through_the_command_is_one_line_and_exit_2(tmp_path, args, message,
+                                                              allowed):
+    proc = nlt_run(tmp_path, *args, f"store={tmp_path / 'results'}")
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    _one_line(proc.returncode, lines, message, allowed)
     assert "Traceback" not in proc.stderr + proc.stdout
 
 

@@ -182,7 +182,8 @@ def test_sketch_runs_pair_only_with_exact_runs_of_the_same_depth(depth_store):
     assert by_variant == {"gn_sketch [mlp L=1]": [16, 24, 32], "gn_sketch [mlp L=2]": [16, 24]}
 
 
-def test_report_decides_claims_per_depth_and_tabulates_time_to_target(depth_store, tmp_path):
+def test_report_decides_claims_per_depth_and_tabulates_time_to_target(depth_store, tmp_path,
+                                                                     no_figures):
     report = build([str(depth_store)], tmp_path / "out")
     text = (tmp_path / "out" / "REPORT.md").read_text()
     assert "## Depth" in text
@@ -196,7 +197,7 @@ def test_report_decides_claims_per_depth_and_tabulates_time_to_target(depth_stor
     assert len(times) == 3 * 3  # (model, depth) × n
 
 
-def test_a_two_layer_store_has_no_depth_section(tmp_path):
+def test_a_two_layer_store_has_no_depth_section(tmp_path, no_figures):
     store = tmp_path / "s"
     run_in_process(store, "algorithm=gn_gram", "data.n=16", "data.d=8", "model.m=32")
     build([str(store)], tmp_path / "out")

@@ -251,9 +251,15 @@ CLI = [
     ("seed=range(0,3)", *S),
     ("-m", "+sweep=smoke", "cost_profile=@GARBAGE"),
 ]
+#: in the default run: a preset sweep, a custom config and a bad file; the others (each in
+#: BAD above, in-process) through the command with `make test-all`
+CLI_DEFAULT = (0, 4, 6)
 
 
-@pytest.mark.parametrize("args", CLI, ids=[" ".join(a) for a in CLI])
+@pytest.mark.parametrize("args", [a if i in CLI_DEFAULT else
+                                  pytest.param(a, marks=pytest.mark.slow)
+                                  for i, a in enumerate(CLI)],
+                         ids=[" ".join(a) for a in CLI])
 def test_cli_refuses_with_one_line_and_exit_2(args, tmp_path):
     argv = _materialise(args, tmp_path)
     before = _tree(tmp_path)

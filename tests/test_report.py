@@ -135,7 +135,7 @@ def test_report_builds_from_a_real_store(real_store, tmp_path):
     assert (gram["iters_to_target"] <= 10).all()
 
 
-def test_a_report_rebuilds_from_its_own_table(real_store, tmp_path):
+def test_a_report_rebuilds_from_its_own_table(real_store, tmp_path, no_figures):
     """A committed report's results.parquet stands in for its stores: the same cells, rows,
     verdicts and table, also when --out is the report's own directory."""
     first = build([str(real_store)], tmp_path / "report")
