@@ -129,6 +129,7 @@ def reap_descendants(grace: float = 1.0) -> int:
     after ``grace`` seconds; returns how many there were."""
     _stop_loky_workers()
     kids = descendants()
+    _release_resource_tracker()
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in kids:
             try:
@@ -145,6 +146,26 @@ def reap_descendants(grace: float = 1.0) -> int:
             break
     _reap_zombies()
     return len(kids)
+
+
+def _release_resource_tracker() -> None:
+    """Close this process's end of multiprocessing's resource-tracker pipe. The tracker
+    ignores SIGTERM and leaves when every end is closed: with ours closed it goes as soon as
+    the forkserver holding the other one is ended, instead of lasting the whole SIGTERM grace
+    (measured: every nlt-run exited 1 s late). It still unlinks what was left registered."""
+    try:
+        from multiprocessing import resource_tracker
+    except ImportError:
+        return
+    tracker = getattr(resource_tracker, "_resource_tracker", None)
+    fd = getattr(tracker, "_fd", None)
+    if fd is None:
+        return
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    tracker._fd = None
 
 
 def _stop_loky_workers() -> None:
