@@ -86,13 +86,26 @@ SLOW = {
     "test_io_faults.py::test_sweep_directory_made_immutable_stops_in_one_line_with_the_table",
     "test_distributed.py::test_every_shardable_method_follows_the_unsharded_trajectory[4]",
     "test_models.py::test_cli_deep_run_and_unknown_model",  # the MLP in-process, test_mlp
+    "test_migrate.py::test_the_committed_cells_keep_their_identity[cpu]",  # [deep]
+    "test_sweeps.py::test_every_grid_preset_passes_the_preflight",  # the README's commands
+    "test_report_robust.py::test_report_cli_one_line_through_the_real_command",  # bench json
+    "test_io_faults.py::test_full_disk_for_a_single_run_is_one_failed_line",  # ... mid_sweep
+    "test_distributed.py::test_killing_a_rank_under_torchrun_fails_the_cell_cleanly",  # local
+    "test_plugins.py::test_a_plugin_of_each_kind_is_listed_run_priced_and_reported",  # api
+    "test_signals.py::test_sigterm_and_sighup_of_a_basic_sweep_act_like_ctrl_c[15]",  # SIGINT
+    "test_cli.py::test_single_run_prints_status_and_result_path",  # the failed single run
 }
+#: (module, fixture) of module fixtures whose tests all run with `make test-all`: the notebook
+#: example (the API in-process: test_report), nlt-bench --quick whole (its parts in-process)
+SLOW_FIXTURES = {("test_notebook", "example"), ("test_bench", "quick_report")}
 
 
 def pytest_collection_modifyitems(config, items):
     skip = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
-        if item.nodeid.split("/")[-1] in SLOW:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if item.nodeid.split("/")[-1] in SLOW or any(
+                (module, f) in SLOW_FIXTURES for f in getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
         if skip is not None and "gpu" in item.keywords:
             item.add_marker(skip)
