@@ -22,7 +22,7 @@ os.environ["NLT_HYGIENE"] = "0"
 #: modules whose every test drives processes or whole sweeps (launchers, signals to a sweep,
 #: faults of a store mid-sweep, ranks of one cell, reports raced against each other)
 CLI_MODULES = {"test_cli_help", "test_sweeps", "test_faults", "test_install", "test_asv_suite",
-               "test_plugin", "test_plugins", "test_signals", "test_io_faults",
+               "test_plugins", "test_signals", "test_io_faults",
                "test_distributed", "test_report_robust"}
 #: in-process tests that run a whole command: a calibration, the committed sweeps'
 #: pre-flight, a whole report or every figure of one (3–35 s each on 2 cores)
