@@ -415,8 +415,8 @@ def test_the_frontier_figure_draws_every_p_on_both_profiles_as_a_prediction(tmp_
                      link={"name": "test loopback", "latency_s": 5e-5, "bandwidth": 2e9,
                            "source": "test"})
     mine_path = mine.save(tmp_path / "profiles" / "mine.json")
-    png = frontier_figure([(mine_path, Link("test loopback", 5e-5, 2e9, "test")),
-                           (sheet, None)], tmp_path / "fig" / "frontier")
+    png = frontier_figure([(mine, Link("test loopback", 5e-5, 2e9, "test")),
+                           (Profile.load(sheet), None)], tmp_path / "fig" / "frontier")
     assert png.exists() and png.with_suffix(".pdf").exists() and png.stat().st_size > 5000
     # the command line: the link calibrated with the profile, no --link needed
     (tmp_path / "profiles" / "sheet.json").write_text(sheet.read_text())

@@ -420,7 +420,9 @@ def render_profile(prof: Profile) -> str:
     return "\n".join(lines)
 
 
-def _profiles_in(folder: str) -> tuple[Profile, ...]:
+def profiles_in(folder: str | Path) -> tuple[Profile, ...]:
+    """Every readable profile among ``folder``'s JSON files (others, such as link files, are
+    left out)."""
     out = []
     for path in sorted(Path(folder).glob("*.json")):
         try:
@@ -445,5 +447,5 @@ def machine_profile(choice: str, device: torch.device) -> Profile | None:
     machine's (None if there is none)."""
     if choice != "auto":
         return Profile.load(choice)
-    return newest_measured(_profiles_in(str(REPO_ROOT / "reports" / "profiles")),
+    return newest_measured(profiles_in(REPO_ROOT / "reports" / "profiles"),
                            {device_name(device)}, device.type)

@@ -74,14 +74,6 @@ def measure_link(world: int = 2, sizes: tuple[int, ...] = DEFAULT_SIZES,
     return link, seconds
 
 
-def _is_profile(path: Path) -> bool:
-    """A cost-model profile (not a link file) by its keys."""
-    try:
-        return "kernels" in json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-
-
 def frontier_by_ranks(profile, link_for, ns, ms, d: int, worlds=(1, 4, 16, 64),
                       **kwargs):
     """The predicted frontier m*(n) of gn_sketch against gn_gram (``predict.frontier``) for
@@ -128,7 +120,7 @@ def frontier_text(profile_path: Path, link: Link, *, d: int = 16) -> str:
     return "\n".join(lines)
 
 
-def frontier_figure(panels: list[tuple[Path, Link | None]], out: Path, *, d: int = 16) -> Path:
+def frontier_figure(panels: list[tuple[object, Link | None]], out: Path, *, d: int = 16) -> Path:
     """Figure of the predicted m*(n) per P ∈ {1, 4, 16, 64}: one panel per (profile, link)
     (a measured profile with its measured link; a datasheet profile with the assumed cluster
     links, ``link`` None), titled as a prediction. Written as PNG and PDF beside ``out``."""
@@ -137,15 +129,13 @@ def frontier_figure(panels: list[tuple[Path, Link | None]], out: Path, *, d: int
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.costmodel import Profile
     from harness.costmodel.comm import cluster_link
     from harness.reporting import style
 
     with plt.rc_context(style.RC):
         fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.1),
                                  squeeze=False, sharey=True)
-        for ax, (path, link) in zip(axes[0], panels):
-            prof = Profile.load(path)
+        for ax, (prof, link) in zip(axes[0], panels):
             link_for = cluster_link if link is None else (lambda world, link=link: link)
             table = frontier_by_ranks(prof, link_for, FRONTIER_NS, FRONTIER_MS, d)
             absent = []
@@ -164,7 +154,7 @@ def frontier_figure(panels: list[tuple[Path, Link | None]], out: Path, *, d: int
             ax.set_yscale("log", base=2)
             ax.set_xlabel("n")
             where = ("assumed NVLink / 100 Gb/s IB" if link is None else link.name)
-            ax.set_title(f"{prof.data.get('device_name', path.stem)}\n{where}",
+            ax.set_title(f"{prof.data.get('device_name', 'profile')}\n{where}",
                          fontsize="small")
         axes[0][0].set_ylabel("predicted m* (gn_sketch faster per iteration)")
         handles, labels = axes[0][0].get_legend_handles_labels()
@@ -238,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.common.errors import guarded
     from harness.costmodel import Profile
     from harness.costmodel.comm import load_link, profile_link
+    from harness.costmodel.profile import profiles_in
 
     prog = "python -m harness.perf.comm"
     measured = None
@@ -251,11 +242,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print(frontier_text(args.frontier, link))
         if args.figure is not None:
-            sheets = [f for f in sorted(args.frontier.parent.glob("*.json"))
-                      if f != args.frontier and _is_profile(f)
-                      and Profile.load(f).is_datasheet]
-            drawn = frontier_figure([(args.frontier, link), *[(f, None) for f in sheets]],
-                                    args.figure)
+            sheets = [p for p in profiles_in(args.frontier.parent) if p.is_datasheet]
+            drawn = frontier_figure([(Profile.load(args.frontier), link),
+                                     *[(p, None) for p in sheets]], args.figure)
             print(f"figure written to {drawn}")
         return 0
     link, seconds = measure_link(args.world, repeats=args.repeats)
