@@ -48,10 +48,18 @@ STARTS_PROCESSES = ("subprocess", "Popen", "nlt_run(", "_nlt_run(", "_cmd()", "_
                     "_run([", "spawn_ranks(", "run_cli(")
 
 
+def _module(item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1]
+
+
+def _uses_fixture_of(item, pairs: set[tuple[str, str]]) -> bool:
+    """Whether ``item`` uses one of the (module, fixture) ``pairs`` of its module."""
+    return any((_module(item), f) in pairs for f in getattr(item, "fixturenames", ()))
+
+
 def _starts_processes(item) -> bool:
-    module = item.module.__name__.rsplit(".", 1)[-1]
-    if module in CLI_MODULES or item.originalname in WHOLE_COMMANDS or any(
-            (module, f) in WHOLE_FIXTURES for f in getattr(item, "fixturenames", ())):
+    if _module(item) in CLI_MODULES or item.originalname in WHOLE_COMMANDS or \
+            _uses_fixture_of(item, WHOLE_FIXTURES):
         return True
     try:
         source = inspect.getsource(item.function)
@@ -103,9 +111,7 @@ SLOW_FIXTURES = {("test_notebook", "example"), ("test_bench", "quick_report")}
 def pytest_collection_modifyitems(config, items):
     skip = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs a CUDA device")
     for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        if item.nodeid.split("/")[-1] in SLOW or any(
-                (module, f) in SLOW_FIXTURES for f in getattr(item, "fixturenames", ())):
+        if item.nodeid.split("/")[-1] in SLOW or _uses_fixture_of(item, SLOW_FIXTURES):
             item.add_marker(pytest.mark.slow)
         if skip is not None and "gpu" in item.keywords:
             item.add_marker(skip)
